@@ -1,0 +1,95 @@
+// The fragmentation measure of FGD (Weng et al., USENIX ATC'23), as its artifact computes it.
+//
+// A target workload M is a distribution over task shapes m = (CPU c_m, per-GPU share d_m, GPU
+// count k_m, allowed models S_m) with weights p_m summing to 1. A node's fragmentation measured
+// by one shape is its free GPU share that the shape cannot use:
+//   F_n(m) = sum of R_g over GPUs with R_g < d_m   when m fits the node (enough GPUs with
+//                                                   R_g >= d_m, and enough free CPU),
+//   F_n(m) = sum of all R_g                        otherwise, and always for CPU-only shapes
+//                                                   and shapes whose models exclude the node.
+// and by the workload F_n(M) = sum_m p_m F_n(m). Units are milli-GPU. Memory plays no part.
+//
+// Equivalently F_n(M) = sum R_g - sum over fitting GPU shapes of p_m * (sum of R_g >= d_m), which
+// is how it is computed: the shapes are compiled per GPU model and sorted by share, so one F_n
+// costs O(shapes + GPUs).
+#ifndef TESSERA_PLACEMENT_FRAGMENTATION_H_
+#define TESSERA_PLACEMENT_FRAGMENTATION_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "placement/cluster.h"
+
+namespace tessera::placement {
+
+struct TaskShape {
+  int64_t cpu_milli = 0;
+  int32_t gpu_milli = 0;  // 0 for CPU-only shapes
+  int32_t gpu_count = 0;
+  std::vector<std::string> gpu_types;  // allowed models; empty = any
+
+  friend bool operator==(const TaskShape&, const TaskShape&) = default;
+};
+
+struct WeightedShape {
+  TaskShape shape;
+  double weight = 0;  // need not be normalised; Workload normalises
+};
+
+// A workload compiled against one cluster's models.
+class Workload {
+ public:
+  Workload() = default;
+  // Weights are normalised to sum to 1; shapes with weight <= 0 are dropped.
+  Workload(const Cluster& cluster, std::vector<WeightedShape> shapes);
+
+  bool empty() const { return shapes_.empty(); }
+  const std::vector<WeightedShape>& shapes() const { return shapes_; }
+
+  // F_n(M) for a node of GPU model `model` (-1: mixed models, measured per GPU model of the
+  // first GPU) with `free_cpu_milli` and per-GPU free shares `free_milli`.
+  double NodeFragmentation(int model, int64_t free_cpu_milli,
+                           std::span<const int32_t> free_milli) const;
+  // F_n(M) for a node of the cluster in its current state.
+  double NodeFragmentation(const Cluster& cluster, size_t node) const;
+
+ private:
+  struct Entry {
+    int32_t gpu_milli;
+    int32_t gpu_count;
+    int64_t cpu_milli;
+    double weight;
+  };
+  struct PerModel {
+    double always_weight = 0;   // CPU-only shapes and shapes that exclude this model
+    std::vector<Entry> entries;  // GPU shapes allowed on this model, by gpu_milli descending
+  };
+  std::vector<WeightedShape> shapes_;
+  std::vector<PerModel> per_model_;  // indexed by model id
+};
+
+// Shapes counted over a list of pods, most frequent first; ties go to the larger shape (CPU,
+// then share, then count, then types). This is the artifact's "typical pods" order.
+struct ShapeCount {
+  TaskShape shape;
+  int64_t count = 0;
+};
+std::vector<ShapeCount> CountShapes(std::span<const TaskShape> pods);
+
+// FGD's target workload: the most frequent shapes until they cover at least `coverage` (0..1]
+// of the pods, weighted by count.
+std::vector<WeightedShape> TypicalShapes(std::span<const ShapeCount> counts, double coverage);
+
+// Cluster-wide fragmentation: sum of F_n(M) and the rate against total free GPU share.
+struct ClusterFragmentation {
+  double amount_milli = 0;
+  double free_milli = 0;
+  double rate() const { return free_milli > 0 ? amount_milli / free_milli : 0; }
+};
+ClusterFragmentation MeasureCluster(const Cluster& cluster, const Workload& workload);
+
+}  // namespace tessera::placement
+
+#endif  // TESSERA_PLACEMENT_FRAGMENTATION_H_

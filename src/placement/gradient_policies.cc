@@ -1,0 +1,195 @@
+// Fragmentation-gradient policies: FGD as its artifact runs it, and Tessera's policy.
+//
+// Both put a request where the cluster's expected fragmentation F(M) grows least. F_n changes
+// only on the node that receives the request, so a policy scores a node by
+// delta = F_n(M) after - F_n(M) before. Scores depend only on the node's state and the request's
+// shape, so they are cached per (shape, node) under the node's version: after the first requests
+// of each shape, one Choose costs one cache probe per node plus one fresh score for the node that
+// changed last.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <tuple>
+#include <unordered_map>
+
+#include "placement/policy_internal.h"
+
+namespace tessera::placement {
+namespace {
+
+struct ShapeKey {
+  int64_t cpu_milli;
+  int64_t gpu_memory_mib;
+  int32_t gpu_milli;
+  int32_t gpu_count;
+  int32_t gpu_cores_percent;
+  uint64_t allowed_models;
+  friend bool operator==(const ShapeKey&, const ShapeKey&) = default;
+};
+
+struct ShapeKeyHash {
+  size_t operator()(const ShapeKey& k) const {
+    uint64_t h = 1469598103934665603ULL;
+    auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ULL; };
+    mix(static_cast<uint64_t>(k.cpu_milli));
+    mix(static_cast<uint64_t>(k.gpu_memory_mib));
+    mix(static_cast<uint64_t>(k.gpu_milli));
+    mix(static_cast<uint64_t>(k.gpu_count));
+    mix(static_cast<uint64_t>(k.gpu_cores_percent));
+    mix(k.allowed_models);
+    return static_cast<size_t>(h);
+  }
+};
+
+ShapeKey KeyOf(const Demand& d) {
+  return {d.cpu_milli, d.gpu_memory_mib, d.gpu_milli, d.gpu_count, d.gpu_cores_percent,
+          d.allowed_models};
+}
+
+class GradientPolicy : public ScoringPolicy {
+ public:
+  GradientPolicy(const Cluster& cluster, uint64_t seed, Workload workload)
+      : ScoringPolicy(cluster, seed), nodes_(cluster.node_count()), workload_(std::move(workload)) {}
+
+ protected:
+  // The final score of a node from its fragmentation growth `delta` (milli-GPU) and the free
+  // GPU share the node would have left (for tie-breaking policies).
+  virtual double ScoreOf(double delta, const Cluster& cluster, size_t node,
+                         const Demand& demand) const = 0;
+
+  void SetWorkload(Workload workload) {
+    workload_ = std::move(workload);
+    std::fill(cache_.begin(), cache_.end(), CacheEntry{});
+  }
+  const Workload& workload() const { return workload_; }
+
+  void BeginChoose(const Cluster& /*cluster*/, const Demand& demand) override {
+    if (demand.uuid_constraints != nullptr) {
+      shape_ = -1;  // constraints on GPU identity: too rare to cache
+      return;
+    }
+    auto [it, inserted] = shape_ids_.try_emplace(KeyOf(demand), shape_ids_.size());
+    shape_ = static_cast<int64_t>(it->second);
+    if (inserted) cache_.resize(cache_.size() + nodes_);
+  }
+
+  bool Score(const Cluster& cluster, size_t node, const Demand& demand, double* score,
+             int* hint) override {
+    CacheEntry* entry = nullptr;
+    const uint64_t version = cluster.state(node).version + 1;  // 0 marks an empty entry
+    if (shape_ >= 0) {
+      entry = &cache_[static_cast<size_t>(shape_) * nodes_ + node];
+      if (entry->version == version) {
+        *score = entry->score;
+        *hint = entry->gpu;
+        return entry->gpu != kNoFit;
+      }
+    }
+    int gpu = -1;
+    bool fits = BestDelta(cluster, node, demand, score, &gpu);
+    if (entry != nullptr) *entry = {version, *score, fits ? gpu : kNoFit};
+    *hint = gpu;
+    return fits;
+  }
+
+ private:
+  static constexpr int kNoFit = -2;
+  struct CacheEntry {
+    uint64_t version = 0;
+    double score = 0;
+    int gpu = -1;
+  };
+
+  // The best score over the ways the demand can go on the node. A fraction may go on any fitting
+  // GPU (one try per distinct free share: equal shares give equal scores, and the lowest index
+  // wins ties); anything else takes the best-fit GPUs.
+  bool BestDelta(const Cluster& cluster, size_t node, const Demand& demand, double* score,
+                 int* gpu) const {
+    std::span<const GpuState> gpus = cluster.gpus(node);
+    const int count = static_cast<int>(gpus.size());
+    int32_t free[kMaxGpusPerNode];
+    for (int g = 0; g < count; ++g) free[g] = gpus[g].free_milli;
+    int model = cluster.node_model(node);
+    if (model < 0 && count > 0) model = cluster.gpu_model(node, 0);
+    const int64_t cpu = cluster.state(node).free_cpu_milli;
+    std::span<const int32_t> view(free, static_cast<size_t>(count));
+    const double before = workload_.NodeFragmentation(model, cpu, view);
+    const int64_t cpu_after = cpu - demand.cpu_milli;
+    if (demand.gpu_count == 1) {
+      bool found = false;
+      int32_t tried[kMaxGpusPerNode];
+      int tried_count = 0;
+      for (int g = 0; g < count; ++g) {
+        GpuCharge charge;
+        if (!FitsGpu(cluster, node, g, demand, &charge)) continue;
+        if (std::find(tried, tried + tried_count, free[g]) != tried + tried_count) continue;
+        tried[tried_count++] = free[g];
+        free[g] -= charge.milli;
+        double delta = workload_.NodeFragmentation(model, cpu_after, view) - before;
+        free[g] += charge.milli;
+        double s = ScoreOf(delta, cluster, node, demand);
+        if (!found || s > *score) {
+          found = true;
+          *score = s;
+          *gpu = g;
+        }
+      }
+      return found;
+    }
+    GpuChoice choice;
+    if (!ChooseGpusBestFit(cluster, node, demand, &choice)) return false;
+    for (int i = 0; i < choice.count; ++i) {
+      GpuCharge charge;
+      FitsGpu(cluster, node, choice.gpus[i], demand, &charge);
+      free[choice.gpus[i]] -= charge.milli;
+    }
+    double delta = workload_.NodeFragmentation(model, cpu_after, view) - before;
+    *score = ScoreOf(delta, cluster, node, demand);
+    *gpu = -1;
+    return true;
+  }
+
+  size_t nodes_;
+  Workload workload_;
+  std::unordered_map<ShapeKey, size_t, ShapeKeyHash> shape_ids_;
+  int64_t shape_ = -1;
+  std::vector<CacheEntry> cache_;  // [shape * nodes_ + node]
+};
+
+// fgd: the artifact's policy. The target workload is the trace's most frequent shapes covering
+// 95 % of pods, weighted by count; the score is floor(100 * sigmoid(-delta / 1000)).
+class FgdPolicy : public GradientPolicy {
+ public:
+  FgdPolicy(const Cluster& cluster, const PolicyOptions& options)
+      : GradientPolicy(cluster, options.seed,
+                       Workload(cluster, TypicalShapes(options.shape_counts, options.fgd_coverage))),
+        quantised_(options.fgd_quantised) {}
+  std::string_view name() const override { return "fgd"; }
+
+ protected:
+  double ScoreOf(double delta, const Cluster& /*cluster*/, size_t /*node*/,
+                 const Demand& /*demand*/) const override {
+    if (!quantised_) return -delta;
+    return std::floor(100.0 / (1.0 + std::exp(delta / 1000.0)));
+  }
+
+ private:
+  bool quantised_;
+};
+
+}  // namespace
+
+std::unique_ptr<Policy> MakeFgdPolicy(const Cluster& cluster, const PolicyOptions& options) {
+  return std::make_unique<FgdPolicy>(cluster, options);
+}
+
+std::unique_ptr<Policy> MakeTesseraPolicy(const Cluster& cluster, const PolicyOptions& options,
+                                          bool /*online*/) {
+  // Placeholder until Tessera's own policy lands: exact (unquantised) FGD.
+  PolicyOptions exact = options;
+  exact.fgd_quantised = false;
+  return std::make_unique<FgdPolicy>(cluster, exact);
+}
+
+}  // namespace tessera::placement

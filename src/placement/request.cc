@@ -1,0 +1,191 @@
+#include "placement/request.h"
+
+#include <algorithm>
+
+namespace tessera::placement {
+
+Status ValidateRequest(const Request& request) {
+  if (request.gpu_count < 0 || request.gpu_count > kMaxGpusPerNode) {
+    return Status::Error("GPU count " + std::to_string(request.gpu_count) + " is not in 0.." +
+                         std::to_string(kMaxGpusPerNode));
+  }
+  if (request.cpu_milli < 0 || request.memory_mib < 0) {
+    return Status::Error("negative CPU or memory request");
+  }
+  if (request.gpu_milli < 0 || request.gpu_milli > kMilliPerGpu) {
+    return Status::Error("GPU share " + std::to_string(request.gpu_milli) +
+                         " milli is not in 0..1000");
+  }
+  if (request.gpu_memory_mib < 0) return Status::Error("negative GPU memory request");
+  if (request.gpu_cores_percent < 0 || request.gpu_cores_percent > 100) {
+    return Status::Error("GPU cores " + std::to_string(request.gpu_cores_percent) +
+                         "% is not in 0..100");
+  }
+  if (request.gpu_count > 0 && request.gpu_milli == 0 && request.gpu_memory_mib == 0 &&
+      request.gpu_cores_percent == 0) {
+    return Status::Error("a GPU request needs a share (milli-GPU) or GPU memory or cores");
+  }
+  if (request.gpu_count > 0 && request.gpu_milli > 0 &&
+      (request.gpu_memory_mib > 0 || request.gpu_cores_percent > 0)) {
+    return Status::Error("a GPU request gives either a share or memory and cores, not both");
+  }
+  return Status::Ok();
+}
+
+Demand CompileDemand(const Cluster& cluster, const Request& request) {
+  Demand demand;
+  demand.gpu_count = request.gpu_count;
+  demand.gpu_milli = request.gpu_milli;
+  demand.gpu_memory_mib = request.gpu_memory_mib;
+  demand.gpu_cores_percent = request.gpu_cores_percent;
+  demand.cpu_milli = request.cpu_milli;
+  demand.memory_mib = request.memory_mib;
+  if (!request.gpu_types.empty()) {
+    demand.allowed_models = 0;
+    for (const std::string& type : request.gpu_types) {
+      int id = cluster.ModelId(type);
+      if (id >= 0) demand.allowed_models |= uint64_t{1} << id;
+    }
+  }
+  for (const std::string& type : request.excluded_gpu_types) {
+    int id = cluster.ModelId(type);
+    if (id >= 0) demand.allowed_models &= ~(uint64_t{1} << id);
+  }
+  if (!request.gpu_uuids.empty() || !request.excluded_gpu_uuids.empty()) {
+    demand.uuid_constraints = &request;
+  }
+  return demand;
+}
+
+int32_t ShareOn(const GpuSpec& gpu, const Demand& demand) {
+  if (demand.gpu_milli > 0) return demand.gpu_milli;
+  int32_t share = demand.gpu_cores_percent * (kMilliPerGpu / 100);
+  if (gpu.memory_mib > 0 && demand.gpu_memory_mib > 0) {
+    // Memory is the hard limit: the share must cover the memory asked for, rounded up.
+    int64_t by_memory = (demand.gpu_memory_mib * kMilliPerGpu + gpu.memory_mib - 1) / gpu.memory_mib;
+    share = static_cast<int32_t>(std::max<int64_t>(share, std::min<int64_t>(by_memory, kMilliPerGpu + 1)));
+  }
+  return std::max<int32_t>(share, 1);
+}
+
+namespace {
+
+// Memory a demand takes on a GPU whose memory is modelled. A share takes that fraction, rounded
+// down so that shares adding up to the whole GPU always fit its memory.
+int64_t MemoryOn(const GpuSpec& gpu, const Demand& demand) {
+  if (demand.gpu_milli > 0) return gpu.memory_mib * demand.gpu_milli / kMilliPerGpu;
+  return demand.gpu_memory_mib;
+}
+
+bool Contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+}  // namespace
+
+bool FitsGpu(const Cluster& cluster, size_t node, int gpu, const Demand& demand,
+             GpuCharge* charge) {
+  if (((demand.allowed_models >> cluster.gpu_model(node, gpu)) & 1) == 0) return false;
+  const GpuSpec& spec = cluster.spec(node).gpus[gpu];
+  if (demand.uuid_constraints != nullptr) {
+    const Request& r = *demand.uuid_constraints;
+    if (!r.gpu_uuids.empty() && !Contains(r.gpu_uuids, spec.uuid)) return false;
+    if (Contains(r.excluded_gpu_uuids, spec.uuid)) return false;
+  }
+  const GpuState& state = cluster.gpus(node)[gpu];
+  GpuCharge result;
+  result.gpu = gpu;
+  switch (spec.mode) {
+    case SharingMode::kShared: {
+      int32_t share = ShareOn(spec, demand);
+      if (state.free_milli < share) return false;
+      int64_t memory = spec.memory_mib > 0 ? MemoryOn(spec, demand) : 0;
+      if (memory > state.free_memory_mib) return false;
+      result.milli = share;
+      result.memory_mib = memory;
+      break;
+    }
+    case SharingMode::kWhole:
+      if (state.tenants > 0) return false;
+      if (spec.memory_mib > 0 && MemoryOn(spec, demand) > spec.memory_mib) return false;
+      result.milli = state.free_milli;
+      result.memory_mib = state.free_memory_mib;
+      break;
+    case SharingMode::kTimeSliced: {
+      auto replicas = static_cast<uint32_t>(spec.time_slice_replicas);
+      if (state.tenants >= replicas) return false;
+      // No memory isolation: a tenant is only refused if it wants more than the whole GPU.
+      if (spec.memory_mib > 0 && MemoryOn(spec, demand) > spec.memory_mib) return false;
+      // Equal turns; the last tenant takes whatever rounding left.
+      result.milli = state.free_milli / static_cast<int32_t>(replicas - state.tenants);
+      break;
+    }
+    case SharingMode::kMig: {
+      int best = -1;
+      int32_t share = demand.gpu_milli > 0 ? demand.gpu_milli : demand.gpu_cores_percent * 10;
+      for (size_t i = 0; i < spec.mig_slices.size(); ++i) {
+        if ((state.used_mig_slices >> i) & 1) continue;
+        const MigSlice& slice = spec.mig_slices[i];
+        int64_t memory = demand.gpu_milli > 0 ? spec.memory_mib * demand.gpu_milli / kMilliPerGpu
+                                              : demand.gpu_memory_mib;
+        if (slice.compute_milli < share || slice.memory_mib < memory) continue;
+        if (best < 0 || slice.compute_milli < spec.mig_slices[best].compute_milli ||
+            (slice.compute_milli == spec.mig_slices[best].compute_milli &&
+             slice.memory_mib < spec.mig_slices[best].memory_mib)) {
+          best = static_cast<int>(i);
+        }
+      }
+      if (best < 0) return false;
+      result.milli = spec.mig_slices[best].compute_milli;
+      result.memory_mib = spec.mig_slices[best].memory_mib;
+      result.mig_slice = best;
+      break;
+    }
+  }
+  if (charge != nullptr) *charge = result;
+  return true;
+}
+
+bool FitsNode(const Cluster& cluster, size_t node, const Demand& demand) {
+  if (!FitsHost(cluster.state(node), demand)) return false;
+  if (!demand.needs_gpu()) return true;
+  int need = demand.gpu_count;
+  std::span<const GpuState> gpus = cluster.gpus(node);
+  if (cluster.node_is_simple(node) && demand.uuid_constraints == nullptr &&
+      demand.gpu_milli > 0) {
+    int model = cluster.node_model(node);
+    if (model >= 0 && ((demand.allowed_models >> model) & 1) == 0) return false;
+    if (model >= 0) {
+      for (const GpuState& gpu : gpus) {
+        if (gpu.free_milli >= demand.gpu_milli && --need == 0) return true;
+      }
+      return false;
+    }
+  }
+  for (int g = 0; g < static_cast<int>(gpus.size()); ++g) {
+    if (FitsGpu(cluster, node, g, demand, nullptr) && --need == 0) return true;
+  }
+  return false;
+}
+
+bool ChooseGpusBestFit(const Cluster& cluster, size_t node, const Demand& demand,
+                       GpuChoice* choice) {
+  choice->count = 0;
+  if (!demand.needs_gpu()) return true;
+  std::span<const GpuState> gpus = cluster.gpus(node);
+  // Fitting GPUs ordered by (free share, index); the first gpu_count of them.
+  int fitting[kMaxGpusPerNode];
+  int n = 0;
+  for (int g = 0; g < static_cast<int>(gpus.size()); ++g) {
+    if (FitsGpu(cluster, node, g, demand, nullptr)) fitting[n++] = g;
+  }
+  if (n < demand.gpu_count) return false;
+  std::stable_sort(fitting, fitting + n,
+                   [&](int a, int b) { return gpus[a].free_milli < gpus[b].free_milli; });
+  choice->count = demand.gpu_count;
+  std::copy(fitting, fitting + demand.gpu_count, choice->gpus);
+  std::sort(choice->gpus, choice->gpus + choice->count);
+  return true;
+}
+
+}  // namespace tessera::placement

@@ -1,0 +1,213 @@
+#include "sim/alibaba/replay.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "placement/ledger.h"
+#include "placement/policy.h"
+
+namespace tessera::sim::alibaba {
+
+namespace pl = tessera::placement;
+
+namespace {
+
+// Uniform in [0, n) from a 64-bit stream, identical on every platform. REQUIRES: n > 0.
+size_t Draw(std::mt19937_64& rng, size_t n) {
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+  uint64_t x;
+  do {
+    x = rng();
+  } while (x >= limit);
+  return static_cast<size_t>(x % n);
+}
+
+pl::TaskShape ShapeOf(const TracePod& pod) {
+  return {pod.cpu_milli, pod.num_gpu > 0 ? pod.gpu_milli : 0, pod.num_gpu, pod.gpu_spec};
+}
+
+pl::Request RequestOf(const TracePod& pod) {
+  pl::Request request;
+  request.gpu_count = pod.num_gpu;
+  request.gpu_milli = pod.num_gpu > 0 ? pod.gpu_milli : 0;
+  request.cpu_milli = pod.cpu_milli;
+  request.memory_mib = pod.memory_mib;
+  request.gpu_types = pod.gpu_spec;
+  return request;
+}
+
+// The arrival order: indices into trace.pods (which the protocol sorts by name first).
+std::vector<size_t> ArrivalOrder(const Trace& trace, int64_t target_milli, std::mt19937_64& rng) {
+  std::vector<size_t> order(trace.pods.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return trace.pods[a].name < trace.pods[b].name; });
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[Draw(rng, i)]);
+  int64_t total = 0;
+  for (const TracePod& pod : trace.pods) total += pod.total_gpu_milli();
+  if (trace.pods.empty()) return order;
+  if (total < target_milli) {
+    // Append clones until the first that would overshoot. Like the artifact, the check uses the
+    // clone's per-GPU share, so a multi-GPU clone may overshoot a little.
+    while (true) {
+      size_t pick = Draw(rng, trace.pods.size());
+      const TracePod& pod = trace.pods[pick];
+      if (total + pod.gpu_milli > target_milli) break;
+      order.push_back(pick);
+      total += pod.total_gpu_milli();
+      if (order.size() > 50 * trace.pods.size() + 1000000) break;  // only CPU pods: no end
+    }
+  } else {
+    while (total > target_milli && !order.empty()) {
+      size_t victim = Draw(rng, order.size());
+      total -= trace.pods[order[victim]].total_gpu_milli();
+      order.erase(order.begin() + static_cast<std::ptrdiff_t>(victim));
+    }
+  }
+  return order;
+}
+
+// Running means per integer percent of arrived workload.
+struct Bins {
+  std::vector<double> sum = std::vector<double>(kCurveMaxPercent + 1, 0.0);
+  std::vector<int> count = std::vector<int>(kCurveMaxPercent + 1, 0);
+  void Add(int x, double value) {
+    if (x < 0 || x > kCurveMaxPercent) return;
+    sum[x] += value;
+    ++count[x];
+  }
+  // Empty bins take the neighbour below, else the one above, else carry the last value.
+  std::vector<double> Curve() const {
+    std::vector<double> curve(kCurveMaxPercent + 1, 0.0);
+    double last = 0;
+    for (int x = 0; x <= kCurveMaxPercent; ++x) {
+      if (count[x] > 0) {
+        curve[x] = sum[x] / count[x];
+      } else if (x > 0 && count[x - 1] > 0) {
+        curve[x] = sum[x - 1] / count[x - 1];
+      } else if (x < kCurveMaxPercent && count[x + 1] > 0) {
+        curve[x] = sum[x + 1] / count[x + 1];
+      } else {
+        curve[x] = last;
+      }
+      last = curve[x];
+    }
+    return curve;
+  }
+};
+
+}  // namespace
+
+Result<PreparedTrace> PrepareTrace(const Trace& trace) {
+  std::vector<pl::NodeSpec> specs;
+  specs.reserve(trace.nodes.size());
+  for (const TraceNode& node : trace.nodes) {
+    pl::NodeSpec spec;
+    spec.name = node.name;
+    spec.cpu_milli = node.cpu_milli;
+    spec.memory_mib = node.memory_mib;
+    for (int g = 0; g < node.gpus; ++g) {
+      pl::GpuSpec gpu;
+      gpu.model = node.model;
+      gpu.uuid = node.name + "-gpu" + std::to_string(g);
+      spec.gpus.push_back(std::move(gpu));  // shared, memory not modelled: the trace's milli-GPU
+    }
+    specs.push_back(std::move(spec));
+  }
+  auto cluster = pl::Cluster::Create(std::move(specs));
+  if (!cluster.ok()) return Status::Error("trace \"" + trace.variant + "\": " + cluster.status().message());
+  std::vector<pl::TaskShape> shapes;
+  shapes.reserve(trace.pods.size());
+  for (const TracePod& pod : trace.pods) shapes.push_back(ShapeOf(pod));
+  PreparedTrace prepared;
+  prepared.trace = &trace;
+  prepared.cluster = std::move(*cluster);
+  prepared.shape_counts = pl::CountShapes(shapes);
+  prepared.measure = pl::Workload(prepared.cluster, pl::TypicalShapes(prepared.shape_counts, 0.95));
+  return prepared;
+}
+
+Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& policy_name,
+                            const ReplayOptions& options) {
+  const Trace& trace = *prepared.trace;
+  pl::Ledger ledger(prepared.cluster);
+  const pl::Cluster& cluster = ledger.cluster();
+
+  pl::PolicyOptions policy_options;
+  policy_options.seed = options.seed;
+  policy_options.shape_counts = prepared.shape_counts;
+  policy_options.fgd_quantised = options.fgd_quantised;
+  auto policy = pl::MakePolicy(policy_name, cluster, policy_options);
+  if (!policy.ok()) return policy.status();
+
+  std::mt19937_64 rng(options.seed);
+  const auto capacity = static_cast<double>(cluster.total_gpu_milli());
+  const auto target = static_cast<int64_t>(std::llround(options.inflation * capacity));
+  std::vector<size_t> order = ArrivalOrder(trace, target, rng);
+
+  std::vector<pl::Request> requests;
+  requests.reserve(trace.pods.size());
+  for (const TracePod& pod : trace.pods) requests.push_back(RequestOf(pod));
+  for (const pl::Request& r : requests) {
+    if (Status s = pl::ValidateRequest(r); !s.ok()) return s;
+  }
+  std::vector<pl::Demand> demands;
+  demands.reserve(requests.size());
+  for (const pl::Request& r : requests) demands.push_back(pl::CompileDemand(cluster, r));
+
+  std::vector<double> node_frag(cluster.node_count());
+  double frag = 0;
+  for (size_t n = 0; n < cluster.node_count(); ++n) {
+    node_frag[n] = prepared.measure.NodeFragmentation(cluster, n);
+    frag += node_frag[n];
+  }
+
+  ReplayResult result;
+  result.policy = policy_name;
+  result.seed = options.seed;
+  result.pods = static_cast<int>(order.size());
+  Bins allocated;
+  Bins amount;
+  Bins rate;
+  int64_t arrived = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t index : order) {
+    const TracePod& pod = trace.pods[index];
+    const pl::Demand& demand = demands[index];
+    arrived += pod.total_gpu_milli();
+    (*policy)->Observe(demand);
+    std::optional<pl::Assignment> assignment = (*policy)->Choose(cluster, demand);
+    bool placed = false;
+    if (assignment) {
+      auto id = ledger.Place(demand, *assignment);
+      if (!id.ok()) return Status::Error("policy " + policy_name + " chose a node that does not fit: " + id.status().message());
+      placed = true;
+      size_t n = assignment->node;
+      double updated = prepared.measure.NodeFragmentation(cluster, n);
+      frag += updated - node_frag[n];
+      node_frag[n] = updated;
+    }
+    if (!placed) {
+      FailureCounts& f = result.failed;
+      ++(pod.num_gpu == 0 ? f.cpu_only
+                          : pod.num_gpu > 1 ? f.multi_gpu
+                                            : pod.gpu_milli < 1000 ? f.fractional : f.one_gpu);
+    }
+    const auto alloc = static_cast<double>(cluster.allocated_gpu_milli());
+    const int x = static_cast<int>(std::lround(100.0 * static_cast<double>(arrived) / capacity));
+    allocated.Add(x, 100.0 * alloc / capacity);
+    amount.Add(x, 100.0 * frag / capacity);
+    const double idle = capacity - alloc;
+    rate.Add(x, idle > 0 ? 100.0 * frag / idle : 0.0);
+  }
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.allocated_pct = allocated.Curve();
+  result.frag_amount_pct = amount.Curve();
+  result.frag_rate_pct = rate.Curve();
+  return result;
+}
+
+}  // namespace tessera::sim::alibaba
