@@ -53,8 +53,8 @@ class GradientPolicy : public ScoringPolicy {
       : ScoringPolicy(cluster, seed), nodes_(cluster.node_count()), workload_(std::move(workload)) {}
 
  protected:
-  // The final score of a node from its fragmentation growth `delta` (milli-GPU) and the free
-  // GPU share the node would have left (for tie-breaking policies).
+  // The final score of a node from its fragmentation growth `delta` (milli-GPU) if the demand
+  // goes there; the node's state (before) is given for tie-breaking policies.
   virtual double ScoreOf(double delta, const Cluster& cluster, size_t node,
                          const Demand& demand) const = 0;
 
@@ -178,6 +178,60 @@ class FgdPolicy : public GradientPolicy {
   bool quantised_;
 };
 
+// tessera: what Tessera's policy knows and does.
+//  - Knowledge (tessera): the shape counts of the trace being replayed, the same prior FGD gets,
+//    but all shapes (FGD keeps the most frequent 95 %, which drops every multi-GPU shape, so it
+//    never protects an empty 8-GPU node). tessera-online knows nothing in advance: it counts the
+//    shapes of the requests it has been asked about, and rebuilds its workload after 1, 2, 4, ...,
+//    1024 requests and every 1024 after that.
+//  - Score: FGD's quantised floor(100 * sigmoid(-delta / 1000)) (exact scores do worse: many
+//    near-equal gradients should tie), and among equal scores the node that would have the least
+//    free GPU share left (best fit), before the seeded tie ranks.
+class TesseraPolicy : public GradientPolicy {
+ public:
+  TesseraPolicy(const Cluster& cluster, const PolicyOptions& options, bool online)
+      : GradientPolicy(cluster, options.seed,
+                       online ? Workload()
+                              : Workload(cluster, TypicalShapes(options.shape_counts, 1.0))),
+        cluster_(cluster),
+        online_(online) {}
+  std::string_view name() const override { return online_ ? "tessera-online" : "tessera"; }
+
+  void Observe(const Demand& demand) override {
+    if (!online_) return;
+    TaskShape shape{demand.cpu_milli, demand.gpu_count > 0 ? demand.gpu_milli : 0,
+                    demand.gpu_count, {}};
+    if (demand.allowed_models != ~uint64_t{0}) {
+      for (int m = 0; m < cluster_.model_count(); ++m) {
+        if ((demand.allowed_models >> m) & 1) shape.gpu_types.push_back(cluster_.model_name(m));
+      }
+    }
+    seen_.push_back(std::move(shape));
+    if (seen_.size() >= next_refresh_) {
+      next_refresh_ = next_refresh_ < 1024 ? next_refresh_ * 2 : next_refresh_ + 1024;
+      SetWorkload(Workload(cluster_, TypicalShapes(CountShapes(seen_), 1.0)));
+    }
+  }
+
+ protected:
+  double ScoreOf(double delta, const Cluster& cluster, size_t node,
+                 const Demand& demand) const override {
+    // Quantised gradient in whole points; the tie-break stays below one point (at most 64 GPUs
+    // of 1000 milli each, times 1e-5).
+    double score = std::floor(100.0 / (1.0 + std::exp(delta / 1000.0)));
+    int64_t free_after = 0;
+    for (const GpuState& g : cluster.gpus(node)) free_after += g.free_milli;
+    free_after -= int64_t{demand.gpu_count} * demand.gpu_milli;
+    return score - 1e-5 * static_cast<double>(free_after);
+  }
+
+ private:
+  const Cluster& cluster_;
+  bool online_;
+  std::vector<TaskShape> seen_;
+  size_t next_refresh_ = 1;
+};
+
 }  // namespace
 
 std::unique_ptr<Policy> MakeFgdPolicy(const Cluster& cluster, const PolicyOptions& options) {
@@ -185,11 +239,8 @@ std::unique_ptr<Policy> MakeFgdPolicy(const Cluster& cluster, const PolicyOption
 }
 
 std::unique_ptr<Policy> MakeTesseraPolicy(const Cluster& cluster, const PolicyOptions& options,
-                                          bool /*online*/) {
-  // Placeholder until Tessera's own policy lands: exact (unquantised) FGD.
-  PolicyOptions exact = options;
-  exact.fgd_quantised = false;
-  return std::make_unique<FgdPolicy>(cluster, exact);
+                                          bool online) {
+  return std::make_unique<TesseraPolicy>(cluster, options, online);
 }
 
 }  // namespace tessera::placement

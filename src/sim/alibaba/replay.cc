@@ -190,10 +190,16 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
       node_frag[n] = updated;
     }
     if (!placed) {
-      FailureCounts& f = result.failed;
-      ++(pod.num_gpu == 0 ? f.cpu_only
-                          : pod.num_gpu > 1 ? f.multi_gpu
-                                            : pod.gpu_milli < 1000 ? f.fractional : f.one_gpu);
+      auto count = [&pod](FailureCounts& f) {
+        ++(pod.num_gpu == 0 ? f.cpu_only
+                            : pod.num_gpu > 1 ? f.multi_gpu
+                                              : pod.gpu_milli < 1000 ? f.fractional : f.one_gpu);
+      };
+      count(result.failed);
+      if (static_cast<double>(arrived) <= capacity) {
+        count(result.failed_by_full);
+        result.failed_milli_by_full += pod.total_gpu_milli();
+      }
     }
     const auto alloc = static_cast<double>(cluster.allocated_gpu_milli());
     const int x = static_cast<int>(std::lround(100.0 * static_cast<double>(arrived) / capacity));

@@ -49,7 +49,9 @@ struct ReplayResult {
   std::string policy;
   uint64_t seed = 0;
   int pods = 0;  // after inflation
-  FailureCounts failed;
+  FailureCounts failed;              // over the whole replay
+  FailureCounts failed_by_full;      // while arrived workload <= 100 % of capacity
+  int64_t failed_milli_by_full = 0;  // their GPU demand
   // Index x = arrived workload in percent of cluster GPU capacity, 0..kCurveMaxPercent.
   std::vector<double> allocated_pct;      // allocated GPU share, % of capacity
   std::vector<double> frag_amount_pct;    // F(M), % of capacity

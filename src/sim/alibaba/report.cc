@@ -119,16 +119,16 @@ std::string FormatText(const std::vector<VariantReport>& reports) {
     out += Format("trace %s (%zu seed%s): unallocated GPU %% at arrived workload\n",
                   report.variant.c_str(), seeds, seeds == 1 ? "" : "s");
     out += Format("  %-15s %16s %8s %8s %8s   %-20s %-22s %7s\n", "policy", "100% (mean±sd)",
-                  "90%", "110%", "130%", "frag rate 50/80/90%", "failed fr/1g/multi/cpu",
+                  "90%", "110%", "130%", "frag rate 50/80/90%", "failed<=100% fr/1g/mg/cpu",
                   "s/run");
     for (const PolicySummary& s : report.policies) {
       std::vector<double> rate = s.MeanCurve(&ReplayResult::frag_rate_pct);
       FailureCounts f;
       for (const ReplayResult& r : s.runs) {
-        f.fractional += r.failed.fractional;
-        f.one_gpu += r.failed.one_gpu;
-        f.multi_gpu += r.failed.multi_gpu;
-        f.cpu_only += r.failed.cpu_only;
+        f.fractional += r.failed_by_full.fractional;
+        f.one_gpu += r.failed_by_full.one_gpu;
+        f.multi_gpu += r.failed_by_full.multi_gpu;
+        f.cpu_only += r.failed_by_full.cpu_only;
       }
       const auto n = static_cast<double>(std::max<size_t>(1, s.runs.size()));
       out += Format("  %-15s %9.2f ± %4.2f %8.2f %8.2f %8.2f   %5.1f /%5.1f /%5.1f    "
