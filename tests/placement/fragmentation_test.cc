@@ -1,0 +1,121 @@
+#include "placement/fragmentation.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "tests/placement/test_cluster.h"
+
+namespace tessera::placement {
+namespace {
+
+using testing::MakeCluster;
+using testing::Node;
+
+TaskShape Shape(int64_t cpu, int32_t milli, int32_t count, std::vector<std::string> types = {}) {
+  return TaskShape{cpu, milli, count, std::move(types)};
+}
+
+// reference/fgd-trace.md §6.4: A = half a GPU (p .5), B = one GPU (p .3), C = CPU only (p .2).
+class WorkedExample : public ::testing::Test {
+ protected:
+  Cluster cluster_ = MakeCluster({Node("x", 64000, 2)});
+  Workload workload_{cluster_,
+                     {{Shape(1000, 500, 1), 0.5}, {Shape(1000, 1000, 1), 0.3}, {Shape(1000, 0, 0), 0.2}}};
+  int model_ = cluster_.ModelId("T4");
+
+  double F(std::vector<int32_t> free, int64_t cpu = 64000) {
+    return workload_.NodeFragmentation(model_, cpu, free);
+  }
+};
+
+TEST_F(WorkedExample, AnIdleNodeIsFragmentedOnlyForCpuOnlyTasks) {
+  EXPECT_DOUBLE_EQ(F({1000, 1000}), 400);  // 0.2 * 2000
+}
+
+TEST_F(WorkedExample, AHalfUsedGpuIsAFragmentForWholeGpuTasks) {
+  EXPECT_DOUBLE_EQ(F({500, 1000}), 450);  // 0.3 * 500 + 0.2 * 1500
+}
+
+TEST_F(WorkedExample, FillingTheHoleLowersFragmentationMoreThanOpeningAGpu) {
+  EXPECT_DOUBLE_EQ(F({0, 1000}) - F({500, 1000}), -250);
+  EXPECT_DOUBLE_EQ(F({500, 1000}) - F({1000, 1000}), 50);
+}
+
+TEST_F(WorkedExample, ANodeWithoutCpuForTheTasksIsAllFragment) {
+  EXPECT_DOUBLE_EQ(F({500, 1000}, 999), 1500);
+}
+
+TEST_F(WorkedExample, ANodeWithNothingFreeHasNoFragment) {
+  EXPECT_DOUBLE_EQ(F({0, 0}), 0);
+}
+
+TEST(Fragmentation, AShapeNeedingMoreGpusThanFitCountsEverythingAsFragment) {
+  Cluster cluster = MakeCluster({Node("n", 64000, 2)});
+  Workload two_gpus(cluster, {{Shape(1000, 1000, 2), 1.0}});
+  int model = cluster.ModelId("T4");
+  EXPECT_DOUBLE_EQ(two_gpus.NodeFragmentation(model, 64000, std::vector<int32_t>{1000, 1000}), 0);
+  EXPECT_DOUBLE_EQ(two_gpus.NodeFragmentation(model, 64000, std::vector<int32_t>{1000, 600}), 1600);
+}
+
+TEST(Fragmentation, AShapeThatExcludesTheModelCountsEverythingAsFragment) {
+  Cluster cluster = MakeCluster({Node("t4", 64000, 1, "T4"), Node("a10", 64000, 1, "A10")});
+  Workload only_a10(cluster, {{Shape(1000, 500, 1, {"A10"}), 1.0}});
+  std::vector<int32_t> free = {1000};
+  EXPECT_DOUBLE_EQ(only_a10.NodeFragmentation(cluster.ModelId("T4"), 64000, free), 1000);
+  EXPECT_DOUBLE_EQ(only_a10.NodeFragmentation(cluster.ModelId("A10"), 64000, free), 0);
+}
+
+TEST(Fragmentation, OnlyGpusSmallerThanTheShareAreFragmentsOfAFittingShape) {
+  Cluster cluster = MakeCluster({Node("n", 64000, 4)});
+  Workload half(cluster, {{Shape(1000, 500, 1), 1.0}});
+  EXPECT_DOUBLE_EQ(half.NodeFragmentation(cluster.ModelId("T4"), 64000,
+                                          std::vector<int32_t>{100, 499, 500, 1000}),
+                   599);
+}
+
+TEST(Fragmentation, WeightsAreNormalised) {
+  Cluster cluster = MakeCluster({Node("n", 64000, 1)});
+  Workload counts(cluster, {{Shape(1000, 500, 1), 30}, {Shape(1000, 0, 0), 10}});
+  EXPECT_DOUBLE_EQ(counts.NodeFragmentation(cluster.ModelId("T4"), 64000, std::vector<int32_t>{400}),
+                   400);
+  EXPECT_DOUBLE_EQ(counts.NodeFragmentation(cluster.ModelId("T4"), 64000, std::vector<int32_t>{1000}),
+                   250);
+}
+
+TEST(Fragmentation, AnEmptyWorkloadSeesNoFragment) {
+  Cluster cluster = MakeCluster({Node("n", 64000, 1)});
+  EXPECT_DOUBLE_EQ(Workload().NodeFragmentation(0, 0, std::vector<int32_t>{300}), 0);
+  EXPECT_DOUBLE_EQ(Workload(cluster, {}).NodeFragmentation(cluster, 0), 0);
+}
+
+TEST(Fragmentation, ClusterRateIsAmountOverFreeShare) {
+  Cluster cluster = MakeCluster({Node("a", 64000, 2), Node("b", 64000, 2)});
+  Workload cpu_only(cluster, {{Shape(1000, 0, 0), 1.0}});
+  ClusterFragmentation f = MeasureCluster(cluster, cpu_only);
+  EXPECT_DOUBLE_EQ(f.amount_milli, 4000);
+  EXPECT_DOUBLE_EQ(f.free_milli, 4000);
+  EXPECT_DOUBLE_EQ(f.rate(), 1.0);
+}
+
+TEST(TypicalShapes, CountsShapesMostFrequentFirstAndLargerOnTies) {
+  std::vector<TaskShape> pods = {Shape(1, 500, 1), Shape(2, 500, 1), Shape(1, 500, 1),
+                                 Shape(3, 0, 0),   Shape(2, 500, 1), Shape(4, 1000, 1)};
+  std::vector<ShapeCount> counts = CountShapes(pods);
+  ASSERT_EQ(counts.size(), 4u);
+  EXPECT_EQ(counts[0].shape, Shape(2, 500, 1));  // 2 pods, larger CPU than the other pair
+  EXPECT_EQ(counts[1].shape, Shape(1, 500, 1));
+  EXPECT_EQ(counts[2].shape, Shape(4, 1000, 1));
+  EXPECT_EQ(counts[3].shape, Shape(3, 0, 0));
+}
+
+TEST(TypicalShapes, StopsOnceCoverageIsReached) {
+  std::vector<ShapeCount> counts = {{Shape(1, 500, 1), 60}, {Shape(2, 500, 1), 30},
+                                    {Shape(3, 500, 1), 6}, {Shape(4, 500, 1), 4}};
+  EXPECT_EQ(TypicalShapes(counts, 0.95).size(), 3u);  // 60+30 < 95 <= 96
+  EXPECT_EQ(TypicalShapes(counts, 0.90).size(), 2u);
+  EXPECT_EQ(TypicalShapes(counts, 1.0).size(), 4u);
+}
+
+}  // namespace
+}  // namespace tessera::placement

@@ -1,0 +1,108 @@
+#include "placement/request.h"
+#include "placement/ledger.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/placement/test_cluster.h"
+
+namespace tessera::placement {
+namespace {
+
+using testing::CpuOnly;
+using testing::Gpu;
+using testing::MakeCluster;
+using testing::Node;
+
+TEST(ValidateRequest, RejectsSharesOutsideOneGpu) {
+  EXPECT_FALSE(ValidateRequest(Gpu(1, 1001)).ok());
+  EXPECT_FALSE(ValidateRequest(Gpu(1, -1)).ok());
+  EXPECT_TRUE(ValidateRequest(Gpu(1, 1000)).ok());
+}
+
+TEST(ValidateRequest, RejectsAGpuRequestWithoutShareOrMemory) {
+  Status s = ValidateRequest(Gpu(1, 0));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("share"), std::string::npos);
+}
+
+TEST(ValidateRequest, RejectsBothShareAndMemory) {
+  Request r = Gpu(1, 500);
+  r.gpu_memory_mib = 1024;
+  EXPECT_FALSE(ValidateRequest(r).ok());
+}
+
+TEST(Fit, AFractionNeedsAGpuWithThatMuchFree) {
+  Cluster cluster = MakeCluster({Node("n", 8000, 1)});
+  Demand d = CompileDemand(cluster, Gpu(1, 600));
+  EXPECT_TRUE(FitsNode(cluster, 0, d));
+  Demand too_big = CompileDemand(cluster, Gpu(2, 600));
+  EXPECT_FALSE(FitsNode(cluster, 0, too_big));
+}
+
+TEST(Fit, CpuAndMemoryAreHardLimits) {
+  Cluster cluster = MakeCluster({Node("n", 8000, 1, "T4", 4096)});
+  EXPECT_FALSE(FitsNode(cluster, 0, CompileDemand(cluster, CpuOnly(8001))));
+  Request memory = CpuOnly(1000);
+  memory.memory_mib = 4097;
+  EXPECT_FALSE(FitsNode(cluster, 0, CompileDemand(cluster, memory)));
+  EXPECT_TRUE(FitsNode(cluster, 0, CompileDemand(cluster, CpuOnly(8000))));
+}
+
+TEST(Fit, TypeConstraintsMatchModelsExactly) {
+  Cluster cluster = MakeCluster({Node("t4", 8000, 1, "T4"), Node("v100", 8000, 1, "V100M16")});
+  Request r = Gpu(1, 500);
+  r.gpu_types = {"V100M16"};
+  Demand d = CompileDemand(cluster, r);
+  EXPECT_FALSE(FitsNode(cluster, 0, d));
+  EXPECT_TRUE(FitsNode(cluster, 1, d));
+  r.gpu_types = {"V100"};
+  EXPECT_FALSE(FitsNode(cluster, 1, CompileDemand(cluster, r)));
+  r.gpu_types = {};
+  r.excluded_gpu_types = {"T4"};
+  d = CompileDemand(cluster, r);
+  EXPECT_FALSE(FitsNode(cluster, 0, d));
+  EXPECT_TRUE(FitsNode(cluster, 1, d));
+}
+
+TEST(Fit, UuidConstraintsPickOrExcludeGpus) {
+  Cluster cluster = MakeCluster({Node("n", 8000, 2)});
+  Request r = Gpu(1, 500);
+  r.gpu_uuids = {"n-1"};
+  Demand d = CompileDemand(cluster, r);
+  EXPECT_FALSE(FitsGpu(cluster, 0, 0, d, nullptr));
+  EXPECT_TRUE(FitsGpu(cluster, 0, 1, d, nullptr));
+  r.gpu_uuids = {};
+  r.excluded_gpu_uuids = {"n-0", "n-1"};
+  EXPECT_FALSE(FitsNode(cluster, 0, CompileDemand(cluster, r)));
+}
+
+TEST(Fit, MemoryFormTakesTheLargerOfCoresAndMemoryAsShare) {
+  GpuSpec gpu;
+  gpu.model = "A100";
+  gpu.memory_mib = 40000;
+  Demand d;
+  d.gpu_count = 1;
+  d.gpu_memory_mib = 10000;
+  d.gpu_cores_percent = 10;
+  EXPECT_EQ(ShareOn(gpu, d), 250);
+  d.gpu_cores_percent = 30;
+  EXPECT_EQ(ShareOn(gpu, d), 300);
+}
+
+TEST(ChooseGpusBestFit, TakesTheFullestGpuThatFits) {
+  Cluster cluster = MakeCluster({Node("n", 8000, 3)});
+  Ledger ledger(cluster);
+  Assignment a{0, {}};
+  a.gpus.count = 1;
+  a.gpus.gpus[0] = 2;
+  ASSERT_TRUE(ledger.Place(Gpu(1, 400), a).ok());
+  GpuChoice choice;
+  ASSERT_TRUE(ChooseGpusBestFit(ledger.cluster(), 0, CompileDemand(cluster, Gpu(1, 500)), &choice));
+  ASSERT_EQ(choice.count, 1);
+  EXPECT_EQ(choice.gpus[0], 2);
+  ASSERT_TRUE(ChooseGpusBestFit(ledger.cluster(), 0, CompileDemand(cluster, Gpu(1, 700)), &choice));
+  EXPECT_EQ(choice.gpus[0], 0);  // the lowest index among equally free GPUs
+}
+
+}  // namespace
+}  // namespace tessera::placement
