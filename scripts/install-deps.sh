@@ -3,7 +3,7 @@
 # of it is present already; needs root (or sudo) otherwise.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev libbenchmark-dev
+packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev libbenchmark-dev libyaml-dev
           clang libclang-rt-14-dev valgrind python3 procps)
 missing=()
 for package in "${packages[@]}"; do
