@@ -1,0 +1,32 @@
+// Functions the fake libraries export for tests, beside the driver and NVML APIs. Declare-only:
+// a test links libcuda.so.1 (target tessera_fakegpu_cuda) or libnvidia-ml.so.1 and calls them.
+#ifndef TESSERA_FAKEGPU_CONTROL_H_
+#define TESSERA_FAKEGPU_CONTROL_H_
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// libcuda.so.1. Restarts every device's peak (high-water mark) at its current use in the state
+// file in use (or TESSERA_FAKEGPU_STATE's when the driver is not initialised). 0, or -1 when there
+// is no state file.
+int tesseraFakeResetPeaks(void);
+
+// libcuda.so.1. Replaces the fault rules (TESSERA_FAKEGPU_FAULTS syntax; NULL or "" disarms) and
+// restarts the call counts. 0, or -1 after printing why the spec is bad (the old rules stay).
+int tesseraFakeSetFaults(const char* spec);
+
+// libcuda.so.1. Driver teardown without exiting: gives back everything the process holds,
+// destroys its handles and forgets the configuration; the next cuInit reads the environment
+// (TESSERA_FAKEGPU_CONFIG, TESSERA_FAKEGPU_STATE) again. REQUIRES: no other thread is inside the
+// driver, and no handle from before is used afterwards.
+void tesseraFakeShutdown(void);
+
+// libnvidia-ml.so.1. tesseraFakeSetFaults for NVML's functions.
+int tesseraFakeNvmlSetFaults(const char* spec);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+
+#endif  // TESSERA_FAKEGPU_CONTROL_H_

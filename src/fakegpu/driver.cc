@@ -1,0 +1,509 @@
+#include "fakegpu/driver.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "common/log.h"
+#include "fakegpu/faults.h"
+
+namespace tessera::fakegpu {
+
+std::atomic<InitState> g_init_state{InitState::kUninitialized};
+__thread CUctx_st* g_current_context __attribute__((tls_model("initial-exec"))) = nullptr;
+
+namespace {
+
+// Device addresses start far from where Linux puts host memory, so a host pointer is never
+// mistaken for a device one.
+constexpr CUdeviceptr kDeviceAddressBase = 1ull << 44;
+
+std::atomic<bool> g_driver_created{false};
+
+// The rest of the calling thread's context stack; its top is g_current_context.
+thread_local std::vector<CUctx_st*> t_context_stack;
+
+void SyncCurrent() {
+  g_current_context = t_context_stack.empty() ? nullptr : t_context_stack.back();
+}
+
+uint64_t SteadyNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// Driver teardown at process exit (or dlclose): what the process held goes back to the node.
+__attribute__((destructor)) void TearDownAtExit() {
+  if (g_driver_created.load()) Driver::Get().TearDown();
+}
+
+}  // namespace
+
+Driver& Driver::Get() {
+  static Driver* driver = new Driver();
+  return *driver;
+}
+
+Driver::Driver() : pid_(getpid()), next_address_(kDeviceAddressBase) {
+  g_driver_created.store(true);
+  pthread_atfork(&Driver::PrepareFork, &Driver::AfterForkInParent, &Driver::AfterForkInChild);
+}
+
+void Driver::PrepareFork() { Get().mutex_.lock(); }
+void Driver::AfterForkInParent() { Get().mutex_.unlock(); }
+
+// The child keeps the parent's handles but none of its memory: it gets a slot of its own on its
+// first charge, and what the parent charged is never given back by the child.
+void Driver::AfterForkInChild() {
+  Driver& driver = Get();
+  driver.pid_ = getpid();
+  driver.slot_ = -1;
+  driver.mutex_.unlock();
+}
+
+CUresult Driver::Ready() {
+  switch (g_init_state.load(std::memory_order_acquire)) {
+    case InitState::kReady:
+      return CUDA_SUCCESS;
+    case InitState::kTornDown:
+      return CUDA_ERROR_DEINITIALIZED;
+    case InitState::kUninitialized:
+    case InitState::kFailed:
+      break;
+  }
+  return CUDA_ERROR_NOT_INITIALIZED;
+}
+
+CUresult Driver::Init() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  switch (g_init_state.load()) {
+    case InitState::kReady:
+      return CUDA_SUCCESS;
+    case InitState::kFailed:
+      return CUDA_ERROR_NO_DEVICE;
+    case InitState::kTornDown:
+      return CUDA_ERROR_DEINITIALIZED;
+    case InitState::kUninitialized:
+      break;
+  }
+  auto fail = [](const std::string& why) {
+    if (!why.empty()) {
+      log::Write(log::Level::kError, "fakegpu", "%s; cuInit returns CUDA_ERROR_NO_DEVICE",
+                 why.c_str());
+    }
+    g_init_state.store(InitState::kFailed);
+    return CUDA_ERROR_NO_DEVICE;
+  };
+  if (FaultConfigurationBroken()) return fail("");  // already said when the library loaded
+  Result<std::vector<DeviceSpec>> devices = LoadDeviceConfig();
+  if (!devices.ok()) return fail(devices.status().message());
+  if (devices->empty()) return fail("");
+  Result<std::unique_ptr<SharedState>> state = SharedState::Open(DefaultStatePath(), true);
+  if (!state.ok()) return fail(state.status().message());
+  std::vector<uint64_t> sizes;
+  for (const DeviceSpec& device : *devices) sizes.push_back(device.memory_bytes);
+  Status configured = (*state)->Configure(sizes);
+  if (!configured.ok()) return fail(configured.message());
+
+  devices_ = std::move(devices).value();
+  state_ = std::move(state).value();
+  pid_ = getpid();
+  slot_ = -1;
+  for (int device = 0; device < DeviceCount(); ++device) {
+    CUctx_st* primary = contexts_.Create();
+    primary->live.store(false);
+    primary->device = device;
+    primary->primary = true;
+    primary_contexts_.push_back(primary);
+    CUmemPoolHandle_st* pool = pools_.Create();
+    pool->device = device;
+    pool->is_default = true;
+    default_pools_.push_back(pool);
+  }
+  g_init_state.store(InitState::kReady, std::memory_order_release);
+  return CUDA_SUCCESS;
+}
+
+void Driver::TearDown() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (state_ != nullptr && slot_ >= 0) state_->ReleaseProcess(slot_);
+  slot_ = -1;
+  if (g_init_state.load() == InitState::kReady) g_init_state.store(InitState::kTornDown);
+}
+
+void Driver::ReleaseEverythingLocked() {
+  // The slot is released as a whole below; the individual charges need no giving back.
+  allocations_.clear();
+  physical_.clear();
+  reservations_.clear();
+  mappings_.clear();
+  for (auto& [pointer, size] : host_allocations_) std::free(pointer);
+  host_allocations_.clear();
+  contexts_.ForEachLive([this](CUctx_st* context) {
+    if (context->primary) {
+      context->live.store(false);
+    } else {
+      contexts_.Destroy(context);
+    }
+  });
+  modules_.ForEachLive([this](CUmod_st* module) { modules_.Destroy(module); });
+  functions_.ForEachLive([this](CUfunc_st* function) { functions_.Destroy(function); });
+  streams_.ForEachLive([this](CUstream_st* stream) { streams_.Destroy(stream); });
+  events_.ForEachLive([this](CUevent_st* event) { events_.Destroy(event); });
+  arrays_.ForEachLive([this](CUarray_st* array) { arrays_.Destroy(array); });
+  mipmapped_arrays_.ForEachLive(
+      [this](CUmipmappedArray_st* array) { mipmapped_arrays_.Destroy(array); });
+  pools_.ForEachLive([this](CUmemPoolHandle_st* pool) { pools_.Destroy(pool); });
+  graphs_.ForEachLive([this](CUgraph_st* graph) { graphs_.Destroy(graph); });
+  graph_nodes_.ForEachLive([this](CUgraphNode_st* node) { graph_nodes_.Destroy(node); });
+  graph_execs_.ForEachLive([this](CUgraphExec_st* exec) { graph_execs_.Destroy(exec); });
+}
+
+void Driver::Shutdown() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ReleaseEverythingLocked();
+  if (state_ != nullptr && slot_ >= 0) state_->ReleaseProcess(slot_);
+  slot_ = -1;
+  state_.reset();
+  devices_.clear();
+  primary_contexts_.clear();
+  default_pools_.clear();
+  t_context_stack.clear();
+  SyncCurrent();
+  g_init_state.store(InitState::kUninitialized);
+}
+
+int Driver::ResetPeaks() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (state_ == nullptr) {
+    Result<std::unique_ptr<SharedState>> state = SharedState::Open(DefaultStatePath(), false);
+    if (!state.ok()) return -1;
+    (*state)->ResetPeaks();
+    return 0;
+  }
+  state_->ResetPeaks();
+  return 0;
+}
+
+const DeviceSpec* Driver::Device(CUdevice device) const {
+  if (device < 0 || device >= DeviceCount()) return nullptr;
+  return &devices_[static_cast<size_t>(device)];
+}
+
+// ---- Charging device memory ------------------------------------------------------------------
+
+CUresult Driver::ChargeLocked(int device, uint64_t bytes, Charge* charge) {
+  if (slot_ < 0) {
+    Result<int> slot = state_->RegisterProcess(pid_, ProcessStartTime(pid_));
+    if (!slot.ok()) {
+      log::Write(log::Level::kError, "fakegpu", "%s", slot.status().message().c_str());
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    slot_ = *slot;
+  }
+  if (!state_->Charge(slot_, device, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  *charge = {device, bytes, pid_};
+  return CUDA_SUCCESS;
+}
+
+void Driver::UnchargeLocked(Charge* charge) {
+  if (charge->bytes != 0 && charge->pid == pid_ && slot_ >= 0) {
+    state_->Uncharge(slot_, charge->device, charge->bytes);
+  }
+  *charge = {};
+}
+
+// ---- Contexts --------------------------------------------------------------------------------
+
+CUresult Driver::RequireContext(CUctx_st** context) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  CUctx_st* current = g_current_context;
+  if (!LooksLive(current)) return CUDA_ERROR_INVALID_CONTEXT;
+  *context = current;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PrimaryRetain(CUcontext* context, CUdevice device) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const DeviceSpec* spec = Device(device);
+  if (spec == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUctx_st* primary = primary_contexts_[static_cast<size_t>(device)];
+  if (primary->retain_count == 0) {
+    CUresult charged = ChargeLocked(device, spec->context_memory_bytes, &primary->charge);
+    if (charged != CUDA_SUCCESS) return charged;
+    primary->live.store(true, std::memory_order_release);
+  }
+  ++primary->retain_count;
+  *context = primary;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PrimaryRelease(CUdevice device) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (Device(device) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUctx_st* primary = primary_contexts_[static_cast<size_t>(device)];
+  if (primary->retain_count == 0) return CUDA_ERROR_INVALID_CONTEXT;
+  if (--primary->retain_count == 0) ReleaseContextLocked(primary);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PrimaryReset(CUdevice device) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (Device(device) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUctx_st* primary = primary_contexts_[static_cast<size_t>(device)];
+  if (primary->retain_count > 0) {
+    primary->retain_count = 0;
+    ReleaseContextLocked(primary);
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::CreateContext(CUcontext* context, CUdevice device) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const DeviceSpec* spec = Device(device);
+  if (spec == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUctx_st* created = contexts_.Create();
+  created->device = device;
+  created->primary = false;
+  CUresult charged = ChargeLocked(device, spec->context_memory_bytes, &created->charge);
+  if (charged != CUDA_SUCCESS) {
+    contexts_.Destroy(created);
+    return charged;
+  }
+  t_context_stack.push_back(created);
+  SyncCurrent();
+  *context = created;
+  return CUDA_SUCCESS;
+}
+
+// Everything the context owns goes with it, as on a real driver.
+void Driver::ReleaseContextLocked(CUctx_st* context) {
+  for (auto it = allocations_.begin(); it != allocations_.end();) {
+    auto next = std::next(it);
+    if (it->second.context == context) FreeLocked(it);
+    it = next;
+  }
+  arrays_.ForEachLive([&](CUarray_st* array) {
+    if (array->context != context) return;
+    UnchargeLocked(&array->charge);
+    arrays_.Destroy(array);
+  });
+  mipmapped_arrays_.ForEachLive([&](CUmipmappedArray_st* array) {
+    if (array->context != context) return;
+    UnchargeLocked(&array->charge);
+    mipmapped_arrays_.Destroy(array);
+  });
+  streams_.ForEachLive([&](CUstream_st* stream) {
+    if (stream->context == context) streams_.Destroy(stream);
+  });
+  events_.ForEachLive([&](CUevent_st* event) {
+    if (event->context == context) events_.Destroy(event);
+  });
+  modules_.ForEachLive([&](CUmod_st* module) {
+    if (module->context != context) return;
+    for (auto& [name, function] : module->functions) functions_.Destroy(function);
+    modules_.Destroy(module);
+  });
+  UnchargeLocked(&context->charge);
+  context->live.store(false, std::memory_order_release);
+}
+
+CUresult Driver::DestroyContext(CUcontext context) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUctx_st* found = contexts_.Find(context);
+  if (found == nullptr || found->primary) return CUDA_ERROR_INVALID_CONTEXT;
+  ReleaseContextLocked(found);
+  contexts_.Destroy(found);
+  if (!t_context_stack.empty() && t_context_stack.back() == found) {
+    t_context_stack.pop_back();
+    SyncCurrent();
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::SetCurrent(CUcontext context) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (context == nullptr) {
+    if (!t_context_stack.empty()) t_context_stack.pop_back();
+    SyncCurrent();
+    return CUDA_SUCCESS;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (contexts_.Find(context) == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  if (t_context_stack.empty()) {
+    t_context_stack.push_back(context);
+  } else {
+    t_context_stack.back() = context;
+  }
+  SyncCurrent();
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GetCurrent(CUcontext* context) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *context = g_current_context;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PushCurrent(CUcontext context) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (contexts_.Find(context) == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  t_context_stack.push_back(context);
+  SyncCurrent();
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PopCurrent(CUcontext* context) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (t_context_stack.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+  CUctx_st* popped = t_context_stack.back();
+  t_context_stack.pop_back();
+  SyncCurrent();
+  if (context != nullptr) *context = popped;
+  return CUDA_SUCCESS;
+}
+
+// ---- Modules ---------------------------------------------------------------------------------
+
+CUresult Driver::ModuleLoad(CUmodule* module, const void* image) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (module == nullptr || image == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmod_st* loaded = modules_.Create();
+  loaded->context = context;
+  *module = loaded;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::ModuleUnload(CUmodule module) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmod_st* found = modules_.Find(module);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  for (auto& [name, function] : found->functions) functions_.Destroy(function);
+  modules_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::ModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (function == nullptr || name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmod_st* found = modules_.Find(module);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  CUfunc_st*& entry = found->functions[name];
+  if (entry == nullptr) {
+    entry = functions_.Create();
+    entry->module = found;
+  }
+  *function = entry;
+  return CUDA_SUCCESS;
+}
+
+// ---- Streams and events ----------------------------------------------------------------------
+
+bool Driver::StreamUsableLocked(CUstream stream) const {
+  if (stream == nullptr || stream == reinterpret_cast<CUstream>(0x1) ||
+      stream == reinterpret_cast<CUstream>(0x2)) {
+    return LooksLive(g_current_context);  // the default streams of the current context
+  }
+  return streams_.Find(stream) != nullptr;
+}
+
+CUresult Driver::StreamCreate(CUstream* stream, unsigned flags) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (stream == nullptr || (flags & ~1u) != 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUstream_st* created = streams_.Create();
+  created->context = context;
+  *stream = created;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::StreamDestroy(CUstream stream) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUstream_st* found = streams_.Find(stream);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  streams_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::StreamSynchronize(CUstream stream) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return StreamUsableLocked(stream) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult Driver::EventCreate(CUevent* event, unsigned flags) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (event == nullptr || (flags & ~0x7u) != 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUevent_st* created = events_.Create();
+  created->context = context;
+  created->flags = flags;
+  *event = created;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::EventDestroy(CUevent event) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUevent_st* found = events_.Find(event);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  events_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::EventRecord(CUevent event, CUstream stream) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUevent_st* found = events_.Find(event);
+  if (found == nullptr || !StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  found->recorded = true;
+  found->recorded_ns = SteadyNs();
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::EventSynchronize(CUevent event) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return events_.Find(event) != nullptr ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent end) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (milliseconds == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  constexpr unsigned kDisableTiming = 0x2;
+  CUevent_st* first = events_.Find(start);
+  CUevent_st* second = events_.Find(end);
+  if (first == nullptr || second == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  if (!first->recorded || !second->recorded) return CUDA_ERROR_INVALID_HANDLE;
+  if ((first->flags & kDisableTiming) != 0 || (second->flags & kDisableTiming) != 0) {
+    return CUDA_ERROR_INVALID_HANDLE;
+  }
+  double elapsed_ns = static_cast<double>(second->recorded_ns) -
+                      static_cast<double>(first->recorded_ns);
+  *milliseconds = static_cast<float>(elapsed_ns / 1e6);
+  return CUDA_SUCCESS;
+}
+
+}  // namespace tessera::fakegpu

@@ -1,0 +1,203 @@
+// The fake CUDA driver of one process: devices, contexts, the memory this process holds and the
+// handles it has made. The exported cu* functions (cuda_exports.cc) are thin: they check faults
+// and forward here.
+//
+// Device memory is bookkeeping only: an allocation gets a unique device address (never reused
+// within the process) and is charged, rounded up to 2 MiB pages (cuda/footprint.h), against the
+// node-wide SharedState, so it runs out for real across processes. No storage backs it: copies
+// and memsets validate the range, and a device-to-host copy yields zeros.
+//
+// Thread safety: one mutex guards all bookkeeping; the launch path takes none (it validates
+// handles with LooksLive()). Lock order: Driver::mutex_, then the state file's mutex.
+#ifndef TESSERA_FAKEGPU_DRIVER_H_
+#define TESSERA_FAKEGPU_DRIVER_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "cuda/driver_api.h"
+#include "fakegpu/config.h"
+#include "fakegpu/objects.h"
+#include "fakegpu/shared_state.h"
+
+namespace tessera::fakegpu {
+
+enum class InitState : int { kUninitialized, kReady, kFailed, kTornDown };
+
+// Read by the launch path without a lock.
+extern std::atomic<InitState> g_init_state;
+
+// The calling thread's current context (top of its context stack), or null. A plain TLS pointer
+// (initial-exec, no wrapper function) because every launch reads it.
+extern __thread CUctx_st* g_current_context __attribute__((tls_model("initial-exec")));
+
+class Driver {
+ public:
+  // The process's driver, created on first use and never destroyed (it outlives static
+  // destructors so that teardown at exit can still release memory).
+  static Driver& Get();
+
+  // SUCCESS once cuInit succeeded; NOT_INITIALIZED before, DEINITIALIZED after teardown.
+  static CUresult Ready();
+
+  // cuInit: loads the configuration and maps the state file on the first call.
+  CUresult Init();
+  // Driver teardown (process exit): gives back all memory this process holds.
+  void TearDown();
+  // tesseraFakeShutdown: teardown, then forget everything so that cuInit starts afresh.
+  // REQUIRES: no other thread is inside the driver or uses its handles afterwards.
+  void Shutdown();
+  int ResetPeaks();
+
+  // Devices. REQUIRES: Init() succeeded (devices do not change while ready).
+  int DeviceCount() const { return static_cast<int>(devices_.size()); }
+  const DeviceSpec* Device(CUdevice device) const;
+
+  // Contexts.
+  CUresult PrimaryRetain(CUcontext* context, CUdevice device);
+  CUresult PrimaryRelease(CUdevice device);
+  CUresult PrimaryReset(CUdevice device);
+  CUresult CreateContext(CUcontext* context, CUdevice device);
+  CUresult DestroyContext(CUcontext context);
+  CUresult SetCurrent(CUcontext context);
+  CUresult PushCurrent(CUcontext context);
+  CUresult PopCurrent(CUcontext* context);
+  CUresult GetCurrent(CUcontext* context);
+  // The current context if it is live; NOT_INITIALIZED or INVALID_CONTEXT otherwise.
+  static CUresult RequireContext(CUctx_st** context);
+
+  // Memory.
+  CUresult MemGetInfo(size_t* free, size_t* total);
+  enum class AllocationKind { kLinear, kManaged, kStreamOrdered, kGraph };
+  CUresult Allocate(CUdeviceptr* pointer, uint64_t size, AllocationKind kind, int device);
+  CUresult Free(CUdeviceptr pointer);
+  CUresult AddressRange(CUdeviceptr* base, size_t* size, CUdeviceptr pointer);
+  CUresult AllocateHost(void** pointer, size_t size);
+  CUresult FreeHost(void* pointer);
+  CUresult CheckDeviceRange(CUdeviceptr pointer, size_t size);
+
+  // Virtual memory management.
+  CUresult MemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                     const CUmemAllocationProp* prop);
+  CUresult MemRelease(CUmemGenericAllocationHandle handle);
+  CUresult AddressReserve(CUdeviceptr* pointer, size_t size, size_t alignment);
+  CUresult AddressFree(CUdeviceptr pointer, size_t size);
+  CUresult MemMap(CUdeviceptr pointer, size_t size, size_t offset,
+                  CUmemGenericAllocationHandle handle);
+  CUresult MemUnmap(CUdeviceptr pointer, size_t size);
+  CUresult MemSetAccess(CUdeviceptr pointer, size_t size, const CUmemAccessDesc* desc,
+                        size_t count);
+
+  // Stream-ordered allocation.
+  CUresult AllocateAsync(CUdeviceptr* pointer, size_t size, CUmemoryPool pool, CUstream stream);
+  CUresult FreeAsync(CUdeviceptr pointer, CUstream stream);
+  CUresult PoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props);
+  CUresult PoolDestroy(CUmemoryPool pool);
+  CUresult DefaultPool(CUmemoryPool* pool, CUdevice device);
+
+  // Arrays.
+  CUresult ArrayCreate(CUarray* array, uint64_t bytes);
+  CUresult ArrayDestroy(CUarray array);
+  CUresult MipmappedArrayCreate(CUmipmappedArray* array, uint64_t bytes);
+  CUresult MipmappedArrayDestroy(CUmipmappedArray array);
+
+  // Modules, streams, events.
+  CUresult ModuleLoad(CUmodule* module, const void* image);
+  CUresult ModuleUnload(CUmodule module);
+  CUresult ModuleGetFunction(CUfunction* function, CUmodule module, const char* name);
+  CUresult StreamCreate(CUstream* stream, unsigned flags);
+  CUresult StreamDestroy(CUstream stream);
+  CUresult StreamSynchronize(CUstream stream);
+  CUresult EventCreate(CUevent* event, unsigned flags);
+  CUresult EventDestroy(CUevent event);
+  CUresult EventRecord(CUevent event, CUstream stream);
+  CUresult EventSynchronize(CUevent event);
+  CUresult EventElapsedTime(float* milliseconds, CUevent start, CUevent end);
+
+  // Graphs.
+  CUresult GraphCreate(CUgraph* graph);
+  CUresult GraphDestroy(CUgraph graph);
+  CUresult GraphAddKernelNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                              size_t count, const CUDA_KERNEL_NODE_PARAMS* params);
+  CUresult GraphAddMemAllocNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                size_t count, CUDA_MEM_ALLOC_NODE_PARAMS* params);
+  CUresult GraphAddMemFreeNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                               size_t count, CUdeviceptr pointer);
+  CUresult GraphInstantiate(CUgraphExec* exec, CUgraph graph);
+  CUresult GraphExecDestroy(CUgraphExec exec);
+
+ private:
+  struct DeviceAllocation {
+    uint64_t size = 0;
+    AllocationKind kind = AllocationKind::kLinear;
+    CUctx_st* context = nullptr;  // null for graph allocations (owned by their graph)
+    Charge charge;
+  };
+  struct PhysicalAllocation {
+    uint64_t size = 0;
+    Charge charge;  // empty for host-located allocations
+    int mappings = 0;
+    bool released = false;
+  };
+  struct Mapping {
+    uint64_t size = 0;
+    CUmemGenericAllocationHandle handle = 0;
+  };
+
+  Driver();
+  static void PrepareFork();
+  static void AfterForkInParent();
+  static void AfterForkInChild();
+
+  CUresult ChargeLocked(int device, uint64_t bytes, Charge* charge);
+  void UnchargeLocked(Charge* charge);
+  CUdeviceptr ReserveAddressLocked(uint64_t size, uint64_t alignment);
+  CUresult AllocateLocked(CUdeviceptr* pointer, uint64_t size, AllocationKind kind, int device,
+                          CUctx_st* context);
+  void FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation);
+  CUresult FreeAllocationLocked(CUdeviceptr pointer, bool stream_ordered);
+  void ReleaseContextLocked(CUctx_st* context);
+  bool StreamUsableLocked(CUstream stream) const;
+  CUresult CheckDependenciesLocked(CUgraph_st* graph, const CUgraphNode* dependencies,
+                                   size_t count) const;
+  CUgraphNode_st* AddNodeLocked(CUgraph_st* graph);
+  void ReleasePhysicalIfUnusedLocked(
+      std::unordered_map<CUmemGenericAllocationHandle, PhysicalAllocation>::iterator physical);
+  void ReleaseEverythingLocked();
+
+  mutable std::mutex mutex_;
+  std::vector<DeviceSpec> devices_;
+  std::unique_ptr<SharedState> state_;
+  int pid_ = 0;    // this process (updated in a fork child)
+  int slot_ = -1;  // this process's slot in state_, claimed on first charge
+
+  std::vector<CUctx_st*> primary_contexts_;
+  std::vector<CUmemPoolHandle_st*> default_pools_;
+  ObjectPool<CUctx_st> contexts_;
+  ObjectPool<CUmod_st> modules_;
+  ObjectPool<CUfunc_st> functions_;
+  ObjectPool<CUstream_st> streams_;
+  ObjectPool<CUevent_st> events_;
+  ObjectPool<CUarray_st> arrays_;
+  ObjectPool<CUmipmappedArray_st> mipmapped_arrays_;
+  ObjectPool<CUmemPoolHandle_st> pools_;
+  ObjectPool<CUgraph_st> graphs_;
+  ObjectPool<CUgraphNode_st> graph_nodes_;
+  ObjectPool<CUgraphExec_st> graph_execs_;
+
+  CUdeviceptr next_address_;
+  std::map<CUdeviceptr, DeviceAllocation> allocations_;
+  std::map<void*, size_t> host_allocations_;
+  CUmemGenericAllocationHandle next_physical_handle_ = 1;
+  std::unordered_map<CUmemGenericAllocationHandle, PhysicalAllocation> physical_;
+  std::map<CUdeviceptr, uint64_t> reservations_;
+  std::map<CUdeviceptr, Mapping> mappings_;
+};
+
+}  // namespace tessera::fakegpu
+
+#endif  // TESSERA_FAKEGPU_DRIVER_H_

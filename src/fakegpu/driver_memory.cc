@@ -1,0 +1,531 @@
+// The Driver's memory: linear, managed, host, VMM, stream-ordered, arrays and graph allocations.
+#include <cstdlib>
+#include <cstring>
+
+#include "cuda/footprint.h"
+#include "fakegpu/driver.h"
+
+namespace tessera::fakegpu {
+namespace {
+
+using cuda::kAllocationGranule;
+using cuda::PageBytes;
+using cuda::RoundUpTo;
+
+bool IsPowerOfTwo(uint64_t value) { return value != 0 && (value & (value - 1)) == 0; }
+
+}  // namespace
+
+// Addresses are handed out once and never reused, with a free page between neighbours, so a stale
+// pointer or an overrun is never mistaken for another allocation.
+CUdeviceptr Driver::ReserveAddressLocked(uint64_t size, uint64_t alignment) {
+  CUdeviceptr base = RoundUpTo(next_address_, alignment);
+  next_address_ = base + RoundUpTo(size, kAllocationGranule) + kAllocationGranule;
+  return base;
+}
+
+CUresult Driver::MemGetInfo(size_t* free, size_t* total) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (free == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  DeviceUsage usage = state_->Device(context->device);
+  *free = usage.total_bytes - usage.used_bytes;
+  *total = usage.total_bytes;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::AllocateLocked(CUdeviceptr* pointer, uint64_t size, AllocationKind kind,
+                                int device, CUctx_st* context) {
+  DeviceAllocation allocation;
+  allocation.size = size;
+  allocation.kind = kind;
+  allocation.context = context;
+  CUresult charged = ChargeLocked(device, PageBytes(size), &allocation.charge);
+  if (charged != CUDA_SUCCESS) return charged;
+  CUdeviceptr base = ReserveAddressLocked(size, kAllocationGranule);
+  allocations_.emplace(base, allocation);
+  *pointer = base;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::Allocate(CUdeviceptr* pointer, uint64_t size, AllocationKind kind, int device) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (pointer == nullptr || size == 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return AllocateLocked(pointer, size, kind, device < 0 ? context->device : device, context);
+}
+
+void Driver::FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation) {
+  UnchargeLocked(&allocation->second.charge);
+  allocations_.erase(allocation);
+}
+
+CUresult Driver::FreeAllocationLocked(CUdeviceptr pointer, bool stream_ordered) {
+  auto found = allocations_.find(pointer);
+  if (found == allocations_.end()) return CUDA_ERROR_INVALID_VALUE;
+  // Graph memory belongs to its graph; cuMemFreeAsync takes stream-ordered memory only.
+  if (found->second.kind == AllocationKind::kGraph) return CUDA_ERROR_INVALID_VALUE;
+  if (stream_ordered && found->second.kind != AllocationKind::kStreamOrdered) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  FreeLocked(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::Free(CUdeviceptr pointer) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return FreeAllocationLocked(pointer, /*stream_ordered=*/false);
+}
+
+CUresult Driver::AddressRange(CUdeviceptr* base, size_t* size, CUdeviceptr pointer) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto after = allocations_.upper_bound(pointer);
+  if (after == allocations_.begin()) return CUDA_ERROR_NOT_FOUND;
+  auto found = std::prev(after);
+  if (pointer - found->first >= found->second.size) return CUDA_ERROR_NOT_FOUND;
+  if (base != nullptr) *base = found->first;
+  if (size != nullptr) *size = found->second.size;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::CheckDeviceRange(CUdeviceptr pointer, size_t size) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (size == 0) return CUDA_SUCCESS;
+  auto after = allocations_.upper_bound(pointer);
+  if (after != allocations_.begin()) {
+    auto found = std::prev(after);
+    uint64_t offset = pointer - found->first;
+    if (offset < found->second.size && size <= found->second.size - offset) return CUDA_SUCCESS;
+  }
+  // VMM: a range may run across adjacent mappings.
+  auto mapping = mappings_.upper_bound(pointer);
+  if (mapping == mappings_.begin()) return CUDA_ERROR_INVALID_VALUE;
+  mapping = std::prev(mapping);
+  CUdeviceptr end = pointer + size;
+  CUdeviceptr covered = pointer;
+  while (mapping != mappings_.end() && mapping->first <= covered) {
+    CUdeviceptr mapping_end = mapping->first + mapping->second.size;
+    if (mapping_end <= covered) break;
+    covered = mapping_end;
+    if (covered >= end) return CUDA_SUCCESS;
+    ++mapping;
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult Driver::AllocateHost(void** pointer, size_t size) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (pointer == nullptr || size == 0) return CUDA_ERROR_INVALID_VALUE;
+  // Real host memory, page-aligned like pinned memory; it is not device memory.
+  void* memory = nullptr;
+  if (posix_memalign(&memory, 4096, size) != 0) return CUDA_ERROR_OUT_OF_MEMORY;
+  std::lock_guard<std::mutex> lock(mutex_);
+  host_allocations_.emplace(memory, size);
+  *pointer = memory;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::FreeHost(void* pointer) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = host_allocations_.find(pointer);
+  if (found == host_allocations_.end()) return CUDA_ERROR_INVALID_VALUE;
+  std::free(found->first);
+  host_allocations_.erase(found);
+  return CUDA_SUCCESS;
+}
+
+// ---- Virtual memory management ---------------------------------------------------------------
+
+CUresult Driver::MemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                           const CUmemAllocationProp* prop) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (handle == nullptr || prop == nullptr || size == 0 || size % kAllocationGranule != 0 ||
+      prop->type != CU_MEM_ALLOCATION_TYPE_PINNED) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  bool on_device = prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE;
+  bool on_host = prop->location.type == CU_MEM_LOCATION_TYPE_HOST ||
+                 prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA ||
+                 prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT;
+  if (!on_device && !on_host) return CUDA_ERROR_INVALID_VALUE;
+  if (on_device && Device(prop->location.id) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  PhysicalAllocation physical;
+  physical.size = size;
+  if (on_device) {
+    CUresult charged = ChargeLocked(prop->location.id, size, &physical.charge);
+    if (charged != CUDA_SUCCESS) return charged;
+  }
+  CUmemGenericAllocationHandle created = next_physical_handle_++;
+  physical_.emplace(created, physical);
+  *handle = created;
+  return CUDA_SUCCESS;
+}
+
+// Physical memory lives until it is both released and unmapped everywhere.
+void Driver::ReleasePhysicalIfUnusedLocked(
+    std::unordered_map<CUmemGenericAllocationHandle, PhysicalAllocation>::iterator physical) {
+  if (!physical->second.released || physical->second.mappings > 0) return;
+  UnchargeLocked(&physical->second.charge);
+  physical_.erase(physical);
+}
+
+CUresult Driver::MemRelease(CUmemGenericAllocationHandle handle) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = physical_.find(handle);
+  if (found == physical_.end() || found->second.released) return CUDA_ERROR_INVALID_VALUE;
+  found->second.released = true;
+  ReleasePhysicalIfUnusedLocked(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::AddressReserve(CUdeviceptr* pointer, size_t size, size_t alignment) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (pointer == nullptr || size == 0 || size % kAllocationGranule != 0) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (alignment != 0 && !IsPowerOfTwo(alignment)) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUdeviceptr base =
+      ReserveAddressLocked(size, alignment > kAllocationGranule ? alignment : kAllocationGranule);
+  reservations_.emplace(base, size);
+  *pointer = base;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::AddressFree(CUdeviceptr pointer, size_t size) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = reservations_.find(pointer);
+  if (found == reservations_.end() || found->second != size) return CUDA_ERROR_INVALID_VALUE;
+  auto mapped = mappings_.lower_bound(pointer);
+  if (mapped != mappings_.end() && mapped->first < pointer + size) return CUDA_ERROR_INVALID_VALUE;
+  reservations_.erase(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::MemMap(CUdeviceptr pointer, size_t size, size_t offset,
+                        CUmemGenericAllocationHandle handle) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (size == 0 || size % kAllocationGranule != 0 || offset % kAllocationGranule != 0) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto physical = physical_.find(handle);
+  if (physical == physical_.end() || physical->second.released) return CUDA_ERROR_INVALID_HANDLE;
+  if (offset > physical->second.size || size > physical->second.size - offset) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  // The range must lie inside one reservation and overlap no mapping.
+  auto reservation = reservations_.upper_bound(pointer);
+  if (reservation == reservations_.begin()) return CUDA_ERROR_INVALID_VALUE;
+  reservation = std::prev(reservation);
+  uint64_t into = pointer - reservation->first;
+  if (into >= reservation->second || size > reservation->second - into) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  auto next = mappings_.lower_bound(pointer);
+  if (next != mappings_.end() && next->first < pointer + size) return CUDA_ERROR_INVALID_VALUE;
+  if (next != mappings_.begin()) {
+    auto previous = std::prev(next);
+    if (previous->first + previous->second.size > pointer) return CUDA_ERROR_INVALID_VALUE;
+  }
+  mappings_.emplace(pointer, Mapping{size, handle});
+  ++physical->second.mappings;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::MemUnmap(CUdeviceptr pointer, size_t size) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  // The range must cover whole mappings, at least one, starting at `pointer`.
+  auto first = mappings_.find(pointer);
+  if (first == mappings_.end() || size == 0) return CUDA_ERROR_INVALID_VALUE;
+  CUdeviceptr end = pointer + size;
+  auto last = first;
+  while (last != mappings_.end() && last->first < end) {
+    if (last->first + last->second.size > end) return CUDA_ERROR_INVALID_VALUE;
+    ++last;
+  }
+  for (auto mapping = first; mapping != last;) {
+    auto physical = physical_.find(mapping->second.handle);
+    mapping = mappings_.erase(mapping);
+    if (physical == physical_.end()) continue;
+    --physical->second.mappings;
+    ReleasePhysicalIfUnusedLocked(physical);
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::MemSetAccess(CUdeviceptr pointer, size_t size, const CUmemAccessDesc* desc,
+                              size_t count) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (desc == nullptr || count == 0) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; i < count; ++i) {
+    if (desc[i].location.type == CU_MEM_LOCATION_TYPE_DEVICE &&
+        Device(desc[i].location.id) == nullptr) {
+      return CUDA_ERROR_INVALID_DEVICE;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (mappings_.find(pointer) == mappings_.end()) return CUDA_ERROR_INVALID_VALUE;
+  }
+  return CheckDeviceRange(pointer, size);
+}
+
+// ---- Stream-ordered allocation ---------------------------------------------------------------
+
+CUresult Driver::AllocateAsync(CUdeviceptr* pointer, size_t size, CUmemoryPool pool,
+                               CUstream stream) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (pointer == nullptr || size == 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  int device = context->device;
+  if (pool != nullptr) {
+    CUmemPoolHandle_st* found = pools_.Find(pool);
+    if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    device = found->device;
+  }
+  // Physical at once: the fake keeps no pool cache, so freed memory goes straight back.
+  return AllocateLocked(pointer, size, AllocationKind::kStreamOrdered, device, context);
+}
+
+CUresult Driver::FreeAsync(CUdeviceptr pointer, CUstream stream) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  return FreeAllocationLocked(pointer, /*stream_ordered=*/true);
+}
+
+CUresult Driver::PoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (pool == nullptr || props == nullptr || props->allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+      props->location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (Device(props->location.id) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmemPoolHandle_st* created = pools_.Create();
+  created->device = props->location.id;
+  created->is_default = false;
+  *pool = created;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PoolDestroy(CUmemoryPool pool) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmemPoolHandle_st* found = pools_.Find(pool);
+  if (found == nullptr || found->is_default) return CUDA_ERROR_INVALID_VALUE;
+  pools_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::DefaultPool(CUmemoryPool* pool, CUdevice device) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (Device(device) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  *pool = default_pools_[static_cast<size_t>(device)];
+  return CUDA_SUCCESS;
+}
+
+// ---- Arrays ----------------------------------------------------------------------------------
+
+CUresult Driver::ArrayCreate(CUarray* array, uint64_t bytes) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  Charge charge;
+  CUresult charged = ChargeLocked(context->device, bytes, &charge);
+  if (charged != CUDA_SUCCESS) return charged;
+  CUarray_st* created = arrays_.Create();
+  created->context = context;
+  created->charge = charge;
+  *array = created;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::ArrayDestroy(CUarray array) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUarray_st* found = arrays_.Find(array);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  UnchargeLocked(&found->charge);
+  arrays_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::MipmappedArrayCreate(CUmipmappedArray* array, uint64_t bytes) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  std::lock_guard<std::mutex> lock(mutex_);
+  Charge charge;
+  CUresult charged = ChargeLocked(context->device, bytes, &charge);
+  if (charged != CUDA_SUCCESS) return charged;
+  CUmipmappedArray_st* created = mipmapped_arrays_.Create();
+  created->context = context;
+  created->charge = charge;
+  *array = created;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::MipmappedArrayDestroy(CUmipmappedArray array) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmipmappedArray_st* found = mipmapped_arrays_.Find(array);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  UnchargeLocked(&found->charge);
+  mipmapped_arrays_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+// ---- Graphs ----------------------------------------------------------------------------------
+
+CUresult Driver::GraphCreate(CUgraph* graph) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  *graph = graphs_.Create();
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GraphDestroy(CUgraph graph) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUgraph_st* found = graphs_.Find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (CUdeviceptr pointer : found->allocations) {
+    auto allocation = allocations_.find(pointer);
+    if (allocation != allocations_.end()) FreeLocked(allocation);
+  }
+  for (CUgraphNode_st* node : found->nodes) graph_nodes_.Destroy(node);
+  graphs_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::CheckDependenciesLocked(CUgraph_st* graph, const CUgraphNode* dependencies,
+                                         size_t count) const {
+  if (count > 0 && dependencies == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; i < count; ++i) {
+    CUgraphNode_st* node = graph_nodes_.Find(dependencies[i]);
+    if (node == nullptr || node->graph != graph) return CUDA_ERROR_INVALID_VALUE;
+  }
+  return CUDA_SUCCESS;
+}
+
+CUgraphNode_st* Driver::AddNodeLocked(CUgraph_st* graph) {
+  CUgraphNode_st* node = graph_nodes_.Create();
+  node->graph = graph;
+  graph->nodes.push_back(node);
+  return node;
+}
+
+CUresult Driver::GraphAddKernelNode(CUgraphNode* node, CUgraph graph,
+                                    const CUgraphNode* dependencies, size_t count,
+                                    const CUDA_KERNEL_NODE_PARAMS* params) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (node == nullptr || params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUgraph_st* found = graphs_.Find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult checked = CheckDependenciesLocked(found, dependencies, count);
+      checked != CUDA_SUCCESS) {
+    return checked;
+  }
+  if (functions_.Find(params->func) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  *node = AddNodeLocked(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GraphAddMemAllocNode(CUgraphNode* node, CUgraph graph,
+                                      const CUgraphNode* dependencies, size_t count,
+                                      CUDA_MEM_ALLOC_NODE_PARAMS* params) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (node == nullptr || params == nullptr || params->bytesize == 0 ||
+      params->poolProps.allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+      params->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (Device(params->poolProps.location.id) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUgraph_st* found = graphs_.Find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult checked = CheckDependenciesLocked(found, dependencies, count);
+      checked != CUDA_SUCCESS) {
+    return checked;
+  }
+  // The fake reserves graph memory when the node is added (a real driver does so at
+  // instantiation at the latest) and gives it back when the graph is destroyed.
+  CUdeviceptr pointer = 0;
+  CUresult allocated = AllocateLocked(&pointer, params->bytesize, AllocationKind::kGraph,
+                                      params->poolProps.location.id, nullptr);
+  if (allocated != CUDA_SUCCESS) return allocated;
+  found->allocations.push_back(pointer);
+  params->dptr = pointer;
+  *node = AddNodeLocked(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GraphAddMemFreeNode(CUgraphNode* node, CUgraph graph,
+                                     const CUgraphNode* dependencies, size_t count,
+                                     CUdeviceptr pointer) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (node == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUgraph_st* found = graphs_.Find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult checked = CheckDependenciesLocked(found, dependencies, count);
+      checked != CUDA_SUCCESS) {
+    return checked;
+  }
+  auto allocation = allocations_.find(pointer);
+  if (allocation == allocations_.end() || allocation->second.kind != AllocationKind::kGraph) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  *node = AddNodeLocked(found);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GraphInstantiate(CUgraphExec* exec, CUgraph graph) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (graphs_.Find(graph) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *exec = graph_execs_.Create();
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GraphExecDestroy(CUgraphExec exec) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUgraphExec_st* found = graph_execs_.Find(exec);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  graph_execs_.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
+}  // namespace tessera::fakegpu

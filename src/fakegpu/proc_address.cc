@@ -1,0 +1,84 @@
+// cuGetProcAddress: answers from cuda/proc_address.def as a driver does. The pointers handed out
+// are this library's own functions: the library is linked with -Bsymbolic, so `&cuMemAlloc_v2`
+// here binds inside it even when an LD_PRELOADed shim exports a cuMemAlloc_v2 of its own.
+#include <cstring>
+
+#include "cuda/driver_api.h"
+#include "fakegpu/export.h"
+#include "fakegpu/faults.h"
+
+namespace {
+
+struct ProcRow {
+  const char* base;
+  int version;
+  bool per_thread_default_stream;
+  void* address;
+};
+
+// Taking each symbol's address also makes a row naming an undeclared function fail to compile.
+const ProcRow kRows[] = {
+#define TESSERA_PROC(base, symbol, version, ptds) \
+  {#base, version, (ptds) != 0, reinterpret_cast<void*>(&symbol)},
+#include "cuda/proc_address.def"
+#undef TESSERA_PROC
+};
+
+CUresult Lookup(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
+                CUdriverProcAddressQueryResult* status) {
+  auto report = [status](CUdriverProcAddressQueryResult result) {
+    if (status != nullptr) *status = result;
+  };
+  if (symbol == nullptr || pfn == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  constexpr cuuint64_t kKnownFlags =
+      CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
+  if ((flags & ~kKnownFlags) != 0) return CUDA_ERROR_INVALID_VALUE;
+  bool want_ptds = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
+
+  // The newest row old enough for the caller, the per-thread-stream row winning when asked for.
+  const ProcRow* best = nullptr;
+  const ProcRow* best_ptds = nullptr;
+  bool known = false;
+  for (const ProcRow& row : kRows) {
+    if (std::strcmp(row.base, symbol) != 0) continue;
+    known = true;
+    if (row.version > cuda_version) continue;
+    const ProcRow*& slot = row.per_thread_default_stream ? best_ptds : best;
+    if (slot == nullptr || row.version > slot->version) slot = &row;
+  }
+  const ProcRow* chosen = want_ptds && best_ptds != nullptr ? best_ptds : best;
+  if (chosen == nullptr) {
+    *pfn = nullptr;
+    report(known ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+                 : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND);
+    return CUDA_ERROR_NOT_FOUND;
+  }
+  *pfn = chosen->address;
+  report(CU_GET_PROC_ADDRESS_SUCCESS);
+  return CUDA_SUCCESS;
+}
+
+CUresult Faulted(tessera::fakegpu::Fault fault, void** pfn) {
+  if (fault.kind != tessera::fakegpu::Fault::Kind::kNull) return static_cast<CUresult>(fault.code);
+  if (pfn != nullptr) *pfn = nullptr;
+  return CUDA_SUCCESS;
+}
+
+}  // namespace
+
+TESSERA_FAKE_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion,
+                                              cuuint64_t flags) {
+  using tessera::fakegpu::Api;
+  if (auto fault = tessera::fakegpu::CheckFault(Api::cuGetProcAddress)) return Faulted(fault, pfn);
+  return Lookup(symbol, pfn, cudaVersion, flags, nullptr);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cudaVersion,
+                                                 cuuint64_t flags,
+                                                 CUdriverProcAddressQueryResult* symbolStatus) {
+  using tessera::fakegpu::Api;
+  if (auto fault = tessera::fakegpu::CheckFault(Api::cuGetProcAddress_v2)) {
+    return Faulted(fault, pfn);
+  }
+  return Lookup(symbol, pfn, cudaVersion, flags, symbolStatus);
+}

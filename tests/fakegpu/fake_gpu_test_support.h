@@ -1,0 +1,97 @@
+// What the fake GPU's tests share: a private state file and config per test, and short ways to
+// reach a ready driver and read the node's memory.
+#ifndef TESSERA_TESTS_FAKEGPU_FAKE_GPU_TEST_SUPPORT_H_
+#define TESSERA_TESTS_FAKEGPU_FAKE_GPU_TEST_SUPPORT_H_
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "cuda/driver_api.h"
+#include "fakegpu/control.h"
+#include "fakegpu/state_reader.h"
+
+namespace tessera::fakegpu {
+
+inline constexpr uint64_t kMiB = 1ull << 20;
+inline constexpr uint64_t kGiB = 1ull << 30;
+
+// Each test gets its own directory, state file and (optionally) config; the driver is shut down
+// after each test so the next starts from a fresh cuInit.
+class FakeGpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/tessera-fakegpu-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    directory_ = pattern;
+    state_path_ = directory_ + "/state";
+    setenv("TESSERA_FAKEGPU_STATE", state_path_.c_str(), 1);
+    unsetenv("TESSERA_FAKEGPU_CONFIG");
+    unsetenv("TESSERA_FAKEGPU_FAULTS");
+  }
+
+  void TearDown() override {
+    tesseraFakeShutdown();
+    tesseraFakeSetFaults("");
+    std::filesystem::remove_all(directory_);
+  }
+
+  // Writes `text` as the config file and points TESSERA_FAKEGPU_CONFIG at it.
+  std::string UseConfig(const std::string& text) {
+    std::string path = directory_ + "/devices.conf";
+    std::ofstream(path) << text;
+    setenv("TESSERA_FAKEGPU_CONFIG", path.c_str(), 1);
+    return path;
+  }
+
+  // cuInit and device 0's primary context made current.
+  CUcontext InitWithContext(CUdevice device = 0) {
+    EXPECT_EQ(cuInit(0), CUDA_SUCCESS);
+    CUcontext context = nullptr;
+    EXPECT_EQ(cuDevicePrimaryCtxRetain(&context, device), CUDA_SUCCESS);
+    EXPECT_EQ(cuCtxSetCurrent(context), CUDA_SUCCESS);
+    return context;
+  }
+
+  StateSnapshot Snapshot() const {
+    Result<StateReader> reader = StateReader::Open(state_path_);
+    EXPECT_TRUE(reader.ok()) << (reader.ok() ? "" : reader.status().message());
+    return reader.ok() ? reader->Read() : StateSnapshot{};
+  }
+
+  uint64_t UsedBytes(int device = 0) const { return Snapshot().devices.at(device).used_bytes; }
+
+  // This process's bytes on `device`, per the state file (0 when it holds no slot).
+  uint64_t ProcessBytes(int pid, int device = 0) const {
+    for (const ProcessUsage& process : Snapshot().processes) {
+      if (process.pid == pid) return process.used_bytes.at(device);
+    }
+    return 0;
+  }
+
+  std::string directory_;
+  std::string state_path_;
+};
+
+// Polls `condition` until it holds or a generous deadline passes.
+inline bool WaitFor(const std::function<bool()>& condition,
+                    std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return condition();
+}
+
+}  // namespace tessera::fakegpu
+
+#endif  // TESSERA_TESTS_FAKEGPU_FAKE_GPU_TEST_SUPPORT_H_
