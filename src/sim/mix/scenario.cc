@@ -49,8 +49,8 @@ class Reader {
     if (node.kind != Kind::kMapping) {
       return Error(node, path, "expected a mapping (key: value lines or {...})");
     }
-    for (size_t i = 0; i < node.entries.size(); ++i) {
-      const std::string& key = node.entries[i].first;
+    for (size_t i = 0; i < node.keys.size(); ++i) {
+      const std::string& key = node.keys[i];
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         return Status::Error(source_ + ":" + std::to_string(node.key_lines[i]) + ": " +
                              Join(path, key) + ": unknown key (expected one of: " +

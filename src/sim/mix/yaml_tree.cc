@@ -107,7 +107,8 @@ Result<YamlNode> ReadNode(EventReader& reader, int depth) {
         if (Status status = reader.Next(); !status.ok()) return status;
         Result<YamlNode> value = ReadNode(reader, depth + 1);
         if (!value.ok()) return value.status();
-        node.entries.emplace_back(std::move(key), std::move(value).value());
+        node.keys.push_back(std::move(key));
+        node.values.push_back(std::move(value).value());
         node.key_lines.push_back(key_line);
       }
     }
@@ -119,8 +120,8 @@ Result<YamlNode> ReadNode(EventReader& reader, int depth) {
 }  // namespace
 
 const YamlNode* YamlNode::Find(std::string_view key) const {
-  for (const auto& [name, value] : entries) {
-    if (name == key) return &value;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] == key) return &values[i];
   }
   return nullptr;
 }

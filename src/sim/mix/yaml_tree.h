@@ -9,7 +9,6 @@
 
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -24,7 +23,8 @@ struct YamlNode {
   std::string scalar;                                  // kScalar
   bool quoted = false;                                 // kScalar written in quotes
   std::vector<YamlNode> items;                         // kSequence
-  std::vector<std::pair<std::string, YamlNode>> entries;  // kMapping, in document order
+  std::vector<std::string> keys;                       // kMapping, in document order ...
+  std::vector<YamlNode> values;                        // ... with their values
   std::vector<int> key_lines;                          // kMapping: line of each key
 
   // REQUIRES: kind == kMapping. The value under `key`, or nullptr.
