@@ -1,0 +1,131 @@
+// The region: a small file that all processes of one container map to share GPU accounting.
+//
+// It holds, per device, the container's limits and the bytes charged against them, and one slot
+// per process with that process's own charges. Guarantees:
+//  * Versioned: a header with magic, layout version and size. A file of another layout is
+//    refused with a message, never reinterpreted.
+//  * Atomic admission: Reserve() checks and charges under one process-shared lock, so processes
+//    racing for the last bytes can never pass the limit together.
+//  * Crash-safe: the lock is a robust mutex (the kernel hands it on when a holder dies; the next
+//    holder repairs the totals). Slots never move and are claimed by (pid, start time), so a
+//    reused pid is never mistaken for the dead process. A dead process's charges are reclaimed by
+//    the next process that touches the region (at most every kReapInterval) or by `Reap()`.
+//  * Per-process counters are written by their owner (or, after it died, by the reaper).
+//
+// Device indexes are the container's CUDA ordinals; each is bound to the GPU's UUID by the first
+// process that sees it, so NVML handles (which know UUIDs, not ordinals) map to the same entry.
+#ifndef TESSERA_REGION_REGION_H_
+#define TESSERA_REGION_REGION_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tessera::region {
+
+inline constexpr int kMaxDevices = 16;
+inline constexpr int kMaxProcesses = 1024;
+inline constexpr int64_t kReapIntervalNs = 250'000'000;  // 250 ms
+
+struct DeviceLimits {
+  uint64_t memory_bytes = 0;   // 0: no memory limit
+  uint32_t sm_percent = 0;     // 0: no compute limit
+};
+
+// What a region is created with. Ignored when opening an existing region (its limits win).
+struct RegionConfig {
+  DeviceLimits devices[kMaxDevices];
+};
+
+// A read-only copy of what the region says, for `tessera status` and tests.
+struct ProcessUsage {
+  int slot = 0;
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  std::string command;
+  bool alive = true;
+  uint64_t used[kMaxDevices] = {};
+};
+
+struct DeviceUsage {
+  int index = 0;
+  std::string uuid;  // empty until a process has bound it
+  DeviceLimits limits;
+  uint64_t used = 0;
+};
+
+struct Snapshot {
+  uint32_t layout_version = 0;
+  std::vector<DeviceUsage> devices;  // every device with a limit, a UUID or usage
+  std::vector<ProcessUsage> processes;
+};
+
+// The start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat), or 0 if there
+// is no such process or it is a zombie.
+uint64_t ProcessStartTime(pid_t pid);
+
+class Region {
+ public:
+  // Opens the region at `path`, creating it with `create_with` if the file is missing or empty.
+  // With create_with == nullptr a missing region is an error.
+  static Result<std::unique_ptr<Region>> Open(const std::string& path,
+                                              const RegionConfig* create_with);
+  // A region private to this process and its forked children (anonymous shared memory).
+  static Result<std::unique_ptr<Region>> CreatePrivate(const RegionConfig& config);
+
+  ~Region();
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+  const std::string& path() const { return path_; }
+  DeviceLimits Limits(int device) const;
+  // Sets the limits of an existing region (for the tool that owns it, e.g. `tessera run`).
+  void SetLimits(int device, DeviceLimits limits);
+
+  // Records that container device `device` is the GPU `uuid`. The first binding wins; binding a
+  // different UUID later is an error (the region was made for other GPUs).
+  Status BindDevice(int device, std::string_view uuid);
+  // The device bound to `uuid`, or -1.
+  int FindDevice(std::string_view uuid) const;
+
+  // Claims a slot for the process (pid, start_time). Reclaims dead slots first if none is free.
+  Result<int> ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command);
+  // Gives the slot back, dropping its charges (the process is exiting).
+  void ReleaseSlot(int slot);
+
+  // Charges `bytes` on `device` to `slot` if the device's total stays within its limit (always,
+  // when it has none). When refused, dead processes are reaped and the check is made once more.
+  // REQUIRES: slot was claimed by this process; 0 <= device < kMaxDevices.
+  bool Reserve(int slot, int device, uint64_t bytes);
+  // Drops `bytes` of `slot`'s charge on `device` (never below zero).
+  void Release(int slot, int device, uint64_t bytes);
+
+  uint64_t Used(int device) const;
+  uint64_t SlotUsed(int slot, int device) const;
+
+  // Reclaims the slots of dead processes. Unless `force`, does nothing if a reap ran less than
+  // kReapIntervalNs ago. Returns the number of slots reclaimed.
+  int Reap(bool force);
+
+  Snapshot TakeSnapshot() const;
+
+  struct Layout;  // defined in region.cc
+
+ private:
+  Region(std::string path, Layout* layout, size_t mapped_bytes);
+  class Lock;
+
+  std::string path_;
+  Layout* layout_;
+  size_t mapped_bytes_;
+};
+
+}  // namespace tessera::region
+
+#endif  // TESSERA_REGION_REGION_H_
