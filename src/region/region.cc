@@ -36,7 +36,8 @@ struct DeviceRecord {
   uint32_t sm_percent;
   uint32_t padding;
   std::atomic<uint64_t> used;  // the sum of the slots' used[] for this device
-  uint64_t reserved[5];
+  std::atomic<uint64_t> context_estimate;  // bytes the last context created on it took
+  uint64_t reserved[4];
 };
 
 struct Slot {
@@ -361,6 +362,14 @@ void Region::Release(int slot, int device, uint64_t bytes) {
 
 uint64_t Region::Used(int device) const {
   return layout_->devices[device].used.load(std::memory_order_relaxed);
+}
+
+uint64_t Region::ContextEstimate(int device) const {
+  return layout_->devices[device].context_estimate.load(std::memory_order_relaxed);
+}
+
+void Region::SetContextEstimate(int device, uint64_t bytes) {
+  layout_->devices[device].context_estimate.store(bytes, std::memory_order_relaxed);
 }
 
 uint64_t Region::SlotUsed(int slot, int device) const {

@@ -109,6 +109,11 @@ class Region {
   uint64_t Used(int device) const;
   uint64_t SlotUsed(int slot, int device) const;
 
+  // What the last context created on `device` by any process of the container took (0 before the
+  // first). Processes reserve this much before creating a context, then true up.
+  uint64_t ContextEstimate(int device) const;
+  void SetContextEstimate(int device, uint64_t bytes);
+
   // Reclaims the slots of dead processes. Unless `force`, does nothing if a reap ran less than
   // kReapIntervalNs ago. Returns the number of slots reclaimed.
   int Reap(bool force);

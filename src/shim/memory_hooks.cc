@@ -1,0 +1,390 @@
+// Memory hooks: every allocation family is charged at the size the driver will take, reserved
+// before the driver call and rolled back if it fails; what the application is told about memory
+// is the container's view. Driver errors pass through unchanged, NULL outputs are the driver's
+// to reject, and a free of a handle the shim does not know still goes to the driver.
+#include <algorithm>
+
+#include "cuda/footprint.h"
+#include "shim/shim.h"
+
+using tessera::shim::ChargeKind;
+using tessera::shim::Shim;
+namespace cuda = tessera::cuda;
+
+namespace {
+
+// Reserves `bytes` on `device`, makes the driver call, and gives the bytes back if it fails.
+// Over the limit the driver is not called and the answer is CUDA_ERROR_OUT_OF_MEMORY.
+template <typename DriverCall>
+CUresult ReserveThenCall(Shim& shim, int device, uint64_t bytes, DriverCall call) {
+  if (!shim.Reserve(device, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  CUresult result = call();
+  if (result != CUDA_SUCCESS) shim.Release(device, bytes);
+  return result;
+}
+
+// Allocations belong to the context current when they were made: destroying it frees them.
+uintptr_t CurrentContext(Shim& shim) {
+  CUcontext context = nullptr;
+  if (shim.cuda().cuCtxGetCurrent(&context) != CUDA_SUCCESS) return 0;
+  return reinterpret_cast<uintptr_t>(context);
+}
+
+// A plain device allocation charged in whole pages: cuMemAlloc, managed, async and pool.
+template <typename DriverCall>
+CUresult AllocatePages(CUdeviceptr* dptr, size_t bytesize, DriverCall call) {
+  Shim& shim = Shim::Get();
+  if (shim.passthrough() || dptr == nullptr || bytesize == 0) return call();
+  int device = shim.CurrentDevice();
+  uint64_t bytes = cuda::PageBytes(bytesize);
+  CUresult result = ReserveThenCall(shim, device, bytes, call);
+  if (result == CUDA_SUCCESS) {
+    shim.Track(ChargeKind::kPointer, *dptr, device, bytes, CurrentContext(shim));
+  }
+  return result;
+}
+
+// Frees: the driver decides first; a charge is dropped only for what it really freed.
+CUresult Forget(Shim& shim, CUresult result, ChargeKind kind, uint64_t key) {
+  if (result == CUDA_SUCCESS && !shim.passthrough()) shim.Untrack(kind, key);
+  return result;
+}
+
+// Context memory is measured, not guessed: the region's estimate (what the container's last
+// context took) is reserved before creation, then trued up to what NVML says this process holds
+// beyond its own allocations. Over the limit the new context is destroyed again.
+template <typename Create, typename Destroy>
+CUresult CreateChargedContext(Shim& shim, int device, Create create, Destroy destroy,
+                              ChargeKind kind, CUcontext* created) {
+  uint64_t estimate = shim.region().ContextEstimate(device);
+  CUresult result = ReserveThenCall(shim, device, estimate, create);
+  if (result != CUDA_SUCCESS) return result;
+  uint64_t charged = estimate;
+  uint64_t process_bytes = 0;
+  if (shim.ProcessMemoryFromNvml(device, &process_bytes)) {
+    uint64_t others = shim.ProcessCharged(device) - estimate;
+    uint64_t measured = process_bytes > others ? process_bytes - others : 0;
+    if (measured > estimate && !shim.Reserve(device, measured - estimate)) {
+      destroy();
+      shim.Release(device, estimate);
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    if (measured < estimate) shim.Release(device, estimate - measured);
+    charged = measured;
+    shim.region().SetContextEstimate(device, measured);
+  }
+  uint64_t key = kind == ChargeKind::kPrimaryContext ? static_cast<uint64_t>(device)
+                                                     : reinterpret_cast<uint64_t>(*created);
+  uintptr_t owner = kind == ChargeKind::kContext ? reinterpret_cast<uintptr_t>(*created) : 0;
+  shim.Track(kind, key, device, charged, owner);
+  return CUDA_SUCCESS;
+}
+
+bool Accountable(int device) { return device >= 0 && device < tessera::region::kMaxDevices; }
+
+}  // namespace
+
+// ---- What the application is told ------------------------------------------------------------
+TESSERA_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuMemGetInfo_v2(free, total);
+  if (result != CUDA_SUCCESS || shim.passthrough()) return result;
+  int device = shim.CurrentDevice();
+  uint64_t limit = shim.Limit(device);
+  if (limit == 0) return result;
+  uint64_t used = shim.Used(device);
+  uint64_t remaining = limit > used ? limit - used : 0;
+  if (total != nullptr) *total = std::min<size_t>(*total, limit);
+  if (free != nullptr) *free = std::min<size_t>(*free, remaining);
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuDeviceTotalMem_v2(bytes, dev);
+  if (result != CUDA_SUCCESS || shim.passthrough() || bytes == nullptr || !Accountable(dev)) {
+    return result;
+  }
+  uint64_t limit = shim.Limit(dev);
+  if (limit != 0) *bytes = std::min<size_t>(*bytes, limit);
+  return result;
+}
+
+// ---- Plain, managed, pitched ---------------------------------------------------------------
+TESSERA_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
+  return AllocatePages(dptr, bytesize,
+                       [&] { return Shim::Get().cuda().cuMemAlloc_v2(dptr, bytesize); });
+}
+
+TESSERA_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
+  // Managed memory may live on the device in full, so all of it counts against the limit.
+  return AllocatePages(dptr, bytesize, [&] {
+    return Shim::Get().cuda().cuMemAllocManaged(dptr, bytesize, flags);
+  });
+}
+
+TESSERA_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitch, size_t WidthInBytes,
+                                           size_t Height, unsigned int ElementSizeBytes) {
+  Shim& shim = Shim::Get();
+  auto call = [&] {
+    return shim.cuda().cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+  };
+  if (shim.passthrough() || dptr == nullptr || pPitch == nullptr || WidthInBytes == 0 ||
+      Height == 0) {
+    return call();
+  }
+  int device = shim.CurrentDevice();
+  uint64_t estimate =
+      cuda::PageBytes(cuda::MultiplySaturating(cuda::PitchFor(WidthInBytes), Height));
+  CUresult result = ReserveThenCall(shim, device, estimate, call);
+  if (result != CUDA_SUCCESS) return result;
+  // The driver chose the pitch: charge what it really laid out.
+  uint64_t actual = cuda::PageBytes(cuda::MultiplySaturating(*pPitch, Height));
+  if (actual > estimate && !shim.Reserve(device, actual - estimate)) {
+    shim.cuda().cuMemFree_v2(*dptr);
+    shim.Release(device, estimate);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  if (actual < estimate) shim.Release(device, estimate - actual);
+  shim.Track(ChargeKind::kPointer, *dptr, device, actual, CurrentContext(shim));
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuMemFree_v2(dptr), ChargeKind::kPointer, dptr);
+}
+
+// ---- Virtual memory management ------------------------------------------------------------
+TESSERA_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                                    const CUmemAllocationProp* prop, unsigned long long flags) {
+  Shim& shim = Shim::Get();
+  auto call = [&] { return shim.cuda().cuMemCreate(handle, size, prop, flags); };
+  // Host-located physical memory (NCCL's host buffers) is not device memory: not charged. The
+  // device comes from the request itself, never from an uninitialised variable.
+  if (shim.passthrough() || handle == nullptr || prop == nullptr || size == 0 ||
+      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || !Accountable(prop->location.id)) {
+    return call();
+  }
+  int device = prop->location.id;
+  uint64_t bytes = cuda::PageBytes(size);
+  CUresult result = ReserveThenCall(shim, device, bytes, call);
+  if (result == CUDA_SUCCESS) shim.Track(ChargeKind::kVmmHandle, *handle, device, bytes, 0);
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuMemRelease(handle), ChargeKind::kVmmHandle, handle);
+}
+
+// ---- Stream-ordered allocation ---------------------------------------------------------------
+TESSERA_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
+  return AllocatePages(dptr, bytesize, [&] {
+    return Shim::Get().cuda().cuMemAllocAsync(dptr, bytesize, hStream);
+  });
+}
+
+TESSERA_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize,
+                                             CUstream hStream) {
+  return AllocatePages(dptr, bytesize, [&] {
+    return Shim::Get().cuda().cuMemAllocAsync_ptsz(dptr, bytesize, hStream);
+  });
+}
+
+TESSERA_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize,
+                                                CUmemoryPool pool, CUstream hStream) {
+  return AllocatePages(dptr, bytesize, [&] {
+    return Shim::Get().cuda().cuMemAllocFromPoolAsync(dptr, bytesize, pool, hStream);
+  });
+}
+
+TESSERA_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize,
+                                                     CUmemoryPool pool, CUstream hStream) {
+  return AllocatePages(dptr, bytesize, [&] {
+    return Shim::Get().cuda().cuMemAllocFromPoolAsync_ptsz(dptr, bytesize, pool, hStream);
+  });
+}
+
+TESSERA_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuMemFreeAsync(dptr, hStream), ChargeKind::kPointer, dptr);
+}
+
+TESSERA_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuMemFreeAsync_ptsz(dptr, hStream), ChargeKind::kPointer, dptr);
+}
+
+// ---- Arrays ----------------------------------------------------------------------------------
+template <typename Handle, typename DriverCall>
+CUresult CreateArray(Shim& shim, Handle* handle, uint64_t bytes, ChargeKind kind,
+                     DriverCall call) {
+  int device = shim.CurrentDevice();
+  CUresult result = ReserveThenCall(shim, device, bytes, call);
+  if (result == CUDA_SUCCESS) {
+    shim.Track(kind, reinterpret_cast<uint64_t>(*handle), device, bytes, CurrentContext(shim));
+  }
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuArrayCreate_v2(CUarray* pHandle,
+                                         const CUDA_ARRAY_DESCRIPTOR* pAllocateArray) {
+  Shim& shim = Shim::Get();
+  auto call = [&] { return shim.cuda().cuArrayCreate_v2(pHandle, pAllocateArray); };
+  if (shim.passthrough() || pHandle == nullptr || pAllocateArray == nullptr) return call();
+  return CreateArray(shim, pHandle, cuda::ArrayBytes(*pAllocateArray), ChargeKind::kArray, call);
+}
+
+TESSERA_EXPORT CUresult cuArray3DCreate_v2(CUarray* pHandle,
+                                           const CUDA_ARRAY3D_DESCRIPTOR* pAllocateArray) {
+  Shim& shim = Shim::Get();
+  auto call = [&] { return shim.cuda().cuArray3DCreate_v2(pHandle, pAllocateArray); };
+  if (shim.passthrough() || pHandle == nullptr || pAllocateArray == nullptr) return call();
+  return CreateArray(shim, pHandle, cuda::ArrayBytes(*pAllocateArray), ChargeKind::kArray, call);
+}
+
+TESSERA_EXPORT CUresult cuArrayDestroy(CUarray hArray) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuArrayDestroy(hArray), ChargeKind::kArray,
+                reinterpret_cast<uint64_t>(hArray));
+}
+
+TESSERA_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray* pHandle,
+                                               const CUDA_ARRAY3D_DESCRIPTOR* pMipmappedArrayDesc,
+                                               unsigned int numMipmapLevels) {
+  Shim& shim = Shim::Get();
+  auto call = [&] {
+    return shim.cuda().cuMipmappedArrayCreate(pHandle, pMipmappedArrayDesc, numMipmapLevels);
+  };
+  if (shim.passthrough() || pHandle == nullptr || pMipmappedArrayDesc == nullptr) return call();
+  return CreateArray(shim, pHandle,
+                     cuda::MipmappedArrayBytes(*pMipmappedArrayDesc, numMipmapLevels),
+                     ChargeKind::kMipmappedArray, call);
+}
+
+TESSERA_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuMipmappedArrayDestroy(hMipmappedArray),
+                ChargeKind::kMipmappedArray, reinterpret_cast<uint64_t>(hMipmappedArray));
+}
+
+// ---- Graph memory nodes ------------------------------------------------------------------------
+// A graph's memory is charged when its allocation node is added and released with the graph.
+TESSERA_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* phGraphNode, CUgraph hGraph,
+                                               const CUgraphNode* dependencies,
+                                               size_t numDependencies,
+                                               CUDA_MEM_ALLOC_NODE_PARAMS* nodeParams) {
+  Shim& shim = Shim::Get();
+  auto call = [&] {
+    return shim.cuda().cuGraphAddMemAllocNode(phGraphNode, hGraph, dependencies, numDependencies,
+                                              nodeParams);
+  };
+  if (shim.passthrough() || phGraphNode == nullptr || nodeParams == nullptr ||
+      nodeParams->bytesize == 0) {
+    return call();
+  }
+  const CUmemLocation& location = nodeParams->poolProps.location;
+  int device = location.type == CU_MEM_LOCATION_TYPE_DEVICE ? location.id : shim.CurrentDevice();
+  if (!Accountable(device)) return call();
+  uint64_t bytes = cuda::PageBytes(nodeParams->bytesize);
+  CUresult result = ReserveThenCall(shim, device, bytes, call);
+  if (result == CUDA_SUCCESS) {
+    shim.Track(ChargeKind::kGraphMemory, reinterpret_cast<uint64_t>(*phGraphNode), device, bytes,
+               reinterpret_cast<uintptr_t>(hGraph));
+  }
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuGraphDestroy(hGraph);
+  if (result == CUDA_SUCCESS && !shim.passthrough()) {
+    shim.UntrackOwner(reinterpret_cast<uintptr_t>(hGraph));
+  }
+  return result;
+}
+
+// ---- Contexts ----------------------------------------------------------------------------------
+TESSERA_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
+  Shim& shim = Shim::Get();
+  auto call = [&] { return shim.cuda().cuDevicePrimaryCtxRetain(pctx, dev); };
+  if (shim.passthrough() || pctx == nullptr || !Accountable(dev)) return call();
+  if (shim.IsTracked(ChargeKind::kPrimaryContext, static_cast<uint64_t>(dev))) {
+    CUresult result = call();
+    if (result == CUDA_SUCCESS) shim.CountPrimaryRetains(dev, 1, *pctx);
+    return result;
+  }
+  CUresult result = CreateChargedContext(
+      shim, dev, call, [&] { shim.cuda().cuDevicePrimaryCtxRelease_v2(dev); },
+      ChargeKind::kPrimaryContext, pctx);
+  if (result == CUDA_SUCCESS) shim.CountPrimaryRetains(dev, 1, *pctx);
+  return result;
+}
+
+namespace {
+
+// The primary context is gone: its memory and every allocation made in it are freed.
+void ForgetPrimaryContext(Shim& shim, CUdevice dev) {
+  shim.UntrackOwner(reinterpret_cast<uintptr_t>(shim.PrimaryContext(dev)));
+  shim.Untrack(ChargeKind::kPrimaryContext, static_cast<uint64_t>(dev));
+}
+
+}  // namespace
+
+TESSERA_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuDevicePrimaryCtxRelease_v2(dev);
+  if (result != CUDA_SUCCESS || shim.passthrough() || !Accountable(dev)) return result;
+  if (shim.CountPrimaryRetains(dev, -1, nullptr) == 0) ForgetPrimaryContext(shim, dev);
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuDevicePrimaryCtxReset_v2(dev);
+  if (result != CUDA_SUCCESS || shim.passthrough() || !Accountable(dev)) return result;
+  // Reset frees every allocation of the primary context; retains stay counted by the driver.
+  shim.UntrackOwner(reinterpret_cast<uintptr_t>(shim.PrimaryContext(dev)));
+  return result;
+}
+
+namespace {
+
+template <typename Create>
+CUresult CreateContext(CUcontext* pctx, CUdevice dev, Create create) {
+  Shim& shim = Shim::Get();
+  if (shim.passthrough() || pctx == nullptr || !Accountable(dev)) return create();
+  return CreateChargedContext(
+      shim, dev, create, [&] { shim.cuda().cuCtxDestroy_v2(*pctx); }, ChargeKind::kContext, pctx);
+}
+
+}  // namespace
+
+TESSERA_EXPORT CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  return CreateContext(pctx, dev, [&] { return Shim::Get().cuda().cuCtxCreate_v2(pctx, flags, dev); });
+}
+
+TESSERA_EXPORT CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* paramsArray,
+                                       int numParams, unsigned int flags, CUdevice dev) {
+  return CreateContext(pctx, dev, [&] {
+    return Shim::Get().cuda().cuCtxCreate_v3(pctx, paramsArray, numParams, flags, dev);
+  });
+}
+
+TESSERA_EXPORT CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* ctxCreateParams,
+                                       unsigned int flags, CUdevice dev) {
+  return CreateContext(pctx, dev, [&] {
+    return Shim::Get().cuda().cuCtxCreate_v4(pctx, ctxCreateParams, flags, dev);
+  });
+}
+
+TESSERA_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuCtxDestroy_v2(ctx);
+  // The context's own memory and everything allocated in it go with it.
+  if (result == CUDA_SUCCESS && !shim.passthrough()) {
+    shim.UntrackOwner(reinterpret_cast<uintptr_t>(ctx));
+  }
+  return result;
+}

@@ -1,0 +1,438 @@
+#include "shim/shim.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "common/log.h"
+
+namespace tessera::shim {
+
+// ---- Finding glibc's dlsym -----------------------------------------------------------------
+using DlsymFunction = void* (*)(void*, const char*);
+
+extern "C" {
+__attribute__((visibility("hidden"))) DlsymFunction tessera_next_dlsym = nullptr;
+}
+
+extern "C" __attribute__((visibility("hidden"))) DlsymFunction tessera_resolve_next_dlsym() {
+  DlsymFunction next = __atomic_load_n(&tessera_next_dlsym, __ATOMIC_ACQUIRE);
+  if (next != nullptr) return next;
+  // glibc >= 2.34 versions dlsym GLIBC_2.34; older ones GLIBC_2.2.5 (x86-64) / 2.17 (AArch64).
+  for (const char* version : {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17"}) {
+    next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", version));
+    if (next != nullptr) break;
+  }
+  __atomic_store_n(&tessera_next_dlsym, next, __ATOMIC_RELEASE);
+  return next;
+}
+
+namespace {
+
+void* RealDlsym(void* handle, const char* name) {
+  return tessera_resolve_next_dlsym()(handle, name);
+}
+
+// ---- The hook registry, from hooks.def ------------------------------------------------------
+struct HookEntry {
+  const char* name;
+  void* hook;
+  bool nvml;
+};
+
+const HookEntry kHooks[] = {
+#define TESSERA_CUDA_HOOK(name) {#name, reinterpret_cast<void*>(&::name), false},
+#define TESSERA_NVML_HOOK(name) {#name, reinterpret_cast<void*>(&::name), true},
+#include "shim/hooks.def"
+};
+constexpr int kHookCount = sizeof(kHooks) / sizeof(kHooks[0]);
+
+// What cuGetProcAddress answers, from proc_address.def.
+struct ProcRow {
+  const char* base;
+  const char* symbol;
+  int version;
+  bool per_thread_stream;
+};
+
+const ProcRow kProcRows[] = {
+#define TESSERA_PROC(base, symbol, version, ptds) {#base, #symbol, version, (ptds) != 0},
+#include "cuda/proc_address.def"
+#undef TESSERA_PROC
+};
+
+// The exported variant a driver returns for (base, version, flags), or nullptr.
+const char* ProcVariant(const char* base, int cuda_version, cuuint64_t flags) {
+  bool want_ptds = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
+  const ProcRow* best[2] = {nullptr, nullptr};  // [legacy, per-thread]
+  for (const ProcRow& row : kProcRows) {
+    if (row.version > cuda_version || std::strcmp(row.base, base) != 0) continue;
+    const ProcRow*& slot = best[row.per_thread_stream ? 1 : 0];
+    if (slot == nullptr || row.version >= slot->version) slot = &row;
+  }
+  if (want_ptds && best[1] != nullptr) return best[1]->symbol;
+  return best[0] != nullptr ? best[0]->symbol : nullptr;
+}
+
+// Stands in for a function the driver does not have.
+template <typename Function>
+struct Missing;
+template <typename R, typename... Args>
+struct Missing<R (*)(Args...)> {
+  static R Call(Args...) {
+    if constexpr (std::is_same_v<R, CUresult>) {
+      return CUDA_ERROR_NOT_FOUND;
+    } else {
+      return NVML_ERROR_FUNCTION_NOT_FOUND;
+    }
+  }
+};
+
+template <typename Function>
+Function Resolve(void* library, const char* name) {
+  void* found = library != nullptr ? RealDlsym(library, name) : nullptr;
+  if (found == nullptr) return &Missing<Function>::Call;
+  return reinterpret_cast<Function>(found);
+}
+
+std::string FormatUuid(const CUuuid& uuid) {
+  const auto* b = reinterpret_cast<const unsigned char*>(uuid.bytes);
+  char text[48];
+  std::snprintf(text, sizeof text,
+                "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                b[14], b[15]);
+  return text;
+}
+
+std::string CommandName() {
+  char name[32] = {};
+  int fd = ::open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t length = ::read(fd, name, sizeof name - 1);
+    ::close(fd);
+    if (length > 0 && name[length - 1] == '\n') name[length - 1] = '\0';
+  }
+  return name;
+}
+
+}  // namespace
+
+// ---- Construction ----------------------------------------------------------------------------
+Shim::Shim() : config_(ReadConfigFromEnvironment()) {
+  if (!config_.errors.empty()) {
+    for (const std::string& error : config_.errors) {
+      log::Write(log::Level::kError, "shim", "%s", error.c_str());
+    }
+    log::Write(log::Level::kError, "shim",
+               "CUDA is refused in this process until the variable%s above %s fixed",
+               config_.errors.size() > 1 ? "s" : "", config_.errors.size() > 1 ? "are" : "is");
+    refusing_ = true;
+  }
+  LoadDriver();
+  LoadNvml();
+  if (config_.disabled || refusing_) return;
+
+  auto region = config_.region_path.empty() ? region::Region::CreatePrivate(config_.limits)
+                                            : region::Region::Open(config_.region_path,
+                                                                   &config_.limits);
+  if (!region.ok()) {
+    log::Write(log::Level::kError, "shim", "%s; CUDA is refused in this process",
+               region.status().message().c_str());
+    refusing_ = true;
+    return;
+  }
+  region_ = std::move(region).value();
+  for (int device = 0; device < region::kMaxDevices; ++device) {
+    uint64_t wanted = config_.limits.devices[device].memory_bytes;
+    uint64_t held = region_->Limits(device).memory_bytes;
+    if (wanted != 0 && wanted != held) {
+      log::Write(log::Level::kWarn, "shim",
+                 "device %d: this process asks for a %llu-byte memory limit, but region %s "
+                 "holds %llu bytes for the container; the region's limit applies",
+                 device, static_cast<unsigned long long>(wanted), region_->path().c_str(),
+                 static_cast<unsigned long long>(held));
+    }
+  }
+  pthread_atfork([] { Get().OnForkPrepare(); }, [] { Get().OnForkParent(); },
+                 [] { Get().OnForkChild(); });
+  std::atexit([] { Get().OnExit(); });
+  log::Write(log::Level::kInfo, "shim", "accounting in region %s", region_->path().c_str());
+}
+
+void Shim::LoadDriver() {
+  // RTLD_NODELETE: the table must stay valid whatever the application does with its handles.
+  void* library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  if (library == nullptr) {
+    log::Write(log::Level::kDebug, "shim", "cannot load libcuda.so.1: %s", dlerror());
+  }
+#define TESSERA_CUDA_HOOK(name) cuda_.name = Resolve<decltype(&::name)>(library, #name);
+#define TESSERA_CUDA_CALL(name) cuda_.name = Resolve<decltype(&::name)>(library, #name);
+#include "shim/hooks.def"
+  static_assert(kHookCount <= 64, "grow real_hooks_");
+  for (int i = 0; i < kHookCount; ++i) {
+    if (!kHooks[i].nvml && library != nullptr) real_hooks_[i] = RealDlsym(library, kHooks[i].name);
+  }
+}
+
+void Shim::LoadNvml() {
+  void* library = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+#define TESSERA_NVML_HOOK(name) nvml_.name = Resolve<decltype(&::name)>(library, #name);
+#define TESSERA_NVML_CALL(name) nvml_.name = Resolve<decltype(&::name)>(library, #name);
+#include "shim/hooks.def"
+  for (int i = 0; i < kHookCount; ++i) {
+    if (kHooks[i].nvml && library != nullptr) real_hooks_[i] = RealDlsym(library, kHooks[i].name);
+  }
+}
+
+// ---- Accounting -------------------------------------------------------------------------------
+int Shim::CurrentDevice() const {
+  CUdevice device = -1;
+  if (cuda_.cuCtxGetDevice(&device) != CUDA_SUCCESS) return -1;
+  return device >= 0 && device < region::kMaxDevices ? device : -1;
+}
+
+bool Shim::EnsureSlot() {
+  if (slot_ >= 0) return true;
+  pid_t pid = getpid();
+  auto slot = region_->ClaimSlot(pid, region::ProcessStartTime(pid), CommandName());
+  if (!slot.ok()) {
+    log::Write(log::Level::kError, "shim", "%s; allocations are refused",
+               slot.status().message().c_str());
+    return false;
+  }
+  slot_ = *slot;
+  return true;
+}
+
+bool Shim::Reserve(int device, uint64_t bytes) {
+  if (device < 0 || region_ == nullptr) return true;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!EnsureSlot()) return false;
+  if (!region_->Reserve(slot_, device, bytes)) {
+    log::Write(log::Level::kInfo, "shim",
+               "refused %llu bytes on device %d: %llu of %llu bytes in use",
+               static_cast<unsigned long long>(bytes), device,
+               static_cast<unsigned long long>(region_->Used(device)),
+               static_cast<unsigned long long>(region_->Limits(device).memory_bytes));
+    return false;
+  }
+  process_charged_[device] += bytes;
+  return true;
+}
+
+void Shim::Release(int device, uint64_t bytes) {
+  if (device < 0 || region_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (slot_ < 0) return;
+  region_->Release(slot_, device, bytes);
+  process_charged_[device] -= bytes <= process_charged_[device] ? bytes : process_charged_[device];
+}
+
+void Shim::Track(ChargeKind kind, uint64_t key, int device, uint64_t bytes, uintptr_t owner) {
+  if (device < 0 || region_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto [entry, inserted] = charges_.try_emplace(Key{kind, key}, Charge{device, bytes, owner});
+  if (!inserted) {
+    // The driver handed out a handle we still hold a charge for: the earlier one was freed by a
+    // path we do not see (e.g. a context teardown). Its charge goes with it.
+    if (slot_ >= 0) region_->Release(slot_, entry->second.device, entry->second.bytes);
+    process_charged_[entry->second.device] -= entry->second.bytes;
+    entry->second = Charge{device, bytes, owner};
+  }
+}
+
+bool Shim::Untrack(ChargeKind kind, uint64_t key) {
+  if (region_ == nullptr) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto entry = charges_.find(Key{kind, key});
+  if (entry == charges_.end()) return false;
+  if (slot_ >= 0) region_->Release(slot_, entry->second.device, entry->second.bytes);
+  process_charged_[entry->second.device] -= entry->second.bytes;
+  charges_.erase(entry);
+  return true;
+}
+
+void Shim::UntrackOwner(uintptr_t owner) {
+  if (region_ == nullptr || owner == 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto entry = charges_.begin(); entry != charges_.end();) {
+    if (entry->second.owner != owner) {
+      ++entry;
+      continue;
+    }
+    if (slot_ >= 0) region_->Release(slot_, entry->second.device, entry->second.bytes);
+    process_charged_[entry->second.device] -= entry->second.bytes;
+    entry = charges_.erase(entry);
+  }
+}
+
+bool Shim::IsTracked(ChargeKind kind, uint64_t key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return charges_.count(Key{kind, key}) != 0;
+}
+
+int Shim::CountPrimaryRetains(int device, int delta, CUcontext context) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (context != nullptr) primary_context_[device] = context;
+  primary_retains_[device] += delta;
+  if (primary_retains_[device] < 0) primary_retains_[device] = 0;
+  return primary_retains_[device];
+}
+
+CUcontext Shim::PrimaryContext(int device) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return primary_context_[device];
+}
+
+uint64_t Shim::ProcessCharged(int device) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return process_charged_[device];
+}
+
+uint64_t Shim::Limit(int device) const {
+  if (device < 0 || region_ == nullptr) return 0;
+  return region_->Limits(device).memory_bytes;
+}
+
+uint64_t Shim::Used(int device) const {
+  if (device < 0 || region_ == nullptr) return 0;
+  return region_->Used(device);
+}
+
+// ---- Devices -----------------------------------------------------------------------------------
+void Shim::OnDriverInitialized() {
+  if (region_ == nullptr) return;
+  int count = 0;
+  if (cuda_.cuDeviceGetCount(&count) != CUDA_SUCCESS) return;
+  for (int ordinal = 0; ordinal < count && ordinal < region::kMaxDevices; ++ordinal) {
+    CUdevice device = 0;
+    CUuuid uuid{};
+    if (cuda_.cuDeviceGet(&device, ordinal) != CUDA_SUCCESS ||
+        cuda_.cuDeviceGetUuid_v2(&uuid, device) != CUDA_SUCCESS) {
+      continue;
+    }
+    std::string text = FormatUuid(uuid);
+    Status bound = region_->BindDevice(ordinal, text);
+    if (!bound.ok()) log::Write(log::Level::kError, "shim", "%s", bound.message().c_str());
+    std::lock_guard<std::mutex> lock(mutex_);
+    device_uuid_[ordinal] = text;
+  }
+}
+
+int Shim::DeviceOfNvmlHandle(nvmlDevice_t handle) {
+  if (region_ == nullptr || handle == nullptr) return -1;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (int device = 0; device < region::kMaxDevices; ++device) {
+      if (nvml_handles_[device] == handle) return device;
+    }
+  }
+  char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = {};
+  if (nvml_.nvmlDeviceGetUUID(handle, uuid, sizeof uuid) != NVML_SUCCESS) return -1;
+  int device = region_->FindDevice(uuid);
+  if (device >= 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    nvml_handles_[device] = handle;
+  }
+  return device;
+}
+
+bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
+  std::string uuid;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    uuid = device_uuid_[device];
+    if (!nvml_initialized_) nvml_initialized_ = nvml_.nvmlInit_v2() == NVML_SUCCESS;
+    if (!nvml_initialized_ || uuid.empty()) return false;
+  }
+  nvmlDevice_t handle = nullptr;
+  if (nvml_.nvmlDeviceGetHandleByUUID(uuid.c_str(), &handle) != NVML_SUCCESS) return false;
+  nvmlProcessInfo_t processes[64];
+  unsigned count = 64;
+  if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes) != NVML_SUCCESS) {
+    return false;
+  }
+  // In a container NVML reports host pids; then this finds nothing and the estimate stands.
+  auto self = static_cast<unsigned>(getpid());
+  for (unsigned i = 0; i < count && i < 64; ++i) {
+    if (processes[i].pid == self) {
+      *bytes = processes[i].usedGpuMemory;
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---- Symbol lookups ---------------------------------------------------------------------------
+void* Shim::HookForDlsym(const char* name, void* found) {
+  if (config_.disabled) return found;
+  for (int i = 0; i < kHookCount; ++i) {
+    if (std::strcmp(kHooks[i].name, name) != 0) continue;
+    // Only what the caller's handle resolved to the real driver (or to the shim) is replaced;
+    // a library with a symbol of the same name keeps it.
+    return found == real_hooks_[i] || found == kHooks[i].hook ? kHooks[i].hook : found;
+  }
+  return found;
+}
+
+void* Shim::HookForProcAddress(const char* symbol, void* found, int cuda_version,
+                               cuuint64_t flags) {
+  if (config_.disabled) return found;
+  for (int i = 0; i < kHookCount; ++i) {
+    if (found == real_hooks_[i]) return kHooks[i].hook;
+  }
+  // A driver may hand out internal entry points: decide by what the request means.
+  const char* variant = ProcVariant(symbol, cuda_version, flags);
+  if (variant == nullptr) return found;
+  for (int i = 0; i < kHookCount; ++i) {
+    if (!kHooks[i].nvml && real_hooks_[i] != nullptr && std::strcmp(kHooks[i].name, variant) == 0) {
+      return kHooks[i].hook;
+    }
+  }
+  return found;
+}
+
+// ---- Process life ----------------------------------------------------------------------------
+void Shim::OnForkPrepare() { mutex_.lock(); }
+void Shim::OnForkParent() { mutex_.unlock(); }
+
+void Shim::OnForkChild() {
+  // The child starts with no CUDA state of its own (CUDA forbids using the parent's contexts)
+  // and claims its own slot on its first charge.
+  slot_ = -1;
+  charges_.clear();
+  for (int device = 0; device < region::kMaxDevices; ++device) {
+    process_charged_[device] = 0;
+    primary_retains_[device] = 0;
+    primary_context_[device] = nullptr;
+  }
+  nvml_initialized_ = false;
+  mutex_.unlock();
+}
+
+void Shim::OnExit() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (slot_ >= 0 && region_ != nullptr) region_->ReleaseSlot(slot_);
+  slot_ = -1;
+}
+
+}  // namespace tessera::shim
+
+// ---- dlsym for every handle but RTLD_NEXT (see dlsym_entry.S) ---------------------------------
+extern "C" __attribute__((visibility("hidden"))) void* tessera_dlsym_hooked(void* handle,
+                                                                           const char* name) {
+  void* found = tessera::shim::RealDlsym(handle, name);
+  if (found == nullptr || name == nullptr) return found;
+  // Cheap reject for the thousands of non-driver lookups a large program makes.
+  bool candidate = (name[0] == 'c' && name[1] == 'u') || (name[0] == 'n' && name[1] == 'v');
+  if (!candidate) return found;
+  return tessera::shim::Shim::Get().HookForDlsym(name, found);
+}

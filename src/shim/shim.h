@@ -1,0 +1,153 @@
+// The shim's one owner of global state: the real driver and NVML tables, the configuration, the
+// region, and this process's record of what it has charged. Created once, on the first call of a
+// hook (never from a constructor of the library), fork-aware. The exported hooks in *_hooks.cc
+// are thin functions that forward to it.
+//
+// Memory accounting: a hook computes the bytes the driver will take, Reserve()s them in the
+// region (atomic across the container's processes), calls the driver, and on failure Release()s
+// them; on success it Track()s the handle so that the matching free releases exactly that charge.
+#ifndef TESSERA_SHIM_SHIM_H_
+#define TESSERA_SHIM_SHIM_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cuda/driver_api.h"
+#include "cuda/nvml_api.h"
+#include "region/region.h"
+#include "shim/config.h"
+
+#define TESSERA_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace tessera::shim {
+
+// Real driver functions, typed from the driver's declarations. Never null: a function the driver
+// lacks is replaced by one that returns CUDA_ERROR_NOT_FOUND (NVML_ERROR_FUNCTION_NOT_FOUND).
+struct CudaTable {
+#define TESSERA_CUDA_HOOK(name) decltype(&::name) name;
+#define TESSERA_CUDA_CALL(name) decltype(&::name) name;
+#include "shim/hooks.def"
+};
+
+struct NvmlTable {
+#define TESSERA_NVML_HOOK(name) decltype(&::name) name;
+#define TESSERA_NVML_CALL(name) decltype(&::name) name;
+#include "shim/hooks.def"
+};
+
+// What a tracked charge belongs to. Keys of different kinds never collide.
+enum class ChargeKind : uint8_t {
+  kPointer,         // cuMemAlloc*, pitch, managed, async and pool allocations
+  kVmmHandle,       // cuMemCreate
+  kArray,           // cuArrayCreate, cuArray3DCreate
+  kMipmappedArray,  // cuMipmappedArrayCreate
+  kGraphMemory,     // cuGraphAddMemAllocNode, keyed by node, owned by the graph
+  kContext,         // a created context's own memory, keyed by context
+  kPrimaryContext,  // a primary context's own memory, keyed by device
+};
+
+class Shim {
+ public:
+  static Shim& Get() {
+    static Shim* instance = new Shim();  // never destroyed: hooks may run during exit
+    return *instance;
+  }
+
+  const CudaTable& cuda() const { return cuda_; }
+  const NvmlTable& nvml() const { return nvml_; }
+  // Hooks forward untouched: CUDA_DISABLE_CONTROL=true, or no region (then cuInit refuses).
+  bool passthrough() const { return region_ == nullptr; }
+  // The configuration could not be used; cuInit refuses with CUDA_ERROR_NOT_PERMITTED.
+  bool refusing() const { return refusing_; }
+
+  // The container device of the calling thread's current context, or -1 when there is none or
+  // it is beyond what a region holds (then nothing is accounted and the driver decides).
+  int CurrentDevice() const;
+
+  // Charges `bytes` on `device` to this process; false when that would pass the limit.
+  bool Reserve(int device, uint64_t bytes);
+  void Release(int device, uint64_t bytes);
+  // Records a successful allocation's charge under (kind, key); `owner` is the context or graph
+  // whose destruction also frees it (0 for none).
+  void Track(ChargeKind kind, uint64_t key, int device, uint64_t bytes, uintptr_t owner);
+  // Releases and forgets the charge under (kind, key). False if there is none.
+  bool Untrack(ChargeKind kind, uint64_t key);
+  // Releases and forgets every charge owned by `owner`.
+  void UntrackOwner(uintptr_t owner);
+  // Whether anything is tracked under (kind, key).
+  bool IsTracked(ChargeKind kind, uint64_t key);
+  // Primary contexts: counts this process's retains of `device`'s primary context and remembers
+  // its handle. Returns the count after adding `delta`.
+  int CountPrimaryRetains(int device, int delta, CUcontext context);
+  CUcontext PrimaryContext(int device);
+
+  // Limit (0: none) and container-wide use of a device.
+  uint64_t Limit(int device) const;
+  uint64_t Used(int device) const;
+
+  // After a successful cuInit: binds the container's devices to their UUIDs in the region.
+  void OnDriverInitialized();
+  // The container device an NVML handle refers to, or -1.
+  int DeviceOfNvmlHandle(nvmlDevice_t handle);
+  // How much of `device`'s memory the driver says this process holds (NVML), if it can tell.
+  bool ProcessMemoryFromNvml(int device, uint64_t* bytes);
+  region::Region& region() { return *region_; }
+  // Bytes this process has charged on `device`.
+  uint64_t ProcessCharged(int device);
+
+  // dlsym: the hook to return for `name`, given what the real dlsym found for the caller's
+  // handle; `found` itself when the shim does not intercept it.
+  void* HookForDlsym(const char* name, void* found);
+  // cuGetProcAddress: the hook for what the driver returned for (symbol, version, flags).
+  void* HookForProcAddress(const char* symbol, void* found, int cuda_version, cuuint64_t flags);
+
+ private:
+  Shim();
+  void LoadDriver();
+  void LoadNvml();
+  bool EnsureSlot();  // REQUIRES: mutex_ held
+  void OnForkPrepare();
+  void OnForkParent();
+  void OnForkChild();
+  void OnExit();
+
+  struct Key {
+    ChargeKind kind;
+    uint64_t value;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& key) const {
+      return std::hash<uint64_t>()(key.value) ^ (static_cast<size_t>(key.kind) << 56);
+    }
+  };
+  struct Charge {
+    int device;
+    uint64_t bytes;
+    uintptr_t owner;
+  };
+
+  Config config_;
+  bool refusing_ = false;
+  CudaTable cuda_{};
+  NvmlTable nvml_{};
+  bool nvml_initialized_ = false;
+  void* real_hooks_[64] = {};  // the driver's own address of each hook, in hooks.def order
+  std::unique_ptr<region::Region> region_;
+
+  std::mutex mutex_;  // guards everything below
+  int slot_ = -1;
+  std::unordered_map<Key, Charge, KeyHash> charges_;
+  uint64_t process_charged_[region::kMaxDevices] = {};
+  int primary_retains_[region::kMaxDevices] = {};
+  CUcontext primary_context_[region::kMaxDevices] = {};
+  std::string device_uuid_[region::kMaxDevices];
+  nvmlDevice_t nvml_handles_[region::kMaxDevices] = {};
+};
+
+}  // namespace tessera::shim
+
+#endif  // TESSERA_SHIM_SHIM_H_
