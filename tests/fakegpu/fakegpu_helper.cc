@@ -1,0 +1,78 @@
+// A program that runs on the fake GPU, for tests that need another process:
+//   fakegpu_helper hold <bytes> [device]  allocate, print "ready", wait for stdin to close, exit
+//                                          normally (teardown must give the memory back)
+//   fakegpu_helper churn <pairs>           allocate and free 1 MiB <pairs> times, print "done"
+//   fakegpu_helper init                    print cuInit's result
+// Errors print "error <step> <CUresult>" and exit 1.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "cuda/driver_api.h"
+
+namespace {
+
+int Fail(const char* step, CUresult result) {
+  std::printf("error %s %d\n", step, static_cast<int>(result));
+  return 1;
+}
+
+int Ready(CUdevice device) {
+  if (CUresult result = cuInit(0); result != CUDA_SUCCESS) return Fail("cuInit", result);
+  CUcontext context = nullptr;
+  if (CUresult result = cuDevicePrimaryCtxRetain(&context, device); result != CUDA_SUCCESS) {
+    return Fail("cuDevicePrimaryCtxRetain", result);
+  }
+  if (CUresult result = cuCtxSetCurrent(context); result != CUDA_SUCCESS) {
+    return Fail("cuCtxSetCurrent", result);
+  }
+  return 0;
+}
+
+int Hold(unsigned long long bytes, CUdevice device) {
+  if (int failed = Ready(device); failed != 0) return failed;
+  if (bytes > 0) {
+    CUdeviceptr pointer = 0;
+    if (CUresult result = cuMemAlloc_v2(&pointer, bytes); result != CUDA_SUCCESS) {
+      return Fail("cuMemAlloc_v2", result);
+    }
+  }
+  std::printf("ready %d\n", static_cast<int>(getpid()));
+  std::fflush(stdout);
+  char buffer[64];
+  while (read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
+  }
+  return 0;
+}
+
+int Churn(long pairs) {
+  if (int failed = Ready(0); failed != 0) return failed;
+  for (long i = 0; i < pairs; ++i) {
+    CUdeviceptr pointer = 0;
+    if (CUresult result = cuMemAlloc_v2(&pointer, 1 << 20); result != CUDA_SUCCESS) {
+      return Fail("cuMemAlloc_v2", result);
+    }
+    if (CUresult result = cuMemFree_v2(pointer); result != CUDA_SUCCESS) {
+      return Fail("cuMemFree_v2", result);
+    }
+  }
+  std::printf("done\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::strcmp(argv[1], "hold") == 0) {
+    return Hold(std::strtoull(argv[2], nullptr, 10), argc >= 4 ? std::atoi(argv[3]) : 0);
+  }
+  if (argc == 3 && std::strcmp(argv[1], "churn") == 0) return Churn(std::atol(argv[2]));
+  if (argc == 2 && std::strcmp(argv[1], "init") == 0) {
+    std::printf("cuInit %d\n", static_cast<int>(cuInit(0)));
+    return 0;
+  }
+  std::fprintf(stderr, "usage: %s hold <bytes> [device] | churn <pairs> | init\n", argv[0]);
+  return 2;
+}
