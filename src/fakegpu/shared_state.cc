@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "common/log.h"
 #include "fakegpu/config.h"
 
 namespace tessera::fakegpu {
@@ -194,6 +195,9 @@ void SharedState::Unlock() { pthread_mutex_unlock(&layout_->mutex); }
 
 // The holder died between updating a slot and its device: the slots are the truth.
 void SharedState::RepairAfterOwnerDied() {
+  log::Write(log::Level::kInfo, "fakegpu",
+             "%s: a process died holding the state's lock; recomputing the totals",
+             Describe(path_).c_str());
   for (int device = 0; device < kMaxDevices; ++device) {
     uint64_t used = 0;
     for (const ProcessSlot& slot : layout_->processes) {
