@@ -1,0 +1,401 @@
+// A CUDA driver-API program for end-to-end tests and the demo: it does what its arguments say on
+// whatever libcuda.so.1 it finds, and reports in "key=value" lines on stdout.
+//
+// How it reaches the driver (first argument):
+//   linked       calls the functions it was linked against (only in tessera-cuda-client-linked)
+//   dlopen       dlopen("libcuda.so.1") + dlsym for every function
+//   procaddress  dlopen + dlsym("cuGetProcAddress_v2") only, then cuGetProcAddress for the rest
+//
+// Commands:
+//   fill CHUNK                allocate CHUNK-byte blocks until refused; report and exit
+//   hold BYTES [CHUNK]        allocate BYTES (in CHUNK blocks), print "ready", wait for stdin EOF
+//   family NAME BYTES         allocate once with a family (alloc, pitch, managed, vmm, async,
+//                             pool, array, array3d, mipmapped, graph, context); print "ready",
+//                             wait for stdin EOF, free it, report
+//   churn SEED OPS MAX [together]
+//                             OPS random allocations/frees of up to MAX bytes; report refusals
+//                             (together: print "ready" and start at stdin EOF)
+//   loop MAX                  allocate and free random sizes forever (to be killed)
+//   free-unknown              free a pointer the program never allocated; report the result
+//   info                      report cuMemGetInfo, cuDeviceTotalMem and NVML memory info
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/driver_api.h"
+#include "cuda/nvml_api.h"
+
+namespace {
+
+struct Driver {
+  decltype(&cuInit) Init;
+  decltype(&cuDeviceGet) DeviceGet;
+  decltype(&cuDevicePrimaryCtxRetain) PrimaryCtxRetain;
+  decltype(&cuCtxSetCurrent) CtxSetCurrent;
+  decltype(&cuCtxCreate_v2) CtxCreate;
+  decltype(&cuCtxDestroy_v2) CtxDestroy;
+  decltype(&cuMemAlloc_v2) MemAlloc;
+  decltype(&cuMemFree_v2) MemFree;
+  decltype(&cuMemAllocPitch_v2) MemAllocPitch;
+  decltype(&cuMemAllocManaged) MemAllocManaged;
+  decltype(&cuMemGetInfo_v2) MemGetInfo;
+  decltype(&cuDeviceTotalMem_v2) DeviceTotalMem;
+  decltype(&cuMemCreate) MemCreate;
+  decltype(&cuMemRelease) MemRelease;
+  decltype(&cuMemAllocAsync) MemAllocAsync;
+  decltype(&cuMemFreeAsync) MemFreeAsync;
+  decltype(&cuMemPoolCreate) MemPoolCreate;
+  decltype(&cuMemAllocFromPoolAsync) MemAllocFromPoolAsync;
+  decltype(&cuArrayCreate_v2) ArrayCreate;
+  decltype(&cuArray3DCreate_v2) Array3DCreate;
+  decltype(&cuArrayDestroy) ArrayDestroy;
+  decltype(&cuMipmappedArrayCreate) MipmappedArrayCreate;
+  decltype(&cuMipmappedArrayDestroy) MipmappedArrayDestroy;
+  decltype(&cuGraphCreate) GraphCreate;
+  decltype(&cuGraphAddMemAllocNode) GraphAddMemAllocNode;
+  decltype(&cuGraphDestroy) GraphDestroy;
+  decltype(&cuLaunchKernel) LaunchKernel;
+};
+
+#ifdef TESSERA_CLIENT_LINKED
+Driver LinkedDriver() {
+  return Driver{cuInit, cuDeviceGet, cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxCreate_v2,
+                cuCtxDestroy_v2, cuMemAlloc_v2, cuMemFree_v2, cuMemAllocPitch_v2,
+                cuMemAllocManaged, cuMemGetInfo_v2, cuDeviceTotalMem_v2, cuMemCreate,
+                cuMemRelease, cuMemAllocAsync, cuMemFreeAsync, cuMemPoolCreate,
+                cuMemAllocFromPoolAsync, cuArrayCreate_v2, cuArray3DCreate_v2, cuArrayDestroy,
+                cuMipmappedArrayCreate, cuMipmappedArrayDestroy, cuGraphCreate,
+                cuGraphAddMemAllocNode, cuGraphDestroy, cuLaunchKernel};
+}
+#endif
+
+template <typename Function>
+void Find(Function& out, void* library, decltype(&cuGetProcAddress_v2) proc, const char* exported,
+          const char* base) {
+  void* found = nullptr;
+  if (proc != nullptr) {
+    CUdriverProcAddressQueryResult status{};
+    proc(base, &found, TESSERA_CUDA_API_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status);
+  } else {
+    found = dlsym(library, exported);
+  }
+  if (found == nullptr) {
+    std::fprintf(stderr, "client: cannot find %s\n", exported);
+    std::exit(3);
+  }
+  out = reinterpret_cast<Function>(found);
+}
+
+Driver DynamicDriver(bool via_proc_address) {
+  void* library = dlopen("libcuda.so.1", RTLD_NOW);
+  if (library == nullptr) {
+    std::fprintf(stderr, "client: %s\n", dlerror());
+    std::exit(3);
+  }
+  decltype(&cuGetProcAddress_v2) proc = nullptr;
+  if (via_proc_address) {
+    proc = reinterpret_cast<decltype(proc)>(dlsym(library, "cuGetProcAddress_v2"));
+    if (proc == nullptr) std::exit(3);
+  }
+  Driver d{};
+  Find(d.Init, library, proc, "cuInit", "cuInit");
+  Find(d.DeviceGet, library, proc, "cuDeviceGet", "cuDeviceGet");
+  Find(d.PrimaryCtxRetain, library, proc, "cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRetain");
+  Find(d.CtxSetCurrent, library, proc, "cuCtxSetCurrent", "cuCtxSetCurrent");
+  Find(d.CtxDestroy, library, proc, "cuCtxDestroy_v2", "cuCtxDestroy");
+  Find(d.MemAlloc, library, proc, "cuMemAlloc_v2", "cuMemAlloc");
+  Find(d.MemFree, library, proc, "cuMemFree_v2", "cuMemFree");
+  Find(d.MemAllocPitch, library, proc, "cuMemAllocPitch_v2", "cuMemAllocPitch");
+  Find(d.MemAllocManaged, library, proc, "cuMemAllocManaged", "cuMemAllocManaged");
+  Find(d.MemGetInfo, library, proc, "cuMemGetInfo_v2", "cuMemGetInfo");
+  Find(d.DeviceTotalMem, library, proc, "cuDeviceTotalMem_v2", "cuDeviceTotalMem");
+  Find(d.MemCreate, library, proc, "cuMemCreate", "cuMemCreate");
+  Find(d.MemRelease, library, proc, "cuMemRelease", "cuMemRelease");
+  Find(d.MemAllocAsync, library, proc, "cuMemAllocAsync", "cuMemAllocAsync");
+  Find(d.MemFreeAsync, library, proc, "cuMemFreeAsync", "cuMemFreeAsync");
+  Find(d.MemPoolCreate, library, proc, "cuMemPoolCreate", "cuMemPoolCreate");
+  Find(d.MemAllocFromPoolAsync, library, proc, "cuMemAllocFromPoolAsync",
+       "cuMemAllocFromPoolAsync");
+  Find(d.ArrayCreate, library, proc, "cuArrayCreate_v2", "cuArrayCreate");
+  Find(d.Array3DCreate, library, proc, "cuArray3DCreate_v2", "cuArray3DCreate");
+  Find(d.ArrayDestroy, library, proc, "cuArrayDestroy", "cuArrayDestroy");
+  Find(d.MipmappedArrayCreate, library, proc, "cuMipmappedArrayCreate", "cuMipmappedArrayCreate");
+  Find(d.MipmappedArrayDestroy, library, proc, "cuMipmappedArrayDestroy",
+       "cuMipmappedArrayDestroy");
+  Find(d.GraphCreate, library, proc, "cuGraphCreate", "cuGraphCreate");
+  Find(d.GraphAddMemAllocNode, library, proc, "cuGraphAddMemAllocNode", "cuGraphAddMemAllocNode");
+  Find(d.GraphDestroy, library, proc, "cuGraphDestroy", "cuGraphDestroy");
+  Find(d.LaunchKernel, library, proc, "cuLaunchKernel", "cuLaunchKernel");
+  if (via_proc_address) {
+    // cuCtxCreate means _v4 to a CUDA 13 caller; this program holds the 3-argument _v2.
+    void* found = nullptr;
+    CUdriverProcAddressQueryResult status{};
+    proc("cuCtxCreate", &found, 11000, CU_GET_PROC_ADDRESS_DEFAULT, &status);
+    d.CtxCreate = reinterpret_cast<decltype(d.CtxCreate)>(found);
+  } else {
+    Find(d.CtxCreate, library, proc, "cuCtxCreate_v2", "cuCtxCreate");
+  }
+  return d;
+}
+
+uint64_t ParseSize(const char* text) {
+  char* end = nullptr;
+  uint64_t value = std::strtoull(text, &end, 10);
+  if (*end == 'M') value <<= 20;
+  if (*end == 'G') value <<= 30;
+  if (*end == 'K') value <<= 10;
+  return value;
+}
+
+void WaitForEof() {
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char buffer[64];
+  while (read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
+  }
+}
+
+void ReportInfo(const Driver& d) {
+  size_t free = 0, total = 0, device_total = 0;
+  CUresult info = d.MemGetInfo(&free, &total);
+  d.DeviceTotalMem(&device_total, 0);
+  std::printf("info_result=%d free=%zu total=%zu device_total=%zu\n", info, free, total,
+              device_total);
+  void* nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+  if (nvml == nullptr) return;
+  auto init = reinterpret_cast<decltype(&nvmlInit_v2)>(dlsym(nvml, "nvmlInit_v2"));
+  auto handle_of = reinterpret_cast<decltype(&nvmlDeviceGetHandleByIndex_v2)>(
+      dlsym(nvml, "nvmlDeviceGetHandleByIndex_v2"));
+  auto memory_v1 = reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo)>(
+      dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
+  auto memory_v2 = reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo_v2)>(
+      dlsym(nvml, "nvmlDeviceGetMemoryInfo_v2"));
+  nvmlDevice_t device = nullptr;
+  if (init() != NVML_SUCCESS || handle_of(0, &device) != NVML_SUCCESS) return;
+  nvmlMemory_t v1{};
+  nvmlMemory_v2_t v2{};
+  v2.version = nvmlMemory_v2;
+  memory_v1(device, &v1);
+  memory_v2(device, &v2);
+  std::printf("nvml_total=%llu nvml_free=%llu nvml_used=%llu nvml2_total=%llu nvml2_free=%llu\n",
+              v1.total, v1.free, v1.used, v2.total, v2.free);
+}
+
+int Fill(const Driver& d, uint64_t chunk) {
+  uint64_t allocated = 0;
+  CUresult refused = CUDA_SUCCESS;
+  std::vector<CUdeviceptr> blocks;
+  for (int i = 0; i < 1'000'000; ++i) {
+    CUdeviceptr pointer = 0;
+    refused = d.MemAlloc(&pointer, chunk);
+    if (refused != CUDA_SUCCESS) break;
+    blocks.push_back(pointer);
+    allocated += chunk;
+  }
+  std::printf("allocated=%" PRIu64 " refused=%d\n", allocated, refused);
+  ReportInfo(d);
+  for (CUdeviceptr pointer : blocks) d.MemFree(pointer);
+  return 0;
+}
+
+int Hold(const Driver& d, uint64_t bytes, uint64_t chunk) {
+  uint64_t allocated = 0;
+  CUresult result = CUDA_SUCCESS;
+  while (allocated < bytes) {
+    uint64_t size = std::min(chunk, bytes - allocated);
+    CUdeviceptr pointer = 0;
+    result = d.MemAlloc(&pointer, size);
+    if (result != CUDA_SUCCESS) break;
+    allocated += size;
+  }
+  std::printf("allocated=%" PRIu64 " result=%d\n", allocated, result);
+  WaitForEof();
+  return result == CUDA_SUCCESS ? 0 : 1;
+}
+
+int Family(const Driver& d, const std::string& name, uint64_t bytes) {
+  CUresult result = CUDA_ERROR_INVALID_VALUE;
+  std::function<CUresult()> release;
+  if (name == "alloc") {
+    CUdeviceptr p = 0;
+    result = d.MemAlloc(&p, bytes);
+    release = [&d, p] { return d.MemFree(p); };
+  } else if (name == "pitch") {
+    CUdeviceptr p = 0;
+    size_t pitch = 0;
+    result = d.MemAllocPitch(&p, &pitch, 1000, bytes / 1000, 4);
+    release = [&d, p] { return d.MemFree(p); };
+  } else if (name == "managed") {
+    CUdeviceptr p = 0;
+    result = d.MemAllocManaged(&p, bytes, CU_MEM_ATTACH_GLOBAL);
+    release = [&d, p] { return d.MemFree(p); };
+  } else if (name == "vmm") {
+    CUmemAllocationProp prop{};
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = 0;
+    CUmemGenericAllocationHandle handle = 0;
+    result = d.MemCreate(&handle, bytes, &prop, 0);
+    release = [&d, handle] { return d.MemRelease(handle); };
+  } else if (name == "async") {
+    CUdeviceptr p = 0;
+    result = d.MemAllocAsync(&p, bytes, nullptr);
+    release = [&d, p] { return d.MemFreeAsync(p, nullptr); };
+  } else if (name == "pool") {
+    CUmemPoolProps props{};
+    props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    props.location.id = 0;
+    CUmemoryPool pool = nullptr;
+    result = d.MemPoolCreate(&pool, &props);
+    CUdeviceptr p = 0;
+    if (result == CUDA_SUCCESS) result = d.MemAllocFromPoolAsync(&p, bytes, pool, nullptr);
+    release = [&d, p] { return d.MemFreeAsync(p, nullptr); };
+  } else if (name == "array") {
+    CUDA_ARRAY_DESCRIPTOR desc{};
+    desc.Width = 1024;
+    desc.Height = bytes / 4096;
+    desc.Format = CU_AD_FORMAT_FLOAT;
+    desc.NumChannels = 1;
+    CUarray array = nullptr;
+    result = d.ArrayCreate(&array, &desc);
+    release = [&d, array] { return d.ArrayDestroy(array); };
+  } else if (name == "array3d") {
+    CUDA_ARRAY3D_DESCRIPTOR desc{};
+    desc.Width = 256;
+    desc.Height = 256;
+    desc.Depth = bytes / (256 * 256 * 4);
+    desc.Format = CU_AD_FORMAT_UNSIGNED_INT8;
+    desc.NumChannels = 4;
+    CUarray array = nullptr;
+    result = d.Array3DCreate(&array, &desc);
+    release = [&d, array] { return d.ArrayDestroy(array); };
+  } else if (name == "mipmapped") {
+    CUDA_ARRAY3D_DESCRIPTOR desc{};
+    desc.Width = 2048;
+    desc.Height = bytes / (2048 * 4 * 2);
+    desc.Format = CU_AD_FORMAT_FLOAT;
+    desc.NumChannels = 1;
+    CUmipmappedArray array = nullptr;
+    result = d.MipmappedArrayCreate(&array, &desc, 4);
+    release = [&d, array] { return d.MipmappedArrayDestroy(array); };
+  } else if (name == "graph") {
+    CUgraph graph = nullptr;
+    result = d.GraphCreate(&graph, 0);
+    CUDA_MEM_ALLOC_NODE_PARAMS params{};
+    params.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    params.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    params.poolProps.location.id = 0;
+    params.bytesize = bytes;
+    CUgraphNode node = nullptr;
+    if (result == CUDA_SUCCESS) result = d.GraphAddMemAllocNode(&node, graph, nullptr, 0, &params);
+    release = [&d, graph] { return d.GraphDestroy(graph); };
+  } else if (name == "context") {
+    CUcontext context = nullptr;
+    result = d.CtxCreate(&context, 0, 0);
+    release = [&d, context] { return d.CtxDestroy(context); };
+  } else {
+    std::fprintf(stderr, "client: unknown family %s\n", name.c_str());
+    return 2;
+  }
+  std::printf("family=%s result=%d\n", name.c_str(), result);
+  WaitForEof();
+  if (result == CUDA_SUCCESS) std::printf("release=%d\n", release());
+  ReportInfo(d);
+  return 0;
+}
+
+int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bool forever,
+          bool start_together) {
+  // Processes that start together contend for the limit instead of taking turns.
+  if (start_together) WaitForEof();
+  std::mt19937_64 random(seed);
+  std::vector<CUdeviceptr> held;
+  int refused = 0, other_errors = 0;
+  for (int i = 0; forever || i < operations; ++i) {
+    bool allocate = held.empty() || (held.size() < 16 && random() % 2 == 0);
+    if (allocate) {
+      CUdeviceptr p = 0;
+      CUresult result = d.MemAlloc(&p, 1 + random() % max_bytes);
+      if (result == CUDA_SUCCESS) {
+        held.push_back(p);
+      } else if (result == CUDA_ERROR_OUT_OF_MEMORY) {
+        ++refused;
+      } else {
+        ++other_errors;
+      }
+    } else {
+      size_t index = random() % held.size();
+      if (d.MemFree(held[index]) != CUDA_SUCCESS) ++other_errors;
+      held[index] = held.back();
+      held.pop_back();
+    }
+  }
+  for (CUdeviceptr p : held) d.MemFree(p);
+  std::printf("refused=%d other_errors=%d\n", refused, other_errors);
+  return other_errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s linked|dlopen|procaddress COMMAND [ARGS...]\n", argv[0]);
+    return 2;
+  }
+  std::string via = argv[1];
+  Driver d{};
+#ifdef TESSERA_CLIENT_LINKED
+  if (via == "linked") d = LinkedDriver();
+#endif
+  if (via == "dlopen" || via == "procaddress") d = DynamicDriver(via == "procaddress");
+  if (d.Init == nullptr) {
+    std::fprintf(stderr, "client: cannot reach the driver \"%s\" from this build\n", via.c_str());
+    return 2;
+  }
+  CUresult init = d.Init(0);
+  std::printf("init=%d\n", init);
+  if (init != CUDA_SUCCESS) return 4;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  CUresult retain = d.DeviceGet(&device, 0);
+  if (retain == CUDA_SUCCESS) retain = d.PrimaryCtxRetain(&context, device);
+  if (retain == CUDA_SUCCESS) retain = d.CtxSetCurrent(context);
+  std::printf("context=%d\n", retain);
+  std::fflush(stdout);
+  if (retain != CUDA_SUCCESS) return 5;
+
+  std::string command = argv[2];
+  auto arg = [&](int i, const char* fallback) { return argc > i ? argv[i] : fallback; };
+  int status = 2;
+  if (command == "fill") {
+    status = Fill(d, ParseSize(arg(3, "64M")));
+  } else if (command == "hold") {
+    status = Hold(d, ParseSize(arg(3, "1G")), ParseSize(arg(4, "256M")));
+  } else if (command == "family") {
+    status = Family(d, arg(3, "alloc"), ParseSize(arg(4, "64M")));
+  } else if (command == "churn") {
+    status = Churn(d, static_cast<unsigned>(std::atoi(arg(3, "1"))), std::atoi(arg(4, "1000")),
+                   ParseSize(arg(5, "16M")), false, std::string(arg(6, "")) == "together");
+  } else if (command == "loop") {
+    status = Churn(d, static_cast<unsigned>(getpid()), 0, ParseSize(arg(3, "16M")), true, false);
+  } else if (command == "free-unknown") {
+    std::printf("free_result=%d\n", d.MemFree(0xdead0000ull));
+    status = 0;
+  } else if (command == "info") {
+    ReportInfo(d);
+    status = 0;
+  } else {
+    std::fprintf(stderr, "client: unknown command %s\n", command.c_str());
+  }
+  std::fflush(stdout);
+  return status;
+}

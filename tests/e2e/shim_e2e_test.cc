@@ -1,0 +1,286 @@
+// The shim end to end: real processes with LD_PRELOAD=libtessera-cuda.so on the fake GPU.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "child.h"
+#include "fakegpu/state_reader.h"
+#include "region/region.h"
+
+namespace tessera {
+namespace {
+
+using testing::Child;
+using testing::Fields;
+using testing::Number;
+
+constexpr long long kMiB = 1ll << 20;
+constexpr long long kGiB = 1ll << 30;
+
+class ShimEndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/tessera-e2e-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    directory_ = pattern;
+    WriteConfig("device name=\"Tessera Fake H100\" memory=16GiB sms=132 context_memory=32MiB\n");
+  }
+  void TearDown() override { std::system(("rm -rf " + directory_).c_str()); }
+
+  void WriteConfig(const std::string& text) { std::ofstream(directory_ + "/gpus.conf") << text; }
+  std::string RegionPath() const { return directory_ + "/region"; }
+  std::string StatePath() const { return directory_ + "/state"; }
+
+  std::vector<std::string> Environment(const std::vector<std::string>& extra,
+                                       bool preload = true) const {
+    std::vector<std::string> environment = {
+        "PATH=/usr/bin:/bin",
+        std::string("LD_LIBRARY_PATH=") + TESSERA_FAKEGPU_DIR,
+        "TESSERA_FAKEGPU_CONFIG=" + directory_ + "/gpus.conf",
+        "TESSERA_FAKEGPU_STATE=" + StatePath(),
+        "CUDA_DEVICE_MEMORY_SHARED_CACHE=" + RegionPath(),
+        // The sanitizer builds preload an instrumented shim into instrumented clients.
+        "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0",
+    };
+    if (preload) environment.push_back(std::string("LD_PRELOAD=") + TESSERA_SHIM_PATH);
+    environment.insert(environment.end(), extra.begin(), extra.end());
+    return environment;
+  }
+
+  static std::vector<std::string> Client(const std::string& via, std::vector<std::string> args) {
+    std::vector<std::string> argv = {via == "linked" ? TESSERA_CLIENT_LINKED : TESSERA_CLIENT, via};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  fakegpu::StateSnapshot FakeGpu() {
+    auto reader = fakegpu::StateReader::Open(StatePath());
+    EXPECT_TRUE(reader.ok()) << reader.status().message();
+    return reader->Read();
+  }
+
+  std::string directory_;
+};
+
+// ---- The three ways to reach the driver all see and obey the limit ---------------------------
+class ShimReach : public ShimEndToEnd, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ShimReach, AllocationsStopAtTheLimitAndEveryViewReportsIt) {
+  Child client(Client(GetParam(), {"fill", "64M"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  auto fields = Fields(client.output());
+  // The context takes 32 MiB of the 1 GiB; 64 MiB blocks fit 15 times into the remaining 992.
+  EXPECT_EQ(Number(fields, "refused"), 2) << "CUDA_ERROR_OUT_OF_MEMORY, never another code";
+  EXPECT_EQ(Number(fields, "allocated"), 15 * 64 * kMiB);
+  EXPECT_EQ(Number(fields, "total"), kGiB);
+  EXPECT_EQ(Number(fields, "free"), 32 * kMiB);
+  EXPECT_EQ(Number(fields, "device_total"), kGiB);
+  EXPECT_EQ(Number(fields, "nvml_total"), kGiB);
+  EXPECT_EQ(Number(fields, "nvml_free"), 32 * kMiB);
+  EXPECT_EQ(Number(fields, "nvml_used"), kGiB - 32 * kMiB);
+  EXPECT_EQ(Number(fields, "nvml2_total"), kGiB);
+  EXPECT_EQ(Number(fields, "nvml2_free"), 32 * kMiB);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, ShimReach, ::testing::Values("linked", "dlopen", "procaddress"));
+
+TEST_F(ShimEndToEnd, PerDeviceLimitOverridesTheDefault) {
+  Child client(Client("dlopen", {"fill", "64M"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=8GiB", "CUDA_DEVICE_MEMORY_LIMIT_0=512m"}));
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "total"), 512 * kMiB);
+}
+
+TEST_F(ShimEndToEnd, DisableControlPassesEverythingThrough) {
+  Child client(Client("dlopen", {"fill", "1G"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB", "CUDA_DISABLE_CONTROL=true"}));
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "allocated"), 15 * kGiB);
+  EXPECT_EQ(Number(fields, "total"), 16 * kGiB);
+}
+
+TEST_F(ShimEndToEnd, FreeFreeMemoryIsNeverMoreThanThePhysicalFree) {
+  // Another container holds 15.5 GiB of the 16 GiB GPU: a 4 GiB limit cannot promise 4 GiB.
+  Child other(Client("dlopen", {"hold", "15872M", "512M"}),
+              Environment({"CUDA_DEVICE_MEMORY_SHARED_CACHE=" + directory_ + "/other"}));
+  ASSERT_TRUE(other.WaitFor("ready")) << other.output();
+  Child client(Client("dlopen", {"info"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "total"), 4 * kGiB);
+  // 16 GiB - 15.5 GiB held - two 32 MiB contexts.
+  EXPECT_EQ(Number(fields, "free"), 512 * kMiB - 64 * kMiB);
+  EXPECT_EQ(Number(fields, "nvml_free"), 512 * kMiB - 64 * kMiB);
+}
+
+TEST_F(ShimEndToEnd, FreeOfAPointerTheShimDoesNotKnowGoesToTheDriver) {
+  Child bare(Client("dlopen", {"free-unknown"}), Environment({}, /*preload=*/false));
+  ASSERT_EQ(bare.Finish(), 0) << bare.output();
+  Child shimmed(Client("dlopen", {"free-unknown"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=1G"}));
+  ASSERT_EQ(shimmed.Finish(), 0) << shimmed.output();
+  EXPECT_EQ(Number(Fields(shimmed.output()), "free_result"),
+            Number(Fields(bare.output()), "free_result"));
+  EXPECT_NE(Number(Fields(bare.output()), "free_result"), 0);
+}
+
+// ---- Every allocation family is charged at the size the driver takes -------------------------
+class ShimFamily : public ShimEndToEnd, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ShimFamily, IsChargedExactlyWhatTheDriverHoldsAndReleasedWhenFreed) {
+  Child client(Client("dlopen", {"family", GetParam(), "96M"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "result"), 0) << client.output();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0])
+      << "the region's charge must equal what the fake driver holds for the process";
+  EXPECT_GT((*region)->Used(0), 32u * kMiB) << "more than the context alone";
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "release"), 0);
+  EXPECT_EQ(Number(fields, "free"), 4 * kGiB - 32 * kMiB) << "only the context stays charged";
+  EXPECT_EQ((*region)->Used(0), 0u) << "nothing stays charged after the process exits";
+}
+
+TEST_P(ShimFamily, OverTheLimitIsRefusedWithOutOfMemory) {
+  Child client(Client("dlopen", {"family", GetParam(), "2G"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "result"), 2) << client.output();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.devices.size(), 1u);
+  EXPECT_LE(gpu.devices[0].used_bytes, static_cast<uint64_t>(kGiB))
+      << "the driver was never asked for memory beyond the limit";
+  client.Finish();
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, ShimFamily,
+                         ::testing::Values("alloc", "pitch", "managed", "vmm", "async", "pool",
+                                           "array", "array3d", "mipmapped", "graph"));
+
+TEST_F(ShimEndToEnd, ACreatedContextIsChargedWhatItTakes) {
+  Child client(Client("dlopen", {"family", "context", "0"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok());
+  EXPECT_EQ((*region)->Used(0), 64u * kMiB) << "primary context + created context";
+  ASSERT_EQ(client.Finish(), 0);
+  EXPECT_EQ(Number(Fields(client.output()), "free"), 4 * kGiB - 32 * kMiB);
+}
+
+// ---- Bad configuration: one clear message naming the variable --------------------------------
+struct BadValue {
+  std::string variable;
+  std::string value;
+  std::string says;
+};
+
+class ShimBadEnvironment : public ShimEndToEnd, public ::testing::WithParamInterface<BadValue> {};
+
+TEST_P(ShimBadEnvironment, RefusesCudaWithOneMessageNamingTheVariable) {
+  const BadValue& bad = GetParam();
+  Child client(Client("dlopen", {"info"}), Environment({bad.variable + "=" + bad.value}));
+  EXPECT_EQ(client.Finish(), 4) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "init"), 800) << "CUDA_ERROR_NOT_PERMITTED";
+  const std::string& output = client.output();
+  size_t first = output.find(bad.variable);
+  ASSERT_NE(first, std::string::npos) << output;
+  EXPECT_NE(output.find(bad.says), std::string::npos) << output;
+  EXPECT_EQ(output.find("error: " + bad.variable, first + 1), std::string::npos)
+      << "said once: " << output;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Values, ShimBadEnvironment,
+    ::testing::Values(BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "", "is empty"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "-4g", "is negative"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "lots", "is not a number"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "99999999999999999999", "too large"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "17179869184t", "too large"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "4gb", "unknown unit"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT", "0", "zero"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT_X", "1g", "device index"},
+                      BadValue{"CUDA_DEVICE_MEMORY_LIMIT_16", "1g", "device index"},
+                      BadValue{"CUDA_DEVICE_SM_LIMIT", "150", "percentage"},
+                      BadValue{"CUDA_DEVICE_SM_LIMIT_0", "half", "percentage"},
+                      BadValue{"CUDA_DEVICE_MEMORY_SHARED_CACHE", "", "is empty"},
+                      BadValue{"CUDA_DISABLE_CONTROL", "maybe", "true or false"}),
+    [](const ::testing::TestParamInfo<BadValue>& param) {
+      return "Case" + std::to_string(param.index);
+    });
+
+// ---- Many processes, one limit -----------------------------------------------------------------
+TEST_F(ShimEndToEnd, ThirtyTwoProcessesNeverPassTheLimitTogether) {
+  WriteConfig("device memory=16GiB context_memory=2MiB\n");
+  constexpr int kProcesses = 32;
+  constexpr int kOperationsEach = 100'000 / kProcesses + 1;  // 10^5 in total
+  const uint64_t limit = 512 * kMiB;
+  {
+    // Start the fake's ledger (and its peak) before the clients do.
+    Child warmup(Client("dlopen", {"info"}), Environment({}, /*preload=*/false));
+    ASSERT_EQ(warmup.Finish(), 0) << warmup.output();
+  }
+  auto reader = fakegpu::StateReader::Open(StatePath());
+  ASSERT_TRUE(reader.ok());
+  reader->ResetPeaks();
+  std::vector<std::unique_ptr<Child>> clients;
+  for (int i = 0; i < kProcesses; ++i) {
+    clients.push_back(std::make_unique<Child>(
+        Client("dlopen",
+               {"churn", std::to_string(i + 1), std::to_string(kOperationsEach), "24M", "together"}),
+        Environment({"CUDA_DEVICE_MEMORY_LIMIT=512MiB"})));
+  }
+  for (auto& client : clients) ASSERT_TRUE(client->WaitFor("ready")) << client->output();
+  for (auto& client : clients) client->CloseStdin();
+  int refused = 0;
+  for (auto& client : clients) {
+    ASSERT_EQ(client->Finish(), 0) << client->output();
+    refused += static_cast<int>(Number(Fields(client->output()), "refused"));
+  }
+  auto gpu = reader->Read();
+  EXPECT_LE(gpu.devices[0].peak_bytes, limit) << "the driver's own ledger passed the limit";
+  EXPECT_GT(gpu.devices[0].peak_bytes, limit - 64 * kMiB) << "the limit was contended for";
+  EXPECT_GT(refused, 0) << "demand exceeded the limit, so some allocations must be refused";
+  EXPECT_EQ(gpu.devices[0].used_bytes, 0u);
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok());
+  EXPECT_EQ((*region)->Used(0), 0u) << "0 bytes remain charged after they all exit";
+}
+
+TEST_F(ShimEndToEnd, KillingAProcessMidAllocationThousandsOfTimesLeavesNothingBehind) {
+  WriteConfig("device memory=16GiB context_memory=2MiB\n");
+  std::mt19937 random(7);
+  for (int round = 0; round < 1000; ++round) {
+    Child victim(Client("dlopen", {"loop", "8M"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=256MiB"}));
+    ASSERT_TRUE(victim.WaitFor("context=0")) << victim.output();
+    // Jitter so the kill lands anywhere in the allocate/free loop, the lock held or not.
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 2000));
+    victim.Kill();
+  }
+  auto killed_at = std::chrono::steady_clock::now();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok());
+  uint64_t used = UINT64_MAX;
+  while (std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(1)) {
+    (*region)->Reap(false);  // what any process touching the region does
+    used = (*region)->Used(0);
+    if (used == 0) break;
+  }
+  EXPECT_EQ(used, 0u) << "usage still charged one second after the last kill";
+  // No lock stayed held: a new process gets the whole limit (less its context).
+  Child survivor(Client("dlopen", {"fill", "2M"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=256MiB"}));
+  ASSERT_EQ(survivor.Finish(), 0) << survivor.output();
+  EXPECT_EQ(Number(Fields(survivor.output()), "allocated"), 254 * kMiB);
+}
+
+}  // namespace
+}  // namespace tessera
