@@ -28,12 +28,14 @@ namespace tessera::fakegpu {
 
 enum class InitState : int { kUninitialized, kReady, kFailed, kTornDown };
 
-// Read by the launch path without a lock.
-extern std::atomic<InitState> g_init_state;
+// Read by the launch path without a lock. Hidden: the launch path reads it directly, not through
+// the GOT.
+extern std::atomic<InitState> g_init_state __attribute__((visibility("hidden")));
 
 // The calling thread's current context (top of its context stack), or null. A plain TLS pointer
 // (initial-exec, no wrapper function) because every launch reads it.
-extern __thread CUctx_st* g_current_context __attribute__((tls_model("initial-exec")));
+extern __thread CUctx_st* g_current_context
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
 class Driver {
  public:

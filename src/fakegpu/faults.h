@@ -60,7 +60,7 @@ void ArmFaultsFromEnvironment();
 bool FaultConfigurationBroken();
 
 namespace internal {
-extern std::atomic<bool> faults_armed;
+extern std::atomic<bool> faults_armed __attribute__((visibility("hidden")));
 Fault CheckFaultSlow(Api api);
 }  // namespace internal
 

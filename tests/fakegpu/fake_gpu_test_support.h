@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -61,17 +62,27 @@ class FakeGpuTest : public ::testing::Test {
     return context;
   }
 
-  StateSnapshot Snapshot() const {
+  // The node's state; nullopt while no process has created the state file yet.
+  std::optional<StateSnapshot> TrySnapshot() const {
     Result<StateReader> reader = StateReader::Open(state_path_);
-    EXPECT_TRUE(reader.ok()) << (reader.ok() ? "" : reader.status().message());
-    return reader.ok() ? reader->Read() : StateSnapshot{};
+    if (!reader.ok()) return std::nullopt;
+    return reader->Read();
+  }
+
+  StateSnapshot Snapshot() const {
+    std::optional<StateSnapshot> snapshot = TrySnapshot();
+    EXPECT_TRUE(snapshot.has_value()) << "no state file at " << state_path_;
+    return snapshot.value_or(StateSnapshot{});
   }
 
   uint64_t UsedBytes(int device = 0) const { return Snapshot().devices.at(device).used_bytes; }
 
-  // This process's bytes on `device`, per the state file (0 when it holds no slot).
+  // A process's bytes on `device`, per the state file (0 when it holds no slot or there is no
+  // state file yet).
   uint64_t ProcessBytes(int pid, int device = 0) const {
-    for (const ProcessUsage& process : Snapshot().processes) {
+    std::optional<StateSnapshot> snapshot = TrySnapshot();
+    if (!snapshot) return 0;
+    for (const ProcessUsage& process : snapshot->processes) {
       if (process.pid == pid) return process.used_bytes.at(device);
     }
     return 0;
