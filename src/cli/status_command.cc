@@ -1,0 +1,207 @@
+// tessera status: what the regions say, like nvidia-smi for shares. For a person a table, for
+// scripts JSON. Reading a region also reclaims the usage of processes that died.
+#include <dirent.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/units.h"
+#include "region/region.h"
+
+namespace tessera::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: tessera status [REGION...] [--json]\n"
+    "\n"
+    "Shows, for each region (one per container or `tessera run`), each GPU's memory limit and\n"
+    "use and each process's share. Without REGION, every *.region file in $TESSERA_REGION_DIR\n"
+    "(default /tmp/tessera-<uid>). Usage of processes that died is reclaimed first.\n"
+    "\n"
+    "options:\n"
+    "  --json      one JSON object: {\"regions\": [{\"path\", \"layout_version\", \"devices\": [...],\n"
+    "              \"processes\": [...]}], \"errors\": [...]}\n"
+    "  -h, --help  this help\n";
+
+std::string JsonString(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string Percent(uint64_t part, uint64_t whole) {
+  if (whole == 0) return "-";
+  return std::to_string(static_cast<int>((100.0 * static_cast<double>(part)) /
+                                         static_cast<double>(whole) + 0.5)) + "%";
+}
+
+struct RegionView {
+  std::string path;
+  region::Snapshot snapshot;
+};
+
+void PrintTable(const std::vector<RegionView>& views) {
+  for (size_t r = 0; r < views.size(); ++r) {
+    const RegionView& view = views[r];
+    if (r > 0) std::printf("\n");
+    std::printf("Region %s\n", view.path.c_str());
+    std::printf("  %-4s %-42s %12s %12s %6s %8s\n", "GPU", "UUID", "USED", "LIMIT", "USE",
+                "COMPUTE");
+    // Devices no process has seen yet (the region holds 16) are summarised, not listed.
+    int unseen = 0;
+    uint64_t unseen_limit = 0;
+    for (const region::DeviceUsage& device : view.snapshot.devices) {
+      if (device.uuid.empty() && device.used == 0) {
+        ++unseen;
+        unseen_limit = std::max(unseen_limit, device.limits.memory_bytes);
+        continue;
+      }
+      uint64_t limit = device.limits.memory_bytes;
+      std::string compute =
+          device.limits.sm_percent ? std::to_string(device.limits.sm_percent) + "%" : "-";
+      std::printf("  %-4d %-42s %12s %12s %6s %8s\n", device.index,
+                  device.uuid.empty() ? "(not seen yet)" : device.uuid.c_str(),
+                  FormatBytes(device.used).c_str(),
+                  limit ? FormatBytes(limit).c_str() : "none", Percent(device.used, limit).c_str(),
+                  compute.c_str());
+    }
+    if (unseen > 0) {
+      std::printf("  (%d more GPU%s not used yet%s%s)\n", unseen, unseen > 1 ? "s" : "",
+                  unseen_limit ? ", limit up to " : "",
+                  unseen_limit ? FormatBytes(unseen_limit).c_str() : "");
+    }
+    std::printf("  %-8s %-16s %-4s %12s %15s\n", "PID", "COMMAND", "GPU", "MEMORY",
+                "SHARE OF LIMIT");
+    bool any = false;
+    for (const region::ProcessUsage& process : view.snapshot.processes) {
+      for (const region::DeviceUsage& device : view.snapshot.devices) {
+        uint64_t used = process.used[device.index];
+        if (used == 0) continue;
+        any = true;
+        std::printf("  %-8d %-16s %-4d %12s %15s\n", static_cast<int>(process.pid),
+                    process.command.c_str(), device.index, FormatBytes(used).c_str(),
+                    Percent(used, device.limits.memory_bytes).c_str());
+      }
+    }
+    if (!any) std::printf("  (no process holds GPU memory)\n");
+  }
+}
+
+void PrintJson(const std::vector<RegionView>& views, const std::vector<std::string>& errors) {
+  std::printf("{\"regions\": [");
+  for (size_t r = 0; r < views.size(); ++r) {
+    const RegionView& view = views[r];
+    std::printf("%s{\"path\": %s, \"layout_version\": %u, \"devices\": [", r ? ", " : "",
+                JsonString(view.path).c_str(), view.snapshot.layout_version);
+    for (size_t d = 0; d < view.snapshot.devices.size(); ++d) {
+      const region::DeviceUsage& device = view.snapshot.devices[d];
+      std::printf("%s{\"index\": %d, \"uuid\": %s, \"memory_limit_bytes\": %" PRIu64
+                  ", \"memory_used_bytes\": %" PRIu64 ", \"sm_limit_percent\": %u}",
+                  d ? ", " : "", device.index, JsonString(device.uuid).c_str(),
+                  device.limits.memory_bytes, device.used, device.limits.sm_percent);
+    }
+    std::printf("], \"processes\": [");
+    for (size_t p = 0; p < view.snapshot.processes.size(); ++p) {
+      const region::ProcessUsage& process = view.snapshot.processes[p];
+      std::printf("%s{\"pid\": %d, \"command\": %s, \"alive\": %s, \"devices\": [", p ? ", " : "",
+                  static_cast<int>(process.pid), JsonString(process.command).c_str(),
+                  process.alive ? "true" : "false");
+      bool first = true;
+      for (int device = 0; device < region::kMaxDevices; ++device) {
+        if (process.used[device] == 0) continue;
+        std::printf("%s{\"index\": %d, \"memory_used_bytes\": %" PRIu64 "}", first ? "" : ", ",
+                    device, process.used[device]);
+        first = false;
+      }
+      std::printf("]}");
+    }
+    std::printf("]}");
+  }
+  std::printf("], \"errors\": [");
+  for (size_t e = 0; e < errors.size(); ++e) {
+    std::printf("%s%s", e ? ", " : "", JsonString(errors[e]).c_str());
+  }
+  std::printf("]}\n");
+}
+
+std::vector<std::string> RegionsIn(const std::string& directory) {
+  std::vector<std::string> paths;
+  DIR* listing = opendir(directory.c_str());
+  if (listing == nullptr) return paths;
+  while (dirent* entry = readdir(listing)) {
+    std::string name = entry->d_name;
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".region") == 0) {
+      paths.push_back(directory + "/" + name);
+    }
+  }
+  closedir(listing);
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+}  // namespace
+
+int StatusCommand(int argc, char** argv) {
+  bool json = false;
+  std::vector<std::string> paths;
+  for (int i = 1; i < argc; ++i) {
+    std::string argument = argv[i];
+    if (argument == "--json") {
+      json = true;
+    } else if (argument == "-h" || argument == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (!argument.empty() && argument[0] == '-') {
+      std::fprintf(stderr, "tessera status: unknown option \"%s\"\n\n%s", argument.c_str(), kUsage);
+      return 2;
+    } else {
+      paths.push_back(argument);
+    }
+  }
+  bool searched = paths.empty();
+  if (searched) paths = RegionsIn(DefaultRegionDirectory());
+
+  std::vector<RegionView> views;
+  std::vector<std::string> errors;
+  for (const std::string& path : paths) {
+    auto region = region::Region::Open(path, nullptr);
+    if (!region.ok()) {
+      errors.push_back(region.status().message());
+      continue;
+    }
+    (*region)->Reap(/*force=*/true);
+    views.push_back({path, (*region)->TakeSnapshot()});
+  }
+  if (json) {
+    PrintJson(views, errors);
+  } else {
+    for (const std::string& error : errors) std::fprintf(stderr, "tessera status: %s\n", error.c_str());
+    if (views.empty() && errors.empty()) {
+      std::printf("No Tessera regions in %s (start one with `tessera run`).\n",
+                  DefaultRegionDirectory().c_str());
+    }
+    PrintTable(views);
+  }
+  return errors.empty() ? 0 : 1;
+}
+
+}  // namespace tessera::cli
