@@ -71,6 +71,29 @@ double Workload::NodeFragmentation(int model, int64_t free_cpu_milli,
   return static_cast<double>(total) * all_weight - usable;
 }
 
+double Workload::NodeCapacityWaste(int model, int64_t free_cpu_milli,
+                                   std::span<const int32_t> free_milli) const {
+  if (shapes_.empty() || free_milli.empty()) return 0;
+  const PerModel& table =
+      model >= 0 && static_cast<size_t>(model) + 1 < per_model_.size() ? per_model_[model]
+                                                                         : per_model_.back();
+  int64_t total = 0;
+  for (int32_t r : free_milli) total += r;
+  double usable = 0;
+  double all_weight = table.always_weight;
+  for (const Entry& e : table.entries) {
+    all_weight += e.weight;
+    int64_t slots = 0;
+    for (int32_t r : free_milli) slots += r / e.gpu_milli;
+    int64_t copies = slots / e.gpu_count;
+    if (e.cpu_milli > 0) {
+      copies = std::min<int64_t>(copies, std::max<int64_t>(0, free_cpu_milli) / e.cpu_milli);
+    }
+    usable += e.weight * static_cast<double>(copies * e.gpu_count * e.gpu_milli);
+  }
+  return static_cast<double>(total) * all_weight - usable;
+}
+
 double Workload::NodeFragmentation(const Cluster& cluster, size_t node) const {
   std::span<const GpuState> gpus = cluster.gpus(node);
   int32_t free[kMaxGpusPerNode];
@@ -124,6 +147,25 @@ std::vector<WeightedShape> TypicalShapes(std::span<const ShapeCount> counts, dou
     if (static_cast<double>(covered) >= coverage * static_cast<double>(total)) break;
     shapes.push_back({c.shape, static_cast<double>(c.count)});
     covered += c.count;
+  }
+  return shapes;
+}
+
+std::vector<WeightedShape> WeighByScarcity(const Cluster& cluster,
+                                           std::vector<WeightedShape> shapes) {
+  std::vector<double> gpus_of_model(static_cast<size_t>(cluster.model_count()), 0.0);
+  for (size_t n = 0; n < cluster.node_count(); ++n) {
+    for (int g = 0; g < cluster.gpu_count(n); ++g) gpus_of_model[cluster.gpu_model(n, g)] += 1;
+  }
+  const auto all = static_cast<double>(cluster.total_gpus());
+  for (WeightedShape& s : shapes) {
+    if (s.shape.gpu_types.empty() || s.shape.gpu_count == 0) continue;
+    double supply = 0;
+    for (const std::string& type : s.shape.gpu_types) {
+      int id = cluster.ModelId(type);
+      if (id >= 0) supply += gpus_of_model[id];
+    }
+    if (supply > 0) s.weight *= all / supply;
   }
   return shapes;
 }

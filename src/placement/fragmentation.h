@@ -55,6 +55,17 @@ class Workload {
   // F_n(M) for a node of the cluster in its current state.
   double NodeFragmentation(const Cluster& cluster, size_t node) const;
 
+  // The capacity measure (Tessera's addition): for each GPU shape, the free share that the copies
+  // of the shape the node could still host at once, limited by its GPUs *and* its CPU, would not
+  // use:
+  //   K_n(m) = sum R_g - k_m d_m min(floor(sum_g floor(R_g / d_m) / k_m), floor(C_n / c_m)),
+  // and sum R_g for CPU-only shapes and shapes that exclude the node, as in F_n; K_n(M) weights
+  // them by p_m. Where F_n asks "can the next task run here?", K_n asks "how much of this node
+  // can the workload still use?", which sees CPU running out before the GPUs do.
+  double NodeCapacityWaste(int model, int64_t free_cpu_milli,
+                           std::span<const int32_t> free_milli) const;
+
+
  private:
   struct Entry {
     int32_t gpu_milli;
@@ -81,6 +92,13 @@ std::vector<ShapeCount> CountShapes(std::span<const TaskShape> pods);
 // FGD's target workload: the most frequent shapes until they cover at least `coverage` (0..1]
 // of the pods, weighted by count.
 std::vector<WeightedShape> TypicalShapes(std::span<const ShapeCount> counts, double coverage);
+
+// Typed shapes weighted by the scarcity of what they may use: p_m times (all GPUs / GPUs of the
+// models m allows); untyped and CPU-only shapes keep their weight. Counting pods alone, a model
+// that a tenth of the pods need but a twentieth of the GPUs have looks no more precious than any
+// other. (Tessera's policy; not part of FGD.)
+std::vector<WeightedShape> WeighByScarcity(const Cluster& cluster,
+                                           std::vector<WeightedShape> shapes);
 
 // Cluster-wide fragmentation: sum of F_n(M) and the rate against total free GPU share.
 struct ClusterFragmentation {

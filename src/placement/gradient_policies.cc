@@ -1,6 +1,6 @@
 // Fragmentation-gradient policies: FGD as its artifact runs it, and Tessera's policy.
 //
-// Both put a request where the cluster's expected fragmentation F(M) grows least. F_n changes
+// Both put a request where a fragmentation measure of the cluster grows least. F_n changes
 // only on the node that receives the request, so a policy scores a node by
 // delta = F_n(M) after - F_n(M) before. Scores depend only on the node's state and the request's
 // shape, so they are cached per (shape, node) under the node's version: after the first requests
@@ -47,22 +47,26 @@ ShapeKey KeyOf(const Demand& d) {
           d.allowed_models};
 }
 
+// Scores nodes by the growth of a fragmentation measure, with scores cached per (shape, node)
+// under the node's version.
 class GradientPolicy : public ScoringPolicy {
  public:
-  GradientPolicy(const Cluster& cluster, uint64_t seed, Workload workload)
-      : ScoringPolicy(cluster, seed), nodes_(cluster.node_count()), workload_(std::move(workload)) {}
+  // The measure is (1 - capacity_weight) F_n(M) + capacity_weight K_n(M) (fragmentation.h).
+  GradientPolicy(const Cluster& cluster, uint64_t seed, Workload workload, double capacity_weight)
+      : ScoringPolicy(cluster, seed),
+        nodes_(cluster.node_count()),
+        capacity_weight_(capacity_weight),
+        workload_(std::move(workload)) {}
 
  protected:
-  // The final score of a node from its fragmentation growth `delta` (milli-GPU) if the demand
-  // goes there; the node's state (before) is given for tie-breaking policies.
-  virtual double ScoreOf(double delta, const Cluster& cluster, size_t node,
-                         const Demand& demand) const = 0;
+  // The score of a node from the growth `delta` (milli-GPU) of the measure if the demand goes
+  // there (higher is better).
+  virtual double ScoreOf(double delta) const = 0;
 
   void SetWorkload(Workload workload) {
     workload_ = std::move(workload);
     std::fill(cache_.begin(), cache_.end(), CacheEntry{});
   }
-  const Workload& workload() const { return workload_; }
 
   void BeginChoose(const Cluster& /*cluster*/, const Demand& demand) override {
     if (demand.uuid_constraints != nullptr) {
@@ -101,6 +105,15 @@ class GradientPolicy : public ScoringPolicy {
     int gpu = -1;
   };
 
+  double Measure(int model, int64_t cpu, std::span<const int32_t> free) const {
+    double measure = workload_.NodeFragmentation(model, cpu, free);
+    if (capacity_weight_ > 0) {
+      measure = (1 - capacity_weight_) * measure +
+                capacity_weight_ * workload_.NodeCapacityWaste(model, cpu, free);
+    }
+    return measure;
+  }
+
   // The best score over the ways the demand can go on the node. A fraction may go on any fitting
   // GPU (one try per distinct free share: equal shares give equal scores, and the lowest index
   // wins ties); anything else takes the best-fit GPUs.
@@ -114,7 +127,7 @@ class GradientPolicy : public ScoringPolicy {
     if (model < 0 && count > 0) model = cluster.gpu_model(node, 0);
     const int64_t cpu = cluster.state(node).free_cpu_milli;
     std::span<const int32_t> view(free, static_cast<size_t>(count));
-    const double before = workload_.NodeFragmentation(model, cpu, view);
+    const double before = Measure(model, cpu, view);
     const int64_t cpu_after = cpu - demand.cpu_milli;
     if (demand.gpu_count == 1) {
       bool found = false;
@@ -126,9 +139,8 @@ class GradientPolicy : public ScoringPolicy {
         if (std::find(tried, tried + tried_count, free[g]) != tried + tried_count) continue;
         tried[tried_count++] = free[g];
         free[g] -= charge.milli;
-        double delta = workload_.NodeFragmentation(model, cpu_after, view) - before;
+        double s = ScoreOf(Measure(model, cpu_after, view) - before);
         free[g] += charge.milli;
-        double s = ScoreOf(delta, cluster, node, demand);
         if (!found || s > *score) {
           found = true;
           *score = s;
@@ -144,55 +156,65 @@ class GradientPolicy : public ScoringPolicy {
       FitsGpu(cluster, node, choice.gpus[i], demand, &charge);
       free[choice.gpus[i]] -= charge.milli;
     }
-    double delta = workload_.NodeFragmentation(model, cpu_after, view) - before;
-    *score = ScoreOf(delta, cluster, node, demand);
+    *score = ScoreOf(Measure(model, cpu_after, view) - before);
     *gpu = -1;
     return true;
   }
 
   size_t nodes_;
+  double capacity_weight_;
   Workload workload_;
   std::unordered_map<ShapeKey, size_t, ShapeKeyHash> shape_ids_;
   int64_t shape_ = -1;
   std::vector<CacheEntry> cache_;  // [shape * nodes_ + node]
 };
 
+// The artifact's score: floor(100 * sigmoid(-delta / 1000)). Many nodes tie and ties go to the
+// seeded ranks; that matters: an exact argmin does much worse (docs/placement.md).
+double QuantisedScore(double delta) {
+  return std::floor(100.0 / (1.0 + std::exp(delta / 1000.0)));
+}
+
 // fgd: the artifact's policy. The target workload is the trace's most frequent shapes covering
-// 95 % of pods, weighted by count; the score is floor(100 * sigmoid(-delta / 1000)).
+// 95 % of pods, weighted by count.
 class FgdPolicy : public GradientPolicy {
  public:
   FgdPolicy(const Cluster& cluster, const PolicyOptions& options)
       : GradientPolicy(cluster, options.seed,
-                       Workload(cluster, TypicalShapes(options.shape_counts, options.fgd_coverage))),
+                       Workload(cluster, TypicalShapes(options.shape_counts, options.fgd_coverage)),
+                       /*capacity_weight=*/0),
         quantised_(options.fgd_quantised) {}
   std::string_view name() const override { return "fgd"; }
 
  protected:
-  double ScoreOf(double delta, const Cluster& /*cluster*/, size_t /*node*/,
-                 const Demand& /*demand*/) const override {
-    if (!quantised_) return -delta;
-    return std::floor(100.0 / (1.0 + std::exp(delta / 1000.0)));
+  double ScoreOf(double delta) const override {
+    return quantised_ ? QuantisedScore(delta) : -delta;
   }
 
  private:
   bool quantised_;
 };
 
-// tessera: what Tessera's policy knows and does.
-//  - Knowledge (tessera): the shape counts of the trace being replayed, the same prior FGD gets,
-//    but all shapes (FGD keeps the most frequent 95 %, which drops every multi-GPU shape, so it
-//    never protects an empty 8-GPU node). tessera-online knows nothing in advance: it counts the
-//    shapes of the requests it has been asked about, and rebuilds its workload after 1, 2, 4, ...,
-//    1024 requests and every 1024 after that.
-//  - Score: FGD's quantised floor(100 * sigmoid(-delta / 1000)) (exact scores do worse: many
-//    near-equal gradients should tie), and among equal scores the node that would have the least
-//    free GPU share left (best fit), before the seeded tie ranks.
+// tessera: FGD's gradient over a better-informed measure.
+//  - Measure: 0.92 F_n(M) + 0.08 K_n(M). K_n (fragmentation.h) sees CPU running out before the GPUs
+//    do, which F_n cannot (a CPU-only pod that takes 32 of a G2 node's 96 CPUs costs F_n
+//    nothing); a small weight keeps F_n in charge of everything else (larger weights lose on
+//    the multi-GPU traces).
+//  - Workload: typed shapes weighted by scarcity (WeighByScarcity).
+//  - Score: FGD's quantised sigmoid with seeded tie ranks.
+// Knowledge: `tessera` gets exactly what fgd gets, the trace's shape counts, and keeps the same
+// 95 % typical shapes; it also reads the cluster's GPU models. `tessera-online` gets no shapes
+// in advance: it counts the requests it is asked about and rebuilds its workload after 1, 2, 4,
+// ..., 1024 requests and every 1024 after that.
 class TesseraPolicy : public GradientPolicy {
  public:
+  static constexpr double kCapacityWeight = 0.08;
+  static constexpr double kCoverage = 0.95;
+
   TesseraPolicy(const Cluster& cluster, const PolicyOptions& options, bool online)
       : GradientPolicy(cluster, options.seed,
-                       online ? Workload()
-                              : Workload(cluster, TypicalShapes(options.shape_counts, 1.0))),
+                       online ? Workload() : MakeWorkload(cluster, options.shape_counts),
+                       kCapacityWeight),
         cluster_(cluster),
         online_(online) {}
   std::string_view name() const override { return online_ ? "tessera-online" : "tessera"; }
@@ -209,23 +231,18 @@ class TesseraPolicy : public GradientPolicy {
     seen_.push_back(std::move(shape));
     if (seen_.size() >= next_refresh_) {
       next_refresh_ = next_refresh_ < 1024 ? next_refresh_ * 2 : next_refresh_ + 1024;
-      SetWorkload(Workload(cluster_, TypicalShapes(CountShapes(seen_), 1.0)));
+      SetWorkload(MakeWorkload(cluster_, CountShapes(seen_)));
     }
   }
 
  protected:
-  double ScoreOf(double delta, const Cluster& cluster, size_t node,
-                 const Demand& demand) const override {
-    // Quantised gradient in whole points; the tie-break stays below one point (at most 64 GPUs
-    // of 1000 milli each, times 1e-5).
-    double score = std::floor(100.0 / (1.0 + std::exp(delta / 1000.0)));
-    int64_t free_after = 0;
-    for (const GpuState& g : cluster.gpus(node)) free_after += g.free_milli;
-    free_after -= int64_t{demand.gpu_count} * demand.gpu_milli;
-    return score - 1e-5 * static_cast<double>(free_after);
-  }
+  double ScoreOf(double delta) const override { return QuantisedScore(delta); }
 
  private:
+  static Workload MakeWorkload(const Cluster& cluster, std::span<const ShapeCount> counts) {
+    return Workload(cluster, WeighByScarcity(cluster, TypicalShapes(counts, kCoverage)));
+  }
+
   const Cluster& cluster_;
   bool online_;
   std::vector<TaskShape> seen_;

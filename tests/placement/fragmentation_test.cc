@@ -89,6 +89,39 @@ TEST(Fragmentation, AnEmptyWorkloadSeesNoFragment) {
   EXPECT_DOUBLE_EQ(Workload(cluster, {}).NodeFragmentation(cluster, 0), 0);
 }
 
+TEST(CapacityWaste, CountsGpusTheNodesCpuCannotFeed) {
+  Cluster cluster = MakeCluster({Node("n", 96000, 8)});
+  Workload one_gpu(cluster, {{Shape(12000, 1000, 1), 1.0}});
+  int model = cluster.ModelId("T4");
+  std::vector<int32_t> free(8, 1000);
+  EXPECT_DOUBLE_EQ(one_gpu.NodeCapacityWaste(model, 96000, free), 0);
+  EXPECT_DOUBLE_EQ(one_gpu.NodeCapacityWaste(model, 64000, free), 3000);  // 5 copies for 8 GPUs
+  // The fragmentation measure sees nothing: the next task still fits.
+  EXPECT_DOUBLE_EQ(one_gpu.NodeFragmentation(model, 64000, free), 0);
+}
+
+TEST(CapacityWaste, CountsWhatWholeCopiesOfAShareLeaveOnEachGpu) {
+  Cluster cluster = MakeCluster({Node("n", 96000, 2)});
+  Workload fraction(cluster, {{Shape(1000, 400, 1), 1.0}});
+  EXPECT_DOUBLE_EQ(
+      fraction.NodeCapacityWaste(cluster.ModelId("T4"), 96000, std::vector<int32_t>{1000, 300}),
+      500);  // 2 copies in the first GPU leave 200, none fits the 300
+}
+
+TEST(WeighByScarcity, ScalesTypedShapesByAllGpusOverTheGpusTheyMayUse) {
+  Cluster cluster = MakeCluster({Node("t4", 64000, 1, "T4"), Node("v100", 64000, 3, "V100"),
+                                 Node("g2", 64000, 8, "G2")});
+  std::vector<WeightedShape> shapes =
+      WeighByScarcity(cluster, {{Shape(1000, 500, 1), 10},
+                                {Shape(1000, 500, 1, {"T4"}), 10},
+                                {Shape(1000, 500, 1, {"T4", "V100"}), 10},
+                                {Shape(1000, 0, 0), 10}});
+  EXPECT_DOUBLE_EQ(shapes[0].weight, 10);
+  EXPECT_DOUBLE_EQ(shapes[1].weight, 120);  // 12 GPUs, 1 is a T4
+  EXPECT_DOUBLE_EQ(shapes[2].weight, 30);   // 4 of 12 are T4 or V100
+  EXPECT_DOUBLE_EQ(shapes[3].weight, 10);
+}
+
 TEST(Fragmentation, ClusterRateIsAmountOverFreeShare) {
   Cluster cluster = MakeCluster({Node("a", 64000, 2), Node("b", 64000, 2)});
   Workload cpu_only(cluster, {{Shape(1000, 0, 0), 1.0}});

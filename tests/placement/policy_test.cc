@@ -138,37 +138,52 @@ TEST(Fgd, KeepsCpuOnlyPodsOffNodesWhoseGpusTheyWouldStrand) {
   EXPECT_EQ(Choices("fgd", ledger, CpuOnly(2000), 16, shapes), (Choice{{1, -1}}));
 }
 
-// One empty 8-GPU node and one 2-GPU node; the trace has a few 8-GPU tasks (under 5 %).
-class RareMultiGpuTasks : public ::testing::Test {
+// One T4 GPU among 17: a few pods must have a T4, the rest take any GPU.
+class ScarceModel : public ::testing::Test {
  protected:
-  Ledger ledger_{MakeCluster({Node("eight", 256000, 8), Node("two", 256000, 2)})};
-  std::vector<ShapeCount> shapes_ = {{{1000, 1000, 1, {}}, 100}, {{8000, 1000, 8, {}}, 4}};
+  Ledger ledger_{MakeCluster({Node("t4", 64000, 1, "T4"), Node("g2-a", 96000, 8, "G2"),
+                              Node("g2-b", 96000, 8, "G2")})};
+  std::vector<ShapeCount> shapes_ = {{{4000, 1000, 1, {}}, 98}, {{4000, 1000, 1, {"T4"}}, 2}};
 };
 
-TEST_F(RareMultiGpuTasks, FgdDoesNotSeeThemAndMayBreakTheEightGpuNode) {
-  std::set<size_t> nodes;
-  for (auto [node, gpu] : Choices("fgd", ledger_, Gpu(1, 1000), 16, shapes_)) nodes.insert(node);
-  EXPECT_EQ(nodes, (std::set<size_t>{0, 1}));
-}
-
-TEST_F(RareMultiGpuTasks, TesseraKeepsTheEightGpuNodeWhole) {
-  EXPECT_EQ(Choices("tessera", ledger_, Gpu(1, 1000), 16, shapes_), (Choice{{1, 0}}));
-}
-
-TEST_F(RareMultiGpuTasks, TesseraOnlineLearnsThemFromRequestsSeen) {
-  Demand eight = CompileDemand(ledger_.cluster(), Gpu(8, 1000, 8000));
-  Demand one = CompileDemand(ledger_.cluster(), Gpu(1, 1000));
-  for (int seed = 0; seed < 16; ++seed) {
+TEST_F(ScarceModel, TesseraOnlineIsIndifferentUntilItHasSeenTypedRequests) {
+  Demand typed = CompileDemand(ledger_.cluster(), [] {
+    Request r = Gpu(1, 1000, 4000);
+    r.gpu_types = {"T4"};
+    return r;
+  }());
+  Demand untyped = CompileDemand(ledger_.cluster(), Gpu(1, 1000, 4000));
+  std::set<size_t> before;
+  std::set<size_t> after;
+  for (int seed = 0; seed < 32; ++seed) {
     PolicyOptions options;
     options.seed = static_cast<uint64_t>(seed);
     auto policy = MakePolicy("tessera-online", ledger_.cluster(), options);
     ASSERT_TRUE(policy.ok());
-    (*policy)->Observe(eight);
-    (*policy)->Observe(one);
-    std::optional<Assignment> a = (*policy)->Choose(ledger_.cluster(), one);
-    ASSERT_TRUE(a.has_value());
-    EXPECT_EQ(a->node, 1u) << "seed " << seed;
+    before.insert((*policy)->Choose(ledger_.cluster(), untyped)->node);
+    for (int i = 0; i < 3; ++i) (*policy)->Observe(untyped);
+    (*policy)->Observe(typed);  // the 4th request: the workload is rebuilt
+    after.insert((*policy)->Choose(ledger_.cluster(), untyped)->node);
   }
+  EXPECT_EQ(before.count(0), 1u);
+  EXPECT_EQ(after.count(0), 0u);
+}
+
+// An 8-GPU node with 12 CPUs per GPU, and a CPU-rich 2-GPU node; GPU pods need 12 CPUs each.
+class CpuHungryGpuPods : public ::testing::Test {
+ protected:
+  Ledger ledger_{MakeCluster({Node("g2", 96000, 8, "G2"), Node("t4", 104000, 2, "T4")})};
+  std::vector<ShapeCount> shapes_ = {{{12000, 1000, 1, {}}, 80}, {{32000, 0, 0, {}}, 20}};
+};
+
+TEST_F(CpuHungryGpuPods, FgdSeesNoCostInTakingCpuTheGpusWillNeed) {
+  std::set<size_t> nodes;
+  for (auto [node, gpu] : Choices("fgd", ledger_, CpuOnly(32000), 32, shapes_)) nodes.insert(node);
+  EXPECT_EQ(nodes, (std::set<size_t>{0, 1}));
+}
+
+TEST_F(CpuHungryGpuPods, TesseraPutsCpuOnlyPodsWhereCpuIsSpare) {
+  EXPECT_EQ(Choices("tessera", ledger_, CpuOnly(32000), 32, shapes_), (Choice{{1, -1}}));
 }
 
 TEST(TieRanks, AreAPermutationFixedBySeed) {

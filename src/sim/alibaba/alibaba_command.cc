@@ -42,6 +42,8 @@ constexpr const char* kUsage =
     "  --inflation X        total GPU demand replayed, as a multiple of capacity (default 1.3)\n"
     "  --fgd-exact          score FGD by its exact fragmentation growth instead of the\n"
     "                       artifact's quantised sigmoid\n"
+    "  --fgd-coverage X     share of pods FGD's typical shapes cover (default 0.95)\n"
+    "  --detail             also show where the free GPU share sits at 100 % arrived\n"
     "  --json               print one JSON object on stdout instead of the table\n"
     "  --plot FILE.svg      draw allocated and unallocated GPU share against arrived demand\n"
     "  --jobs N             replays run in parallel (default: number of CPUs)\n"
@@ -105,6 +107,8 @@ int RunAlibabaCommand(int argc, char** argv) {
   bool json = false;
   bool quiet = false;
   bool fgd_exact = false;
+  bool detail = false;
+  double fgd_coverage = 0.95;
   unsigned jobs = std::max(1u, std::thread::hardware_concurrency());
 
   for (int i = 1; i < argc; ++i) {
@@ -146,6 +150,15 @@ int RunAlibabaCommand(int argc, char** argv) {
       quiet = true;
     } else if (arg == "--fgd-exact") {
       fgd_exact = true;
+    } else if (arg == "--detail") {
+      detail = true;
+    } else if (arg == "--fgd-coverage") {
+      if (!value(&v)) return UsageError("--fgd-coverage needs a number");
+      char* end = nullptr;
+      fgd_coverage = std::strtod(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || !(fgd_coverage > 0 && fgd_coverage <= 1)) {
+        return UsageError("--fgd-coverage: \"" + v + "\" is not a number in (0, 1]");
+      }
     } else {
       return UsageError("unknown option \"" + arg + "\"");
     }
@@ -220,6 +233,7 @@ int RunAlibabaCommand(int argc, char** argv) {
       options.seed = (*seeds)[task.seed];
       options.inflation = inflation;
       options.fgd_quantised = !fgd_exact;
+      options.fgd_coverage = fgd_coverage;
       auto result = ali::Replay(prepared[task.variant], policies[task.policy], options);
       std::lock_guard<std::mutex> lock(mutex);
       if (!result.ok()) {
@@ -250,7 +264,7 @@ int RunAlibabaCommand(int argc, char** argv) {
   if (json) {
     std::fputs(ali::FormatJson(trace_dir, reports).c_str(), stdout);
   } else {
-    std::fputs(ali::FormatText(reports).c_str(), stdout);
+    std::fputs(ali::FormatText(reports, detail).c_str(), stdout);
   }
   if (!plot_path.empty()) {
     std::ofstream out(plot_path);

@@ -98,6 +98,26 @@ struct Bins {
   }
 };
 
+StrandedShare MeasureStranded(const pl::Cluster& cluster) {
+  StrandedShare s;
+  for (size_t n = 0; n < cluster.node_count(); ++n) {
+    const bool cpu = cluster.state(n).free_cpu_milli >= 4000;
+    for (const pl::GpuState& g : cluster.gpus(n)) {
+      const double gpus = g.free_milli / 1000.0;
+      if (g.free_milli == pl::kMilliPerGpu) {
+        (cpu ? s.whole_with_cpu : s.whole_without_cpu) += 1;
+      } else if (g.free_milli < 200) {
+        s.holes_below_200 += gpus;
+      } else if (g.free_milli < 600) {
+        s.holes_200_to_600 += gpus;
+      } else {
+        s.holes_above_600 += gpus;
+      }
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 Result<PreparedTrace> PrepareTrace(const Trace& trace) {
@@ -139,6 +159,7 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
   policy_options.seed = options.seed;
   policy_options.shape_counts = prepared.shape_counts;
   policy_options.fgd_quantised = options.fgd_quantised;
+  policy_options.fgd_coverage = options.fgd_coverage;
   auto policy = pl::MakePolicy(policy_name, cluster, policy_options);
   if (!policy.ok()) return policy.status();
 
@@ -172,6 +193,7 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
   Bins amount;
   Bins rate;
   int64_t arrived = 0;
+  bool stranded_measured = false;
   const auto start = std::chrono::steady_clock::now();
   for (size_t index : order) {
     const TracePod& pod = trace.pods[index];
@@ -200,6 +222,10 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
         count(result.failed_by_full);
         result.failed_milli_by_full += pod.total_gpu_milli();
       }
+    }
+    if (!stranded_measured && static_cast<double>(arrived) >= capacity) {
+      stranded_measured = true;
+      result.stranded_at_full = MeasureStranded(cluster);
     }
     const auto alloc = static_cast<double>(cluster.allocated_gpu_milli());
     const int x = static_cast<int>(std::lround(100.0 * static_cast<double>(arrived) / capacity));

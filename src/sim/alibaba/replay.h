@@ -25,6 +25,7 @@ struct ReplayOptions {
   uint64_t seed = 42;
   double inflation = 1.3;
   bool fgd_quantised = true;  // fgd as the artifact scores (see placement::PolicyOptions)
+  double fgd_coverage = 0.95;  // share of pods fgd's typical shapes cover
 };
 
 // What a trace is, prepared once for any number of replays: the cluster and the trace's shape
@@ -45,6 +46,16 @@ struct FailureCounts {
   int total() const { return cpu_only + fractional + one_gpu + multi_gpu; }
 };
 
+// Where the free GPU share sits when the arrived demand first reaches the cluster's capacity
+// (then free share = failed demand), in GPUs.
+struct StrandedShare {
+  double whole_with_cpu = 0;     // fully free GPUs on nodes with >= 4 free CPUs
+  double whole_without_cpu = 0;  // fully free GPUs on nodes with less
+  double holes_below_200 = 0;    // partly used GPUs, by free milli-GPU
+  double holes_200_to_600 = 0;
+  double holes_above_600 = 0;
+};
+
 struct ReplayResult {
   std::string policy;
   uint64_t seed = 0;
@@ -52,6 +63,7 @@ struct ReplayResult {
   FailureCounts failed;              // over the whole replay
   FailureCounts failed_by_full;      // while arrived workload <= 100 % of capacity
   int64_t failed_milli_by_full = 0;  // their GPU demand
+  StrandedShare stranded_at_full;
   // Index x = arrived workload in percent of cluster GPU capacity, 0..kCurveMaxPercent.
   std::vector<double> allocated_pct;      // allocated GPU share, % of capacity
   std::vector<double> frag_amount_pct;    // F(M), % of capacity

@@ -112,7 +112,7 @@ std::string PoliciesJson(const VariantReport& report) {
 
 }  // namespace
 
-std::string FormatText(const std::vector<VariantReport>& reports) {
+std::string FormatText(const std::vector<VariantReport>& reports, bool detail) {
   std::string out;
   for (const VariantReport& report : reports) {
     size_t seeds = report.policies.empty() ? 0 : report.policies[0].runs.size();
@@ -138,6 +138,23 @@ std::string FormatText(const std::vector<VariantReport>& reports) {
                     s.UnallocatedMean(kCurveMaxPercent), rate[50], rate[80], rate[90],
                     f.fractional / n, f.one_gpu / n, f.multi_gpu / n, f.cpu_only / n,
                     s.MeanSeconds());
+    }
+    if (!detail) continue;
+    out += "  free GPUs at 100 % arrived (mean): whole on nodes with CPU / without CPU, holes "
+           "<0.2 / 0.2-0.6 / >0.6\n";
+    for (const PolicySummary& s : report.policies) {
+      StrandedShare m;
+      for (const ReplayResult& r : s.runs) {
+        m.whole_with_cpu += r.stranded_at_full.whole_with_cpu;
+        m.whole_without_cpu += r.stranded_at_full.whole_without_cpu;
+        m.holes_below_200 += r.stranded_at_full.holes_below_200;
+        m.holes_200_to_600 += r.stranded_at_full.holes_200_to_600;
+        m.holes_above_600 += r.stranded_at_full.holes_above_600;
+      }
+      const auto n = static_cast<double>(std::max<size_t>(1, s.runs.size()));
+      out += Format("  %-15s %6.1f / %6.1f   %6.1f / %6.1f / %6.1f\n", s.name.c_str(),
+                    m.whole_with_cpu / n, m.whole_without_cpu / n, m.holes_below_200 / n,
+                    m.holes_200_to_600 / n, m.holes_above_600 / n);
     }
   }
   return out;

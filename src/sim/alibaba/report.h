@@ -27,8 +27,9 @@ struct VariantReport {
   std::vector<PolicySummary> policies;
 };
 
-// A table per variant: unallocated % at 100 % and 130 % arrived, fragmentation rate, failures.
-std::string FormatText(const std::vector<VariantReport>& reports);
+// A table per variant: unallocated % at 100 % and 130 % arrived, fragmentation rate, failures;
+// with `detail`, also where the free share sits at 100 % arrived.
+std::string FormatText(const std::vector<VariantReport>& reports, bool detail = false);
 
 // One JSON object. For a single variant:
 //   {"trace": ..., "variant": ..., "policies": [{"name", "unallocated_pct_mean",
