@@ -9,6 +9,7 @@
 #ifndef TESSERA_SHIM_SHIM_H_
 #define TESSERA_SHIM_SHIM_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -51,10 +52,16 @@ enum class ChargeKind : uint8_t {
 
 class Shim {
  public:
+  // Every hook's first step, so it is one load and a branch; the construction stays out of line
+  // (an inlined function-local static made each hook save every register and spill its arguments
+  // around the guard: 40 instructions added per cuLaunchKernel instead of 10).
   static Shim& Get() {
-    static Shim* instance = new Shim();  // never destroyed: hooks may run during exit
-    return *instance;
+    Shim* shim = instance_.load(std::memory_order_acquire);
+    return __builtin_expect(shim != nullptr, 1) ? *shim : Create();
   }
+  // The Shim when a hook has created it already, else nullptr. For hooks that must not even
+  // prepare for the call to Create() (launch_hooks.cc): they test this and tail-call onward.
+  static Shim* Existing() { return instance_.load(std::memory_order_acquire); }
 
   const CudaTable& cuda() const { return cuda_; }
   const NvmlTable& nvml() const { return nvml_; }
@@ -105,6 +112,14 @@ class Shim {
   void* HookForProcAddress(const char* symbol, void* found, int cuda_version, cuuint64_t flags);
 
  private:
+  // Creates the one Shim, exactly once even when threads race to it, and publishes it to Get().
+  [[gnu::cold, gnu::noinline]] static Shim& Create() {
+    static Shim* instance = new Shim();  // never destroyed: hooks may run during exit
+    instance_.store(instance, std::memory_order_release);
+    return *instance;
+  }
+  static inline std::atomic<Shim*> instance_{nullptr};
+
   Shim();
   void LoadDriver();
   void LoadNvml();
