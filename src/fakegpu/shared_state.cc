@@ -170,6 +170,8 @@ Result<std::unique_ptr<SharedState>> SharedState::Open(const std::string& path, 
     return error;
   }
   auto* layout = static_cast<StateLayout*>(mapping);
+  // A creator that died before writing the magic left a zeroed file of the right size: finish it.
+  if (!fresh && create && file_size == sizeof(StateLayout) && layout->magic == 0) fresh = true;
   Status status = fresh ? InitialiseLayout(layout) : CheckHeader(path, layout, file_size);
   // The mapping keeps the open file description, and with it the flock, alive: unlock explicitly.
   flock(fd, LOCK_UN);

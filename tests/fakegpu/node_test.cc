@@ -181,6 +181,21 @@ TEST_F(FakeGpuNode, StateFileOfAnotherLayoutIsRefusedWithAClearMessage) {
   EXPECT_NE(message.find("not a fake GPU state file"), std::string::npos) << message;
 }
 
+TEST_F(FakeGpuNode, StateFileLeftHalfCreatedIsFinished) {
+  {
+    Result<StateReader> probe = StateReader::Open(state_path_);
+    ASSERT_FALSE(probe.ok());  // no file yet
+  }
+  InitWithContext();
+  uintmax_t size = std::filesystem::file_size(state_path_);
+  tesseraFakeShutdown();
+  // What a creator killed between sizing the file and writing its magic leaves behind.
+  std::filesystem::remove(state_path_);
+  std::ofstream(state_path_, std::ios::binary) << std::string(size, '\0');
+  InitWithContext();
+  EXPECT_EQ(UsedBytes(), kContextBytes);
+}
+
 TEST_F(FakeGpuNode, ProcessesSeeingDifferentDevicesCannotShareAStateFile) {
   ChildProcess child(Helper({"hold", "0"}));
   ASSERT_EQ(child.ReadLine(), "ready " + std::to_string(child.pid()));
