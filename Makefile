@@ -3,7 +3,10 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test test-fast test-asan test-tsan bench format tidy clean
+FUZZ_SECONDS ?= 15
+FUZZERS = shim_config_fuzz fakegpu_config_fuzz alibaba_csv_fuzz mix_scenario_fuzz
+
+.PHONY: all deps build demo test test-fast test-asan test-tsan test-fuzz bench format tidy clean
 
 all: build
 
@@ -19,9 +22,9 @@ build: $(BUILD)/build.ninja
 demo: deps build
 	./scripts/demo.sh $(BUILD)
 
-# Everything CI runs: the normal build's tests, then the shim, region and fake GPU again under
-# ASan+UBSan and the region under TSan, then short fuzz runs of every parser.
-test: deps test-fast test-asan test-tsan
+# Everything CI runs: the normal build's tests; the shim, region and fake GPU again under
+# ASan+UBSan; short libFuzzer runs of every parser; the region under TSan.
+test: deps test-fast test-asan test-fuzz test-tsan
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -36,6 +39,19 @@ test-tsan:
 	cmake --build build-tsan -j $(JOBS) --target tessera_region_test
 	cd build-tsan && ctest --output-on-failure -L tsan
 
+# Each parser's fuzz target runs FUZZ_SECONDS from its seed corpus (fuzz/corpus/<name>/).
+test-fuzz:
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTESSERA_FUZZ=ON -DTESSERA_WERROR=OFF
+	cmake --build build-fuzz -j $(JOBS) --target $(FUZZERS)
+	@for fuzzer in $(FUZZERS); do \
+	  mkdir -p build-fuzz/corpus/$$fuzzer; \
+	  if ./build-fuzz/bin/$$fuzzer -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	       build-fuzz/corpus/$$fuzzer fuzz/corpus/$$fuzzer > build-fuzz/$$fuzzer.log 2>&1; then \
+	    echo "fuzz: $$fuzzer ok ($$(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/$$fuzzer.log | grep -o '[0-9]*$$') inputs in $(FUZZ_SECONDS) s)"; \
+	  else tail -n 40 build-fuzz/$$fuzzer.log; echo "fuzz: $$fuzzer FAILED"; exit 1; fi; \
+	done
+
 bench: build
 	./scripts/bench.sh $(BUILD)
 
@@ -46,4 +62,4 @@ tidy: build
 	clang-tidy -p $(BUILD) $$(git ls-files 'src/*.cc')
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-gpu

@@ -60,4 +60,4 @@ echo "   The next look at its region reclaims what it held:"
 echo
 "$tessera" status "$TESSERA_REGION_DIR/B.region" | sed 's/^/   /'
 echo
-echo "B's 8 GiB is back; A and C never noticed. `make test` proves the rest (races, 1,000 kills)."
+echo "B's 8 GiB is back; A and C never noticed. 'make test' proves the rest (races, 1,000 kills)."
