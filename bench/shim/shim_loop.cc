@@ -43,14 +43,14 @@ int main(int argc, char** argv) {
     CUresult result = mode == "launch" ? tessera::bench::LaunchOnce(session)
                                        : tessera::bench::AllocateAndFree(session, bytes);
     if (result != CUDA_SUCCESS) {
-      std::fprintf(stderr, "tessera_shim_loop: %s %llu failed with CUresult %d\n", mode.c_str(),
-                   i, static_cast<int>(result));
+      std::fprintf(stderr, "tessera_shim_loop: %s %llu failed with CUresult %d\n", mode.c_str(), i,
+                   static_cast<int>(result));
       return 1;
     }
   }
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  const double ns = static_cast<double>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+  const double ns =
+      static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
   std::printf("mode=%s count=%llu ns_per_iteration=%.1f\n", mode.c_str(), count,
               count > 0 ? ns / static_cast<double>(count) : 0.0);
   return 0;

@@ -31,9 +31,9 @@ TESSERA_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsi
                                        unsigned int blockDimY, unsigned int blockDimZ,
                                        unsigned int sharedMemBytes, CUstream hStream,
                                        void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernel>(f, gridDimX, gridDimY, gridDimZ, blockDimX,
-                                             blockDimY, blockDimZ, sharedMemBytes, hStream,
-                                             kernelParams, extra);
+  return Forward<&CudaTable::cuLaunchKernel>(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+                                             blockDimZ, sharedMemBytes, hStream, kernelParams,
+                                             extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
@@ -62,9 +62,9 @@ TESSERA_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gri
                                                   unsigned int blockDimZ,
                                                   unsigned int sharedMemBytes, CUstream hStream,
                                                   void** kernelParams) {
-  return Forward<&CudaTable::cuLaunchCooperativeKernel>(f, gridDimX, gridDimY, gridDimZ,
-                                                        blockDimX, blockDimY, blockDimZ,
-                                                        sharedMemBytes, hStream, kernelParams);
+  return Forward<&CudaTable::cuLaunchCooperativeKernel>(f, gridDimX, gridDimY, gridDimZ, blockDimX,
+                                                        blockDimY, blockDimZ, sharedMemBytes,
+                                                        hStream, kernelParams);
 }
 
 TESSERA_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
@@ -73,8 +73,7 @@ TESSERA_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams) {
   return Forward<&CudaTable::cuLaunchCooperativeKernel_ptsz>(f, gridDimX, gridDimY, gridDimZ,
                                                              blockDimX, blockDimY, blockDimZ,
-                                                             sharedMemBytes, hStream,
-                                                             kernelParams);
+                                                             sharedMemBytes, hStream, kernelParams);
 }
 
 TESSERA_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream) {
