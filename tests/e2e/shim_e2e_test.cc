@@ -184,6 +184,8 @@ struct BadValue {
   std::string says;
 };
 
+void PrintTo(const BadValue& bad, std::ostream* out) { *out << bad.variable << "=\"" << bad.value << "\""; }
+
 class ShimBadEnvironment : public ShimEndToEnd, public ::testing::WithParamInterface<BadValue> {};
 
 TEST_P(ShimBadEnvironment, RefusesCudaWithOneMessageNamingTheVariable) {
