@@ -41,10 +41,15 @@ double PolicySummary::MeanSeconds() const {
 
 namespace {
 
-std::string Format(const char* format, auto... args) {
-  char buffer[512];
-  std::snprintf(buffer, sizeof(buffer), format, args...);
-  return buffer;
+// printf into a string of whatever length it takes.
+template <typename... Args>
+std::string Format(const char* format, Args... args) {
+  const int size = std::snprintf(nullptr, 0, format, args...);
+  if (size <= 0) return {};
+  std::string out(static_cast<size_t>(size) + 1, '\0');
+  std::snprintf(out.data(), out.size(), format, args...);
+  out.pop_back();
+  return out;
 }
 
 std::string JsonString(const std::string& text) {

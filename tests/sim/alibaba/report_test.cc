@@ -54,6 +54,13 @@ TEST(RenderSvg, DrawsTwoCurvesPerPolicyAndALegend) {
     ++polylines;
   }
   EXPECT_EQ(polylines, 1u + 2u * 2u);  // the ideal line, then full and zoomed per policy
+  // Every polyline is complete: its points end where the curve ends (arrived 130 %).
+  for (size_t at = svg.find("<polyline"); at != std::string::npos;
+       at = svg.find("<polyline", at + 1)) {
+    size_t end = svg.find("/>", at);
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_EQ(svg.find('<', at + 1), svg.find("\n", at) + 1) << svg.substr(at, 80);
+  }
   EXPECT_NE(svg.find(">bestfit 7.00%<"), std::string::npos);
 }
 
