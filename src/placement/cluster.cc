@@ -98,6 +98,7 @@ Result<Cluster> Cluster::Create(std::vector<NodeSpec> nodes) {
         gpu_state.free_milli = compute;
       }
       simple = simple && gpu.mode == SharingMode::kShared && gpu.memory_mib == 0;
+      cluster.states_.back().free_gpu_milli += gpu_state.free_milli;
       cluster.gpu_states_.push_back(gpu_state);
     }
     cluster.node_model_.push_back(node_model == -2 ? -1 : node_model);

@@ -71,6 +71,7 @@ struct GpuState {
 struct NodeState {
   int64_t free_cpu_milli = 0;
   int64_t free_memory_mib = 0;
+  int64_t free_gpu_milli = 0;  // sum of the GPUs' free_milli
   uint64_t version = 0;
   uint32_t pods = 0;
   uint32_t shared_gpu_pods = 0;  // pods holding a fraction of one GPU

@@ -72,6 +72,7 @@ Result<PlacementId> Ledger::Place(const Demand& demand, const Assignment& assign
   for (const GpuCharge& charge : placement.charges) {
     GpuState& gpu = cluster_.mutable_gpu(node, charge.gpu);
     gpu.free_milli -= charge.milli;
+    state.free_gpu_milli -= charge.milli;
     gpu.free_memory_mib -= charge.memory_mib;
     ++gpu.tenants;
     if (charge.mig_slice >= 0) gpu.used_mig_slices |= uint64_t{1} << charge.mig_slice;
@@ -98,6 +99,7 @@ Status Ledger::Release(PlacementId id) {
   for (const GpuCharge& charge : placement.charges) {
     GpuState& gpu = cluster_.mutable_gpu(placement.node, charge.gpu);
     gpu.free_milli += charge.milli;
+    state.free_gpu_milli += charge.milli;
     gpu.free_memory_mib += charge.memory_mib;
     --gpu.tenants;
     if (charge.mig_slice >= 0) gpu.used_mig_slices &= ~(uint64_t{1} << charge.mig_slice);

@@ -91,9 +91,7 @@ constexpr double kMaxSpecCpu = 128000;
 constexpr double kMaxSpecGpu = 8000;
 
 int64_t FreeGpuMilli(const Cluster& cluster, size_t node) {
-  int64_t sum = 0;
-  for (const GpuState& gpu : cluster.gpus(node)) sum += gpu.free_milli;
-  return sum;
+  return cluster.state(node).free_gpu_milli;
 }
 
 int64_t DemandMilli(const Demand& demand) {
@@ -186,7 +184,15 @@ class SpreadOrBinpackPolicy : public ScoringPolicy {
 class BestFitPolicy : public ScoringPolicy {
  public:
   BestFitPolicy(const Cluster& cluster, uint64_t seed) : ScoringPolicy(cluster, seed) {
-    set_normalises(true);
+    // Raw scores are integers; when no node exceeds the normalisers they lie in 0..100, and
+    // min-max normalisation to 0..100 is then strictly increasing on them: it changes neither
+    // the order nor the ties, so the scores can be compared as they come.
+    bool within = true;
+    for (size_t n = 0; n < cluster.node_count(); ++n) {
+      within = within && static_cast<double>(cluster.spec(n).cpu_milli) <= kMaxSpecCpu &&
+               cluster.gpu_count(n) * kMilliPerGpu <= static_cast<int>(kMaxSpecGpu);
+    }
+    set_normalises(!within);
   }
   std::string_view name() const override { return "bestfit"; }
 

@@ -27,6 +27,7 @@ TEST(Ledger, PlaceChargesTheNodeAndTheChosenGpus) {
   EXPECT_EQ(c.state(0).free_cpu_milli, 5500);
   EXPECT_EQ(c.gpus(0)[0].free_milli, 1000);
   EXPECT_EQ(c.gpus(0)[1].free_milli, 700);
+  EXPECT_EQ(c.state(0).free_gpu_milli, 1700);
   EXPECT_EQ(c.allocated_gpu_milli(), 300);
   EXPECT_EQ(c.state(0).shared_gpu_pods, 1u);
 }
@@ -42,6 +43,7 @@ TEST(Ledger, ReleaseGivesBackExactlyWhatWasCharged) {
   EXPECT_EQ(c.state(0).free_cpu_milli, 8000);
   EXPECT_EQ(c.state(0).free_memory_mib, 4096);
   EXPECT_EQ(c.gpus(0)[0].free_milli, 1000);
+  EXPECT_EQ(c.state(0).free_gpu_milli, 2000);
   EXPECT_EQ(c.gpus(0)[1].tenants, 0u);
   EXPECT_EQ(c.allocated_gpu_milli(), 0);
   EXPECT_EQ(c.state(0).pods, 0u);

@@ -99,6 +99,19 @@ TEST(DotProduct, PrefersTheLeastFreeCapacityAlongTheDemand) {
   EXPECT_EQ(Choices("dotprod", ledger, Gpu(1, 1000)), (Choice{{0, 7}}));
 }
 
+TEST(BestFit, ChoosesTheSameWithAndWithoutNormalisationShortcut) {
+  // A 16-GPU node exceeds the normalisers, so this cluster takes the normalising path; the
+  // same nodes without it take the shortcut. Both must leave the least behind.
+  std::vector<NodeSpec> nodes = {Node("a", 64000, 4), Node("b", 32000, 2), Node("c", 64000, 8)};
+  Ledger small(MakeCluster(nodes));
+  nodes.push_back(Node("big", 256000, 16));
+  Ledger large(MakeCluster(nodes));
+  for (Ledger* ledger : {&small, &large}) {
+    ASSERT_TRUE(ledger->Place(Gpu(1, 500, 1000), On(2, {0})).ok());
+    EXPECT_EQ(Choices("bestfit", *ledger, Gpu(1, 1000, 8000)), (Choice{{1, 0}}));
+  }
+}
+
 TEST_F(SmallCluster, DotProductScoresAreIntegersSoSmallDemandsTie) {
   EXPECT_EQ(Choices("dotprod", ledger_, Gpu(1, 300), 64).size(), 3u);
 }
