@@ -409,6 +409,11 @@ CUresult cuGraphExecDestroy(CUgraphExec hGraphExec);
 CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream);
 CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream);
 
+// Completion queries (the fake GPU answers CUDA_ERROR_NOT_READY while busy_us_ kernels run).
+CUresult cuStreamQuery(CUstream hStream);
+CUresult cuStreamQuery_ptsz(CUstream hStream);
+CUresult cuEventQuery(CUevent hEvent);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

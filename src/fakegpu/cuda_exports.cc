@@ -1,5 +1,6 @@
 // libcuda.so.1: the exported driver API. Each function checks its fault rules, then forwards to
-// the process's Driver (driver.h); the launch functions validate lock-free and do nothing else.
+// the process's Driver (driver.h); the launch functions validate lock-free and, for busy_us_
+// kernels only, queue the kernel on the device's timeline.
 #include <cstdio>
 #include <cstring>
 
@@ -77,6 +78,27 @@ inline CUresult CheckLaunchEx(const CUlaunchConfig* config, CUfunction function)
   }
   return CheckLaunch(function, config->gridDimX, config->gridDimY, config->gridDimZ,
                      config->blockDimX, config->blockDimY, config->blockDimZ, config->hStream);
+}
+
+// Off the plain launch path: only busy_us_ kernels take the state file's lock.
+__attribute__((noinline, cold)) CUresult QueueBusyKernel(CUfunction function, CUstream stream) {
+  Driver::Get().QueueBusyKernels(stream, &function->busy_ns, 1);
+  return CUDA_SUCCESS;
+}
+
+// Validates, then queues the kernel on the device when it takes device time.
+inline CUresult Launch(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                       unsigned block_x, unsigned block_y, unsigned block_z, CUstream stream) {
+  CUresult checked =
+      CheckLaunch(function, grid_x, grid_y, grid_z, block_x, block_y, block_z, stream);
+  if (__builtin_expect(checked != CUDA_SUCCESS || function->busy_ns == 0, 1)) return checked;
+  return QueueBusyKernel(function, stream);
+}
+
+inline CUresult LaunchEx(const CUlaunchConfig* config, CUfunction function) {
+  CUresult checked = CheckLaunchEx(config, function);
+  if (__builtin_expect(checked != CUDA_SUCCESS || function->busy_ns == 0, 1)) return checked;
+  return QueueBusyKernel(function, config->hStream);
 }
 
 struct ErrorText {
@@ -334,8 +356,7 @@ TESSERA_FAKE_EXPORT CUresult cuCtxGetDevice(CUdevice* device) {
 
 TESSERA_FAKE_EXPORT CUresult cuCtxSynchronize(void) {
   if (Fault fault = CheckFault(Api::cuCtxSynchronize)) return Faulted(fault);
-  CUctx_st* context = nullptr;
-  return Driver::RequireContext(&context);
+  return TheDriver().ContextSynchronize();
 }
 
 // ---- Memory ----------------------------------------------------------------------------------
@@ -644,6 +665,16 @@ TESSERA_FAKE_EXPORT CUresult cuStreamSynchronize(CUstream hStream) {
   return TheDriver().StreamSynchronize(hStream);
 }
 
+TESSERA_FAKE_EXPORT CUresult cuStreamQuery(CUstream hStream) {
+  if (Fault fault = CheckFault(Api::cuStreamQuery)) return Faulted(fault);
+  return TheDriver().StreamQuery(hStream);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuStreamQuery_ptsz(CUstream hStream) {
+  if (Fault fault = CheckFault(Api::cuStreamQuery_ptsz)) return Faulted(fault);
+  return TheDriver().StreamQuery(hStream);
+}
+
 TESSERA_FAKE_EXPORT CUresult cuEventCreate(CUevent* phEvent, unsigned int Flags) {
   if (Fault fault = CheckFault(Api::cuEventCreate)) return Faulted(fault, phEvent);
   return TheDriver().EventCreate(phEvent, Flags);
@@ -664,6 +695,11 @@ TESSERA_FAKE_EXPORT CUresult cuEventSynchronize(CUevent hEvent) {
   return TheDriver().EventSynchronize(hEvent);
 }
 
+TESSERA_FAKE_EXPORT CUresult cuEventQuery(CUevent hEvent) {
+  if (Fault fault = CheckFault(Api::cuEventQuery)) return Faulted(fault);
+  return TheDriver().EventQuery(hEvent);
+}
+
 TESSERA_FAKE_EXPORT CUresult cuEventElapsedTime_v2(float* pMilliseconds, CUevent hStart,
                                                    CUevent hEnd) {
   if (Fault fault = CheckFault(Api::cuEventElapsedTime_v2)) return Faulted(fault, pMilliseconds);
@@ -679,7 +715,7 @@ TESSERA_FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX,
                                             CUstream hStream, void** kernelParams, void** extra) {
   if (Fault fault = CheckFault(Api::cuLaunchKernel)) return Faulted(fault);
   (void)sharedMemBytes, (void)kernelParams, (void)extra;
-  return CheckLaunch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
+  return Launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
@@ -690,21 +726,21 @@ TESSERA_FAKE_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int grid
                                                  void** kernelParams, void** extra) {
   if (Fault fault = CheckFault(Api::cuLaunchKernel_ptsz)) return Faulted(fault);
   (void)sharedMemBytes, (void)kernelParams, (void)extra;
-  return CheckLaunch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
+  return Launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f,
                                               void** kernelParams, void** extra) {
   if (Fault fault = CheckFault(Api::cuLaunchKernelEx)) return Faulted(fault);
   (void)kernelParams, (void)extra;
-  return CheckLaunchEx(config, f);
+  return LaunchEx(config, f);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f,
                                                    void** kernelParams, void** extra) {
   if (Fault fault = CheckFault(Api::cuLaunchKernelEx_ptsz)) return Faulted(fault);
   (void)kernelParams, (void)extra;
-  return CheckLaunchEx(config, f);
+  return LaunchEx(config, f);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuLaunchCooperativeKernel(
@@ -713,7 +749,7 @@ TESSERA_FAKE_EXPORT CUresult cuLaunchCooperativeKernel(
     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams) {
   if (Fault fault = CheckFault(Api::cuLaunchCooperativeKernel)) return Faulted(fault);
   (void)sharedMemBytes, (void)kernelParams;
-  return CheckLaunch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
+  return Launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
@@ -722,7 +758,7 @@ TESSERA_FAKE_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams) {
   if (Fault fault = CheckFault(Api::cuLaunchCooperativeKernel_ptsz)) return Faulted(fault);
   (void)sharedMemBytes, (void)kernelParams;
-  return CheckLaunch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
+  return Launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream);
 }
 
 // ---- Graphs ----------------------------------------------------------------------------------
@@ -805,14 +841,21 @@ inline CUresult CheckGraphLaunch(CUgraphExec exec, CUstream stream) {
 
 }  // namespace
 
+inline CUresult LaunchGraph(CUgraphExec exec, CUstream stream) {
+  CUresult checked = CheckGraphLaunch(exec, stream);
+  if (checked != CUDA_SUCCESS || exec->busy_kernels_ns.empty()) return checked;
+  TheDriver().QueueBusyKernels(stream, exec->busy_kernels_ns.data(), exec->busy_kernels_ns.size());
+  return CUDA_SUCCESS;
+}
+
 TESSERA_FAKE_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream) {
   if (Fault fault = CheckFault(Api::cuGraphLaunch)) return Faulted(fault);
-  return CheckGraphLaunch(hGraphExec, hStream);
+  return LaunchGraph(hGraphExec, hStream);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream) {
   if (Fault fault = CheckFault(Api::cuGraphLaunch_ptsz)) return Faulted(fault);
-  return CheckGraphLaunch(hGraphExec, hStream);
+  return LaunchGraph(hGraphExec, hStream);
 }
 
 // ---- Control functions for tests -------------------------------------------------------------

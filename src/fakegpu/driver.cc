@@ -3,8 +3,10 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 
 #include "common/log.h"
 #include "fakegpu/faults.h"
@@ -29,10 +31,43 @@ void SyncCurrent() {
   g_current_context = t_context_stack.empty() ? nullptr : t_context_stack.back();
 }
 
-uint64_t SteadyNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
+// Kernels longer than this are not busy_us_ kernels but ordinary names: an hour of device time is
+// more than any test means.
+constexpr uint64_t kMaxBusyMicroseconds = 3'600'000'000ull;
+
+// The device time of one launch of a function with this name: N µs for `busy_us_<N>` (N a decimal
+// from 1 to kMaxBusyMicroseconds), else 0.
+uint64_t BusyKernelNs(const char* name) {
+  constexpr char kPrefix[] = "busy_us_";
+  constexpr size_t kPrefixLength = sizeof kPrefix - 1;
+  if (std::strncmp(name, kPrefix, kPrefixLength) != 0 || name[kPrefixLength] == '\0') return 0;
+  uint64_t microseconds = 0;
+  for (const char* digit = name + kPrefixLength; *digit != '\0'; ++digit) {
+    if (*digit < '0' || *digit > '9') return 0;
+    microseconds = microseconds * 10 + static_cast<uint64_t>(*digit - '0');
+    if (microseconds > kMaxBusyMicroseconds) return 0;
+  }
+  return microseconds * 1000;
+}
+
+bool IsDefaultStream(CUstream stream) { return reinterpret_cast<uintptr_t>(stream) <= 2; }
+
+void RaiseTo(std::atomic<uint64_t>& value, uint64_t at_least) {
+  uint64_t current = value.load(std::memory_order_relaxed);
+  while (current < at_least &&
+         !value.compare_exchange_weak(current, at_least, std::memory_order_release,
+                                      std::memory_order_relaxed)) {
+  }
+}
+
+// Simulated device time passes in real time: waiting for the device is sleeping until its work
+// ends. clock_nanosleep reports errors by its result, so errno stays the caller's.
+void SleepUntil(uint64_t monotonic_ns) {
+  if (monotonic_ns <= MonotonicNs()) return;
+  timespec until{static_cast<time_t>(monotonic_ns / 1'000'000'000ull),
+                 static_cast<long>(monotonic_ns % 1'000'000'000ull)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR) {
+  }
 }
 
 // Driver teardown at process exit (or dlclose): what the process held goes back to the node.
@@ -409,6 +444,7 @@ CUresult Driver::ModuleGetFunction(CUfunction* function, CUmodule module, const 
   if (entry == nullptr) {
     entry = functions_.Create();
     entry->module = found;
+    entry->busy_ns = BusyKernelNs(name);
   }
   *function = entry;
   return CUDA_SUCCESS;
@@ -422,6 +458,28 @@ bool Driver::StreamUsableLocked(CUstream stream) const {
     return LooksLive(g_current_context);  // the default streams of the current context
   }
   return streams_.Find(stream) != nullptr;
+}
+
+// The default streams (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) wait for the whole context,
+// as the legacy stream synchronises with every other: stricter than the per-thread stream, never
+// too early.
+uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
+  if (IsDefaultStream(stream)) return g_current_context->work_end_ns.load(std::memory_order_acquire);
+  return stream->work_end_ns.load(std::memory_order_acquire);
+}
+
+void Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count) {
+  CUctx_st* context = g_current_context;
+  uint64_t end = state_->QueueKernels(context->device, getpid(), durations_ns, count);
+  RaiseTo(context->work_end_ns, end);
+  if (!IsDefaultStream(stream)) RaiseTo(stream->work_end_ns, end);
+}
+
+CUresult Driver::ContextSynchronize() {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  SleepUntil(context->work_end_ns.load(std::memory_order_acquire));
+  return CUDA_SUCCESS;
 }
 
 CUresult Driver::StreamCreate(CUstream* stream, unsigned flags) {
@@ -447,8 +505,22 @@ CUresult Driver::StreamDestroy(CUstream stream) {
 CUresult Driver::StreamSynchronize(CUstream stream) {
   CUctx_st* context = nullptr;
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  uint64_t end = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+    end = StreamWorkEndLocked(stream);
+  }
+  SleepUntil(end);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::StreamQuery(CUstream stream) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   std::lock_guard<std::mutex> lock(mutex_);
-  return StreamUsableLocked(stream) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  return StreamWorkEndLocked(stream) > MonotonicNs() ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
 
 CUresult Driver::EventCreate(CUevent* event, unsigned flags) {
@@ -477,15 +549,34 @@ CUresult Driver::EventRecord(CUevent event, CUstream stream) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUevent_st* found = events_.Find(event);
   if (found == nullptr || !StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  // The device reaches the event when the stream's work before it is done, or now if it is idle.
+  uint64_t now = MonotonicNs();
+  uint64_t work_end = StreamWorkEndLocked(stream);
   found->recorded = true;
-  found->recorded_ns = SteadyNs();
+  found->recorded_ns = work_end > now ? work_end : now;
   return CUDA_SUCCESS;
 }
 
 CUresult Driver::EventSynchronize(CUevent event) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  uint64_t reached = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    CUevent_st* found = events_.Find(event);
+    if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+    if (found->recorded) reached = found->recorded_ns;
+  }
+  SleepUntil(reached);
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::EventQuery(CUevent event) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
   std::lock_guard<std::mutex> lock(mutex_);
-  return events_.Find(event) != nullptr ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  CUevent_st* found = events_.Find(event);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return found->recorded && found->recorded_ns > MonotonicNs() ? CUDA_ERROR_NOT_READY
+                                                                : CUDA_SUCCESS;
 }
 
 CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent end) {
@@ -500,6 +591,8 @@ CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent en
   if ((first->flags & kDisableTiming) != 0 || (second->flags & kDisableTiming) != 0) {
     return CUDA_ERROR_INVALID_HANDLE;
   }
+  uint64_t now = MonotonicNs();
+  if (first->recorded_ns > now || second->recorded_ns > now) return CUDA_ERROR_NOT_READY;
   double elapsed_ns = static_cast<double>(second->recorded_ns) -
                       static_cast<double>(first->recorded_ns);
   *milliseconds = static_cast<float>(elapsed_ns / 1e6);

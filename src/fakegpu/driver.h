@@ -7,8 +7,14 @@
 // node-wide SharedState, so it runs out for real across processes. No storage backs it: copies
 // and memsets validate the range, and a device-to-host copy yields zeros.
 //
+// Time: a function named `busy_us_<N>` occupies its device for N µs of real time per launch.
+// Launches are asynchronous: QueueBusyKernels() books the kernel on the node-wide device timeline
+// (SharedState::QueueKernels) and records when it ends in the stream and the context; the
+// synchronise calls sleep until then. Other kernels take no device time.
+//
 // Thread safety: one mutex guards all bookkeeping; the launch path takes none (it validates
-// handles with LooksLive()). Lock order: Driver::mutex_, then the state file's mutex.
+// handles with LooksLive()), and only busy_us_ launches touch the state file's mutex. Lock order:
+// Driver::mutex_, then the state file's mutex. No lock is held while sleeping.
 #ifndef TESSERA_FAKEGPU_DRIVER_H_
 #define TESSERA_FAKEGPU_DRIVER_H_
 
@@ -107,6 +113,12 @@ class Driver {
   CUresult MipmappedArrayCreate(CUmipmappedArray* array, uint64_t bytes);
   CUresult MipmappedArrayDestroy(CUmipmappedArray array);
 
+  // Launches of busy_us_ functions and of graphs with such kernel nodes: queues kernels of these
+  // durations on the current context's device, behind everything queued there before, and
+  // returns at once. REQUIRES: the launch was validated (current context and stream live).
+  void QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count);
+  CUresult ContextSynchronize();
+
   // Modules, streams, events.
   CUresult ModuleLoad(CUmodule* module, const void* image);
   CUresult ModuleUnload(CUmodule module);
@@ -114,10 +126,12 @@ class Driver {
   CUresult StreamCreate(CUstream* stream, unsigned flags);
   CUresult StreamDestroy(CUstream stream);
   CUresult StreamSynchronize(CUstream stream);
+  CUresult StreamQuery(CUstream stream);
   CUresult EventCreate(CUevent* event, unsigned flags);
   CUresult EventDestroy(CUevent event);
   CUresult EventRecord(CUevent event, CUstream stream);
   CUresult EventSynchronize(CUevent event);
+  CUresult EventQuery(CUevent event);
   CUresult EventElapsedTime(float* milliseconds, CUevent start, CUevent end);
 
   // Graphs.
@@ -164,6 +178,8 @@ class Driver {
   CUresult FreeAllocationLocked(CUdeviceptr pointer, bool stream_ordered);
   void ReleaseContextLocked(CUctx_st* context);
   bool StreamUsableLocked(CUstream stream) const;
+  // When the stream's last kernel ends. REQUIRES: StreamUsableLocked(stream).
+  uint64_t StreamWorkEndLocked(CUstream stream) const;
   CUresult CheckDependenciesLocked(CUgraph_st* graph, const CUgraphNode* dependencies,
                                    size_t count) const;
   CUgraphNode_st* AddNodeLocked(CUgraph_st* graph);

@@ -456,8 +456,11 @@ CUresult Driver::GraphAddKernelNode(CUgraphNode* node, CUgraph graph,
       checked != CUDA_SUCCESS) {
     return checked;
   }
-  if (functions_.Find(params->func) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  *node = AddNodeLocked(found);
+  CUfunc_st* function = functions_.Find(params->func);
+  if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  CUgraphNode_st* added = AddNodeLocked(found);
+  added->busy_ns = function->busy_ns;
+  *node = added;
   return CUDA_SUCCESS;
 }
 
@@ -514,8 +517,15 @@ CUresult Driver::GraphInstantiate(CUgraphExec* exec, CUgraph graph) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
   if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(mutex_);
-  if (graphs_.Find(graph) == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *exec = graph_execs_.Create();
+  CUgraph_st* found = graphs_.Find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUgraphExec_st* created = graph_execs_.Create();
+  // A launch queues the kernel nodes one after another in the order they were added (the fake
+  // runs a graph's nodes in sequence whatever their dependencies).
+  for (const CUgraphNode_st* node : found->nodes) {
+    if (node->busy_ns != 0) created->busy_kernels_ns.push_back(node->busy_ns);
+  }
+  *exec = created;
   return CUDA_SUCCESS;
 }
 

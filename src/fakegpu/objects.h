@@ -55,6 +55,9 @@ struct CUctx_st {
   bool primary = false;
   int retain_count = 0;  // primary contexts only
   tessera::fakegpu::Charge charge;
+  // When the last kernel launched in the context ends (CLOCK_MONOTONIC ns); its default streams
+  // and cuCtxSynchronize wait for it.
+  std::atomic<uint64_t> work_end_ns{0};
 };
 
 struct CUmod_st {
@@ -70,6 +73,7 @@ struct CUfunc_st {
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
   CUmod_st* module = nullptr;
+  uint64_t busy_ns = 0;  // device time of one launch: N µs for `busy_us_<N>`, else 0
 };
 
 struct CUstream_st {
@@ -77,6 +81,7 @@ struct CUstream_st {
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
   CUctx_st* context = nullptr;
+  std::atomic<uint64_t> work_end_ns{0};  // when the stream's last kernel ends
 };
 
 struct CUevent_st {
@@ -86,7 +91,7 @@ struct CUevent_st {
   CUctx_st* context = nullptr;
   unsigned flags = 0;
   bool recorded = false;
-  uint64_t recorded_ns = 0;
+  uint64_t recorded_ns = 0;  // when the device reaches the event: it completes then
 };
 
 struct CUarray_st {
@@ -126,12 +131,15 @@ struct CUgraphNode_st {
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
   CUgraph_st* graph = nullptr;
+  uint64_t busy_ns = 0;  // a kernel node's function's device time
 };
 
 struct CUgraphExec_st {
   static constexpr tessera::fakegpu::Magic kMagic = tessera::fakegpu::Magic::kGraphExec;
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
+  // The device time of the graph's busy_us_ kernel nodes, in node order, fixed at instantiation.
+  std::vector<uint64_t> busy_kernels_ns;
 };
 
 namespace tessera::fakegpu {

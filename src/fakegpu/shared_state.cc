@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -18,7 +19,8 @@
 namespace tessera::fakegpu {
 
 constexpr uint64_t kStateMagic = 0x4b41464553534554ull;  // "TESSFAKE" little-endian
-constexpr uint32_t kStateLayoutVersion = 1;
+// 2: per-device kernel timelines.
+constexpr uint32_t kStateLayoutVersion = 2;
 constexpr uint64_t kScanIntervalNs = 100'000'000;
 
 struct DeviceSlot {
@@ -34,6 +36,19 @@ struct ProcessSlot {
   uint64_t used_bytes[kMaxDevices];
 };
 
+struct KernelRunSlot {
+  uint64_t start_ns;
+  uint64_t end_ns;
+  int32_t pid;
+  uint32_t reserved;
+};
+
+struct DeviceTimeline {
+  uint64_t busy_until_ns;  // CLOCK_MONOTONIC: when the last queued kernel ends
+  uint64_t run_count;      // runs ever recorded; the newest is runs[(run_count - 1) % kKernelRuns]
+  KernelRunSlot runs[kKernelRuns];
+};
+
 struct StateLayout {
   uint64_t magic;
   uint32_t layout_version;
@@ -45,15 +60,16 @@ struct StateLayout {
   alignas(64) pthread_mutex_t mutex;
   alignas(64) DeviceSlot devices[kMaxDevices];
   ProcessSlot processes[kMaxProcesses];
+  DeviceTimeline timelines[kMaxDevices];
 };
-
-namespace {
 
 uint64_t MonotonicNs() {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   return static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec);
 }
+
+namespace {
 
 std::string Describe(const std::string& path) { return "TESSERA_FAKEGPU_STATE=" + path; }
 
@@ -254,6 +270,7 @@ Status SharedState::Configure(const std::vector<uint64_t>& device_memory_bytes) 
   }
   if (!same) {
     std::memset(static_cast<void*>(layout_->devices), 0, sizeof layout_->devices);
+    std::memset(static_cast<void*>(layout_->timelines), 0, sizeof layout_->timelines);
     layout_->device_count = static_cast<uint32_t>(device_memory_bytes.size());
     for (size_t device = 0; device < device_memory_bytes.size(); ++device) {
       layout_->devices[device].total_bytes = device_memory_bytes[device];
@@ -323,6 +340,45 @@ void SharedState::Uncharge(int slot, int device, uint64_t bytes) {
   held -= taken;
   totals.used_bytes = taken > totals.used_bytes ? 0 : totals.used_bytes - taken;
   Unlock();
+}
+
+uint64_t SharedState::QueueKernels(int device, int pid, const uint64_t* durations_ns,
+                                   size_t count) {
+  Lock();
+  DeviceTimeline& timeline = layout_->timelines[device];
+  uint64_t now = MonotonicNs();
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t start = now > timeline.busy_until_ns ? now : timeline.busy_until_ns;
+    uint64_t end = start + durations_ns[i];
+    KernelRunSlot* newest =
+        timeline.run_count == 0 ? nullptr
+                                : &timeline.runs[(timeline.run_count - 1) % kKernelRuns];
+    if (newest != nullptr && newest->pid == pid && newest->end_ns == start) {
+      newest->end_ns = end;
+    } else {
+      timeline.runs[timeline.run_count % kKernelRuns] = {start, end, pid, 0};
+      ++timeline.run_count;
+    }
+    timeline.busy_until_ns = end;
+  }
+  uint64_t end = timeline.busy_until_ns;
+  Unlock();
+  return end;
+}
+
+std::vector<KernelRun> SharedState::KernelRuns(int device, uint64_t since_ns) {
+  std::vector<KernelRun> runs;
+  Lock();
+  const DeviceTimeline& timeline = layout_->timelines[device];
+  uint64_t remembered = timeline.run_count < kKernelRuns ? timeline.run_count : kKernelRuns;
+  for (uint64_t back = 1; back <= remembered; ++back) {
+    const KernelRunSlot& run = timeline.runs[(timeline.run_count - back) % kKernelRuns];
+    if (run.end_ns <= since_ns) break;  // runs are ordered: all older ones ended earlier
+    runs.push_back({run.start_ns, run.end_ns, run.pid});
+  }
+  Unlock();
+  std::reverse(runs.begin(), runs.end());
+  return runs;
 }
 
 DeviceUsage SharedState::Device(int device) {

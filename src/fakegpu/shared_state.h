@@ -2,10 +2,14 @@
 // the fake GPU maps, so that all of them see one device memory that runs out for real.
 //
 // Layout (StateLayout in shared_state.cc): a header (magic, layout version, size), a robust
-// process-shared mutex, per device {total, used, peak}, and fixed process slots claimed by
-// (pid, start time). Invariants, under the mutex:
+// process-shared mutex, per device {total, used, peak}, fixed process slots claimed by
+// (pid, start time), and per device a kernel timeline: the time the device is busy until and a
+// ring of the last kKernelRuns runs. Invariants, under the mutex:
 //   - devices[d].used == sum over claimed slots of slot.used[d] <= devices[d].total;
-//   - devices[d].peak >= devices[d].used.
+//   - devices[d].peak >= devices[d].used;
+//   - a device's runs, oldest to newest, do not overlap and are ordered by time; the newest ends
+//     at the device's busy-until time.
+// Kernels of a process that dies stay queued: the device finishes what was launched.
 // A process that dies holding the mutex leaves the sums to be recomputed by the next locker
 // (EOWNERDEAD); one that dies holding memory is reclaimed by the next process that touches the
 // state: a liveness scan of the slots runs at most every 100 ms, and always before an allocation
@@ -24,6 +28,20 @@
 namespace tessera::fakegpu {
 
 inline constexpr int kMaxProcesses = 512;
+// Runs remembered per device. Back-to-back kernels of one process share a run, so a saturating
+// loop takes one entry however many kernels it launches.
+inline constexpr int kKernelRuns = 4096;
+
+// A stretch of CLOCK_MONOTONIC time [start_ns, end_ns) in which a device ran kernels of one
+// process, one after another. end_ns may lie in the future: it is queued work.
+struct KernelRun {
+  uint64_t start_ns = 0;
+  uint64_t end_ns = 0;
+  int pid = 0;
+};
+
+// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
+uint64_t MonotonicNs();
 
 struct StateLayout;
 
@@ -58,6 +76,14 @@ class SharedState {
   // does not have them free even after reclaiming dead processes.
   bool Charge(int slot, int device, uint64_t bytes);
   void Uncharge(int slot, int device, uint64_t bytes);
+
+  // Queues kernels of these durations on `device` for process `pid`, one after another, behind
+  // all work queued before on the device by any process (first come, first served: a device runs
+  // one kernel at a time). Returns when the last of them will end (CLOCK_MONOTONIC ns).
+  // REQUIRES: count > 0.
+  uint64_t QueueKernels(int device, int pid, const uint64_t* durations_ns, size_t count);
+  // The remembered runs of `device` that end after `since_ns`, oldest first.
+  std::vector<KernelRun> KernelRuns(int device, uint64_t since_ns);
 
   DeviceUsage Device(int device);
   StateSnapshot Snapshot();

@@ -74,6 +74,12 @@ class ChildProcess {
     }
   }
 
+  // Writes `line` and a newline to the child's stdin; false when the child is gone.
+  bool WriteLine(const std::string& line) {
+    std::string text = line + "\n";
+    return write(stdin_, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  }
+
   void CloseStdin() {
     if (stdin_ >= 0) close(stdin_);
     stdin_ = -1;

@@ -3,6 +3,9 @@
 //                                          normally (teardown must give the memory back)
 //   fakegpu_helper churn <pairs>           allocate and free 1 MiB <pairs> times, print "done"
 //   fakegpu_helper init                    print cuInit's result
+//   fakegpu_helper busy <kernels> <us>     print "ready <pid>", wait for a line on stdin, launch
+//                                          <kernels> busy_us_<us> kernels on the NULL stream,
+//                                          print "launched", cuCtxSynchronize, print "done"
 // Errors print "error <step> <CUresult>" and exit 1.
 #include <unistd.h>
 
@@ -62,6 +65,39 @@ int Churn(long pairs) {
   return 0;
 }
 
+int Busy(long kernels, const char* microseconds) {
+  if (int failed = Ready(0); failed != 0) return failed;
+  static const char kImage[] = "fake";
+  CUmodule module = nullptr;
+  if (CUresult result = cuModuleLoadData(&module, kImage); result != CUDA_SUCCESS) {
+    return Fail("cuModuleLoadData", result);
+  }
+  char name[64];
+  std::snprintf(name, sizeof name, "busy_us_%s", microseconds);
+  CUfunction function = nullptr;
+  if (CUresult result = cuModuleGetFunction(&function, module, name); result != CUDA_SUCCESS) {
+    return Fail("cuModuleGetFunction", result);
+  }
+  std::printf("ready %d\n", static_cast<int>(getpid()));
+  std::fflush(stdout);
+  char byte = 0;
+  while (read(STDIN_FILENO, &byte, 1) == 1 && byte != '\n') {
+  }
+  for (long i = 0; i < kernels; ++i) {
+    if (CUresult result = cuLaunchKernel(function, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr);
+        result != CUDA_SUCCESS) {
+      return Fail("cuLaunchKernel", result);
+    }
+  }
+  std::printf("launched\n");
+  std::fflush(stdout);
+  if (CUresult result = cuCtxSynchronize(); result != CUDA_SUCCESS) {
+    return Fail("cuCtxSynchronize", result);
+  }
+  std::printf("done\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +109,8 @@ int main(int argc, char** argv) {
     std::printf("cuInit %d\n", static_cast<int>(cuInit(0)));
     return 0;
   }
-  std::fprintf(stderr, "usage: %s hold <bytes> [device] | churn <pairs> | init\n", argv[0]);
+  if (argc == 4 && std::strcmp(argv[1], "busy") == 0) return Busy(std::atol(argv[2]), argv[3]);
+  std::fprintf(stderr, "usage: %s hold <bytes> [device] | churn <pairs> | init | busy <kernels> <us>\n",
+               argv[0]);
   return 2;
 }
