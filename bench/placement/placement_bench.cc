@@ -23,10 +23,11 @@ Cluster TraceSizedCluster() {
     int64_t cpu;
     const char* model;
   };
-  const Group groups[] = {{549, 8, 96000, "G2"},  {387, 2, 104000, "T4"},  {17, 4, 96000, "T4"},
-                          {134, 2, 16000, "P100"}, {39, 8, 128000, "G3"},   {21, 8, 96000, "V100M32"},
-                          {9, 4, 48000, "V100M32"}, {8, 8, 64000, "V100M16"}, {28, 4, 32000, "V100M16"},
-                          {19, 1, 8000, "V100M16"}, {2, 1, 128000, "A10"}};
+  const Group groups[] = {
+      {549, 8, 96000, "G2"},    {387, 2, 104000, "T4"},   {17, 4, 96000, "T4"},
+      {134, 2, 16000, "P100"},  {39, 8, 128000, "G3"},    {21, 8, 96000, "V100M32"},
+      {9, 4, 48000, "V100M32"}, {8, 8, 64000, "V100M16"}, {28, 4, 32000, "V100M16"},
+      {19, 1, 8000, "V100M16"}, {2, 1, 128000, "A10"}};
   std::vector<NodeSpec> nodes;
   for (const Group& g : groups) {
     for (int n = 0; n < g.nodes; ++n) {
@@ -34,7 +35,8 @@ Cluster TraceSizedCluster() {
       node.name = std::string(g.model) + "-" + std::to_string(nodes.size());
       node.cpu_milli = g.cpu;
       node.memory_mib = 262144;
-      node.gpus.resize(static_cast<size_t>(g.gpus), GpuSpec{"", g.model, 0, SharingMode::kShared, {}, 1});
+      node.gpus.resize(static_cast<size_t>(g.gpus),
+                       GpuSpec{"", g.model, 0, SharingMode::kShared, {}, 1});
       nodes.push_back(std::move(node));
     }
   }
@@ -70,12 +72,15 @@ BENCHMARK(BM_LedgerPlaceRelease);
 // A policy chooses among 1,213 nodes (half of them partly used), then place and release.
 void BM_ChoosePlaceRelease(benchmark::State& state, const char* policy_name) {
   Ledger ledger(TraceSizedCluster());
-  std::vector<ShapeCount> shapes = {{{4000, 470, 1, {}}, 40}, {{4000, 810, 1, {}}, 30},
-                                    {{8000, 1000, 1, {}}, 25}, {{12000, 0, 0, {}}, 5}};
+  std::vector<ShapeCount> shapes = {{{4000, 470, 1, {}}, 40},
+                                    {{4000, 810, 1, {}}, 30},
+                                    {{8000, 1000, 1, {}}, 25},
+                                    {{12000, 0, 0, {}}, 5}};
   PolicyOptions options;
   options.seed = 42;
   options.shape_counts = shapes;
-  std::unique_ptr<Policy> policy = std::move(MakePolicy(policy_name, ledger.cluster(), options).value());
+  std::unique_ptr<Policy> policy =
+      std::move(MakePolicy(policy_name, ledger.cluster(), options).value());
   // Fill half the nodes with a 0.47 share on GPU 0 so that nodes differ.
   Demand filler = CompileDemand(ledger.cluster(), Fraction(470));
   for (size_t n = 0; n < ledger.cluster().node_count(); n += 2) {

@@ -42,8 +42,8 @@ struct MigSlice {
 };
 
 struct GpuSpec {
-  std::string uuid;   // may be empty; UUID constraints then never match this GPU
-  std::string model;  // "A100", "T4", ... matched exactly by type constraints
+  std::string uuid;        // may be empty; UUID constraints then never match this GPU
+  std::string model;       // "A100", "T4", ... matched exactly by type constraints
   int64_t memory_mib = 0;  // 0: memory not modelled; the share in milli-GPU is the only limit
   SharingMode mode = SharingMode::kShared;
   std::vector<MigSlice> mig_slices;  // kMig: the fixed layout (at most 64 slices)

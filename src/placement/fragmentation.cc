@@ -25,11 +25,10 @@ Workload::Workload(const Cluster& cluster, std::vector<WeightedShape> shapes) {
     bool known = model < static_cast<size_t>(cluster.model_count());
     for (const WeightedShape& s : shapes_) {
       const TaskShape& shape = s.shape;
-      bool allowed =
-          shape.gpu_types.empty() ||
-          (known && std::find(shape.gpu_types.begin(), shape.gpu_types.end(),
-                              cluster.model_name(static_cast<int>(model))) !=
-                        shape.gpu_types.end());
+      bool allowed = shape.gpu_types.empty() ||
+                     (known && std::find(shape.gpu_types.begin(), shape.gpu_types.end(),
+                                         cluster.model_name(static_cast<int>(model))) !=
+                                   shape.gpu_types.end());
       if (shape.gpu_milli <= 0 || shape.gpu_count <= 0 || !allowed) {
         table.always_weight += s.weight;
       } else {
@@ -44,9 +43,9 @@ Workload::Workload(const Cluster& cluster, std::vector<WeightedShape> shapes) {
 double Workload::NodeFragmentation(int model, int64_t free_cpu_milli,
                                    std::span<const int32_t> free_milli) const {
   if (shapes_.empty() || free_milli.empty()) return 0;
-  const PerModel& table =
-      model >= 0 && static_cast<size_t>(model) + 1 < per_model_.size() ? per_model_[model]
-                                                                         : per_model_.back();
+  const PerModel& table = model >= 0 && static_cast<size_t>(model) + 1 < per_model_.size()
+                              ? per_model_[model]
+                              : per_model_.back();
   int32_t sorted[kMaxGpusPerNode];
   const size_t n = std::min(free_milli.size(), static_cast<size_t>(kMaxGpusPerNode));
   int64_t total = 0;
@@ -74,9 +73,9 @@ double Workload::NodeFragmentation(int model, int64_t free_cpu_milli,
 double Workload::NodeCapacityWaste(int model, int64_t free_cpu_milli,
                                    std::span<const int32_t> free_milli) const {
   if (shapes_.empty() || free_milli.empty()) return 0;
-  const PerModel& table =
-      model >= 0 && static_cast<size_t>(model) + 1 < per_model_.size() ? per_model_[model]
-                                                                         : per_model_.back();
+  const PerModel& table = model >= 0 && static_cast<size_t>(model) + 1 < per_model_.size()
+                              ? per_model_[model]
+                              : per_model_.back();
   int64_t total = 0;
   for (int32_t r : free_milli) total += r;
   double usable = 0;

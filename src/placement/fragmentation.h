@@ -65,7 +65,6 @@ class Workload {
   double NodeCapacityWaste(int model, int64_t free_cpu_milli,
                            std::span<const int32_t> free_milli) const;
 
-
  private:
   struct Entry {
     int32_t gpu_milli;
@@ -74,7 +73,7 @@ class Workload {
     double weight;
   };
   struct PerModel {
-    double always_weight = 0;   // CPU-only shapes and shapes that exclude this model
+    double always_weight = 0;    // CPU-only shapes and shapes that exclude this model
     std::vector<Entry> entries;  // GPU shapes allowed on this model, by gpu_milli descending
   };
   std::vector<WeightedShape> shapes_;

@@ -43,8 +43,8 @@ struct ShapeKeyHash {
 };
 
 ShapeKey KeyOf(const Demand& d) {
-  return {d.cpu_milli, d.gpu_memory_mib, d.gpu_milli, d.gpu_count, d.gpu_cores_percent,
-          d.allowed_models};
+  return {d.cpu_milli, d.gpu_memory_mib,    d.gpu_milli,
+          d.gpu_count, d.gpu_cores_percent, d.allowed_models};
 }
 
 // Scores nodes by the growth of a fragmentation measure, with scores cached per (shape, node)
@@ -171,9 +171,7 @@ class GradientPolicy : public ScoringPolicy {
 
 // The artifact's score: floor(100 * sigmoid(-delta / 1000)). Many nodes tie and ties go to the
 // seeded ranks; that matters: an exact argmin does much worse (docs/placement.md).
-double QuantisedScore(double delta) {
-  return std::floor(100.0 / (1.0 + std::exp(delta / 1000.0)));
-}
+double QuantisedScore(double delta) { return std::floor(100.0 / (1.0 + std::exp(delta / 1000.0))); }
 
 // fgd: the artifact's policy. The target workload is the trace's most frequent shapes covering
 // 95 % of pods, weighted by count.
@@ -221,8 +219,8 @@ class TesseraPolicy : public GradientPolicy {
 
   void Observe(const Demand& demand) override {
     if (!online_) return;
-    TaskShape shape{demand.cpu_milli, demand.gpu_count > 0 ? demand.gpu_milli : 0,
-                    demand.gpu_count, {}};
+    TaskShape shape{
+        demand.cpu_milli, demand.gpu_count > 0 ? demand.gpu_milli : 0, demand.gpu_count, {}};
     if (demand.allowed_models != ~uint64_t{0}) {
       for (int m = 0; m < cluster_.model_count(); ++m) {
         if ((demand.allowed_models >> m) & 1) shape.gpu_types.push_back(cluster_.model_name(m));

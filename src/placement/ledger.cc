@@ -17,9 +17,9 @@ Result<PlacementId> Ledger::Place(const Demand& demand, const Assignment& assign
     return Status::Error("node \"" + name + "\" lacks the CPU or memory for the request");
   }
   if (assignment.gpus.count != demand.gpu_count) {
-    return Status::Error("the request wants " + std::to_string(demand.gpu_count) +
-                         " GPUs but " + std::to_string(assignment.gpus.count) +
-                         " were chosen on node \"" + name + "\"");
+    return Status::Error("the request wants " + std::to_string(demand.gpu_count) + " GPUs but " +
+                         std::to_string(assignment.gpus.count) + " were chosen on node \"" + name +
+                         "\"");
   }
   // Check every GPU before charging any, so a refusal changes nothing.
   GpuCharge charges[kMaxGpusPerNode];

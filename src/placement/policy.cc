@@ -74,8 +74,8 @@ std::optional<Assignment> ScoringPolicy::Choose(const Cluster& cluster, const De
   return assignment;
 }
 
-bool ScoringPolicy::ChooseGpus(const Cluster& cluster, size_t node, const Demand& demand,
-                               int hint, GpuChoice* choice) {
+bool ScoringPolicy::ChooseGpus(const Cluster& cluster, size_t node, const Demand& demand, int hint,
+                               GpuChoice* choice) {
   if (hint >= 0 && demand.gpu_count == 1) {
     choice->count = 1;
     choice->gpus[0] = hint;
@@ -95,8 +95,8 @@ int64_t FreeGpuMilli(const Cluster& cluster, size_t node) {
 }
 
 int64_t DemandMilli(const Demand& demand) {
-  return int64_t{demand.gpu_count} * (demand.gpu_milli > 0 ? demand.gpu_milli
-                                                           : demand.gpu_cores_percent * 10);
+  return int64_t{demand.gpu_count} *
+         (demand.gpu_milli > 0 ? demand.gpu_milli : demand.gpu_cores_percent * 10);
 }
 
 // random: one fitting node uniformly at random; for a fraction, a random fitting GPU.
@@ -307,8 +307,8 @@ class GpuClusteringPolicy : public ScoringPolicy {
 
 const std::vector<std::string>& PolicyNames() {
   static const std::vector<std::string> names = {
-      "random",        "spread", "binpack", "bestfit", "dotprod",       "gpupacking",
-      "gpuclustering", "fgd",    "tessera", "tessera-online"};
+      "random",     "spread",        "binpack", "bestfit", "dotprod",
+      "gpupacking", "gpuclustering", "fgd",     "tessera", "tessera-online"};
   return names;
 }
 

@@ -62,8 +62,10 @@ int32_t ShareOn(const GpuSpec& gpu, const Demand& demand) {
   int32_t share = demand.gpu_cores_percent * (kMilliPerGpu / 100);
   if (gpu.memory_mib > 0 && demand.gpu_memory_mib > 0) {
     // Memory is the hard limit: the share must cover the memory asked for, rounded up.
-    int64_t by_memory = (demand.gpu_memory_mib * kMilliPerGpu + gpu.memory_mib - 1) / gpu.memory_mib;
-    share = static_cast<int32_t>(std::max<int64_t>(share, std::min<int64_t>(by_memory, kMilliPerGpu + 1)));
+    int64_t by_memory =
+        (demand.gpu_memory_mib * kMilliPerGpu + gpu.memory_mib - 1) / gpu.memory_mib;
+    share = static_cast<int32_t>(
+        std::max<int64_t>(share, std::min<int64_t>(by_memory, kMilliPerGpu + 1)));
   }
   return std::max<int32_t>(share, 1);
 }
@@ -151,8 +153,7 @@ bool FitsNode(const Cluster& cluster, size_t node, const Demand& demand) {
   if (!demand.needs_gpu()) return true;
   int need = demand.gpu_count;
   std::span<const GpuState> gpus = cluster.gpus(node);
-  if (cluster.node_is_simple(node) && demand.uuid_constraints == nullptr &&
-      demand.gpu_milli > 0) {
+  if (cluster.node_is_simple(node) && demand.uuid_constraints == nullptr && demand.gpu_milli > 0) {
     int model = cluster.node_model(node);
     if (model >= 0 && ((demand.allowed_models >> model) & 1) == 0) return false;
     if (model >= 0) {

@@ -38,12 +38,12 @@ Status ValidateRequest(const Request& request);
 
 struct Demand {
   int32_t gpu_count = 0;
-  int32_t gpu_milli = 0;        // share form; 0 when the memory form is used
-  int64_t gpu_memory_mib = 0;   // memory form
+  int32_t gpu_milli = 0;       // share form; 0 when the memory form is used
+  int64_t gpu_memory_mib = 0;  // memory form
   int32_t gpu_cores_percent = 0;
   int64_t cpu_milli = 0;
   int64_t memory_mib = 0;
-  uint64_t allowed_models = ~uint64_t{0};  // bit per cluster model id
+  uint64_t allowed_models = ~uint64_t{0};     // bit per cluster model id
   const Request* uuid_constraints = nullptr;  // set only when the request names UUIDs
 
   bool needs_gpu() const { return gpu_count > 0; }
@@ -68,8 +68,7 @@ struct GpuCharge {
 
 // Whether one GPU (with its model and UUID constraints) can serve one GPU's worth of `demand`
 // now, and what it would be charged.
-bool FitsGpu(const Cluster& cluster, size_t node, int gpu, const Demand& demand,
-             GpuCharge* charge);
+bool FitsGpu(const Cluster& cluster, size_t node, int gpu, const Demand& demand, GpuCharge* charge);
 
 // Whether the node has the CPU and memory for the demand (GPUs not considered).
 inline bool FitsHost(const NodeState& state, const Demand& demand) {

@@ -20,8 +20,9 @@ TaskShape Shape(int64_t cpu, int32_t milli, int32_t count, std::vector<std::stri
 class WorkedExample : public ::testing::Test {
  protected:
   Cluster cluster_ = MakeCluster({Node("x", 64000, 2)});
-  Workload workload_{cluster_,
-                     {{Shape(1000, 500, 1), 0.5}, {Shape(1000, 1000, 1), 0.3}, {Shape(1000, 0, 0), 0.2}}};
+  Workload workload_{
+      cluster_,
+      {{Shape(1000, 500, 1), 0.5}, {Shape(1000, 1000, 1), 0.3}, {Shape(1000, 0, 0), 0.2}}};
   int model_ = cluster_.ModelId("T4");
 
   double F(std::vector<int32_t> free, int64_t cpu = 64000) {
@@ -46,9 +47,7 @@ TEST_F(WorkedExample, ANodeWithoutCpuForTheTasksIsAllFragment) {
   EXPECT_DOUBLE_EQ(F({500, 1000}, 999), 1500);
 }
 
-TEST_F(WorkedExample, ANodeWithNothingFreeHasNoFragment) {
-  EXPECT_DOUBLE_EQ(F({0, 0}), 0);
-}
+TEST_F(WorkedExample, ANodeWithNothingFreeHasNoFragment) { EXPECT_DOUBLE_EQ(F({0, 0}), 0); }
 
 TEST(Fragmentation, AShapeNeedingMoreGpusThanFitCountsEverythingAsFragment) {
   Cluster cluster = MakeCluster({Node("n", 64000, 2)});
@@ -77,10 +76,10 @@ TEST(Fragmentation, OnlyGpusSmallerThanTheShareAreFragmentsOfAFittingShape) {
 TEST(Fragmentation, WeightsAreNormalised) {
   Cluster cluster = MakeCluster({Node("n", 64000, 1)});
   Workload counts(cluster, {{Shape(1000, 500, 1), 30}, {Shape(1000, 0, 0), 10}});
-  EXPECT_DOUBLE_EQ(counts.NodeFragmentation(cluster.ModelId("T4"), 64000, std::vector<int32_t>{400}),
-                   400);
-  EXPECT_DOUBLE_EQ(counts.NodeFragmentation(cluster.ModelId("T4"), 64000, std::vector<int32_t>{1000}),
-                   250);
+  EXPECT_DOUBLE_EQ(
+      counts.NodeFragmentation(cluster.ModelId("T4"), 64000, std::vector<int32_t>{400}), 400);
+  EXPECT_DOUBLE_EQ(
+      counts.NodeFragmentation(cluster.ModelId("T4"), 64000, std::vector<int32_t>{1000}), 250);
 }
 
 TEST(Fragmentation, AnEmptyWorkloadSeesNoFragment) {
@@ -109,8 +108,8 @@ TEST(CapacityWaste, CountsWhatWholeCopiesOfAShareLeaveOnEachGpu) {
 }
 
 TEST(WeighByScarcity, ScalesTypedShapesByAllGpusOverTheGpusTheyMayUse) {
-  Cluster cluster = MakeCluster({Node("t4", 64000, 1, "T4"), Node("v100", 64000, 3, "V100"),
-                                 Node("g2", 64000, 8, "G2")});
+  Cluster cluster = MakeCluster(
+      {Node("t4", 64000, 1, "T4"), Node("v100", 64000, 3, "V100"), Node("g2", 64000, 8, "G2")});
   std::vector<WeightedShape> shapes =
       WeighByScarcity(cluster, {{Shape(1000, 500, 1), 10},
                                 {Shape(1000, 500, 1, {"T4"}), 10},
@@ -143,8 +142,8 @@ TEST(TypicalShapes, CountsShapesMostFrequentFirstAndLargerOnTies) {
 }
 
 TEST(TypicalShapes, StopsOnceCoverageIsReached) {
-  std::vector<ShapeCount> counts = {{Shape(1, 500, 1), 60}, {Shape(2, 500, 1), 30},
-                                    {Shape(3, 500, 1), 6}, {Shape(4, 500, 1), 4}};
+  std::vector<ShapeCount> counts = {
+      {Shape(1, 500, 1), 60}, {Shape(2, 500, 1), 30}, {Shape(3, 500, 1), 6}, {Shape(4, 500, 1), 4}};
   EXPECT_EQ(TypicalShapes(counts, 0.95).size(), 3u);  // 60+30 < 95 <= 96
   EXPECT_EQ(TypicalShapes(counts, 0.90).size(), 2u);
   EXPECT_EQ(TypicalShapes(counts, 1.0).size(), 4u);

@@ -138,8 +138,8 @@ TEST(Fgd, FillsTheHoleInTheWorkedExample) {
   // reference/fgd-trace.md §6.4: node X idle, node Y with half a GPU used; A goes to Y's hole.
   Ledger ledger(MakeCluster({Node("x", 64000, 2), Node("y", 64000, 2)}));
   ASSERT_TRUE(ledger.Place(Gpu(1, 500, 0), On(1, {0})).ok());
-  std::vector<ShapeCount> shapes = {{{1000, 500, 1, {}}, 50}, {{1000, 1000, 1, {}}, 30},
-                                    {{1000, 0, 0, {}}, 20}};
+  std::vector<ShapeCount> shapes = {
+      {{1000, 500, 1, {}}, 50}, {{1000, 1000, 1, {}}, 30}, {{1000, 0, 0, {}}, 20}};
   EXPECT_EQ(Choices("fgd", ledger, Gpu(1, 500), 16, shapes), (Choice{{1, 0}}));
 }
 
@@ -154,8 +154,8 @@ TEST(Fgd, KeepsCpuOnlyPodsOffNodesWhoseGpusTheyWouldStrand) {
 // One T4 GPU among 17: a few pods must have a T4, the rest take any GPU.
 class ScarceModel : public ::testing::Test {
  protected:
-  Ledger ledger_{MakeCluster({Node("t4", 64000, 1, "T4"), Node("g2-a", 96000, 8, "G2"),
-                              Node("g2-b", 96000, 8, "G2")})};
+  Ledger ledger_{MakeCluster(
+      {Node("t4", 64000, 1, "T4"), Node("g2-a", 96000, 8, "G2"), Node("g2-b", 96000, 8, "G2")})};
   std::vector<ShapeCount> shapes_ = {{{4000, 1000, 1, {}}, 98}, {{4000, 1000, 1, {"T4"}}, 2}};
 };
 

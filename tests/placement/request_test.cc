@@ -1,8 +1,8 @@
 #include "placement/request.h"
-#include "placement/ledger.h"
 
 #include <gtest/gtest.h>
 
+#include "placement/ledger.h"
 #include "tests/placement/test_cluster.h"
 
 namespace tessera::placement {

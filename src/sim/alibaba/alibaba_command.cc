@@ -166,8 +166,8 @@ int RunAlibabaCommand(int argc, char** argv) {
   if (trace_dir.empty()) return UsageError("--trace is required");
   auto seeds = ParseSeeds(seeds_arg);
   if (!seeds.ok()) return UsageError(seeds.status().message());
-  std::vector<std::string> variants = variant_arg == "all" ? ali::PublishedVariants()
-                                                           : SplitList(variant_arg);
+  std::vector<std::string> variants =
+      variant_arg == "all" ? ali::PublishedVariants() : SplitList(variant_arg);
   std::vector<std::string> policies =
       policy_arg == "all" ? placement::PolicyNames() : SplitList(policy_arg);
   if (variants.empty()) return UsageError("--variant: no variant given");
@@ -242,9 +242,8 @@ int RunAlibabaCommand(int argc, char** argv) {
       }
       size_t finished = ++done;
       if (!quiet) {
-        std::fprintf(stderr, "[%zu/%zu] %s %s seed %llu: %.2f %% unallocated (%.2f s)\n",
-                     finished, tasks.size(), variants[task.variant].c_str(),
-                     policies[task.policy].c_str(),
+        std::fprintf(stderr, "[%zu/%zu] %s %s seed %llu: %.2f %% unallocated (%.2f s)\n", finished,
+                     tasks.size(), variants[task.variant].c_str(), policies[task.policy].c_str(),
                      static_cast<unsigned long long>(options.seed), result->unallocated_pct(100),
                      result->seconds);
       }

@@ -137,7 +137,8 @@ Result<PreparedTrace> PrepareTrace(const Trace& trace) {
     specs.push_back(std::move(spec));
   }
   auto cluster = pl::Cluster::Create(std::move(specs));
-  if (!cluster.ok()) return Status::Error("trace \"" + trace.variant + "\": " + cluster.status().message());
+  if (!cluster.ok())
+    return Status::Error("trace \"" + trace.variant + "\": " + cluster.status().message());
   std::vector<pl::TaskShape> shapes;
   shapes.reserve(trace.pods.size());
   for (const TracePod& pod : trace.pods) shapes.push_back(ShapeOf(pod));
@@ -204,7 +205,9 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
     bool placed = false;
     if (assignment) {
       auto id = ledger.Place(demand, *assignment);
-      if (!id.ok()) return Status::Error("policy " + policy_name + " chose a node that does not fit: " + id.status().message());
+      if (!id.ok())
+        return Status::Error("policy " + policy_name +
+                             " chose a node that does not fit: " + id.status().message());
       placed = true;
       size_t n = assignment->node;
       double updated = prepared.measure.NodeFragmentation(cluster, n);
@@ -213,9 +216,10 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
     }
     if (!placed) {
       auto count = [&pod](FailureCounts& f) {
-        ++(pod.num_gpu == 0 ? f.cpu_only
-                            : pod.num_gpu > 1 ? f.multi_gpu
-                                              : pod.gpu_milli < 1000 ? f.fractional : f.one_gpu);
+        ++(pod.num_gpu == 0       ? f.cpu_only
+           : pod.num_gpu > 1      ? f.multi_gpu
+           : pod.gpu_milli < 1000 ? f.fractional
+                                  : f.one_gpu);
       };
       count(result.failed);
       if (static_cast<double>(arrived) <= capacity) {
@@ -234,8 +238,7 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
     const double idle = capacity - alloc;
     rate.Add(x, idle > 0 ? 100.0 * frag / idle : 0.0);
   }
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.allocated_pct = allocated.Curve();
   result.frag_amount_pct = amount.Curve();
   result.frag_rate_pct = rate.Curve();

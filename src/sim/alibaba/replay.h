@@ -24,7 +24,7 @@ inline constexpr int kCurveMaxPercent = 130;
 struct ReplayOptions {
   uint64_t seed = 42;
   double inflation = 1.3;
-  bool fgd_quantised = true;  // fgd as the artifact scores (see placement::PolicyOptions)
+  bool fgd_quantised = true;   // fgd as the artifact scores (see placement::PolicyOptions)
   double fgd_coverage = 0.95;  // share of pods fgd's typical shapes cover
 };
 
@@ -59,16 +59,16 @@ struct StrandedShare {
 struct ReplayResult {
   std::string policy;
   uint64_t seed = 0;
-  int pods = 0;  // after inflation
+  int pods = 0;                      // after inflation
   FailureCounts failed;              // over the whole replay
   FailureCounts failed_by_full;      // while arrived workload <= 100 % of capacity
   int64_t failed_milli_by_full = 0;  // their GPU demand
   StrandedShare stranded_at_full;
   // Index x = arrived workload in percent of cluster GPU capacity, 0..kCurveMaxPercent.
-  std::vector<double> allocated_pct;      // allocated GPU share, % of capacity
-  std::vector<double> frag_amount_pct;    // F(M), % of capacity
-  std::vector<double> frag_rate_pct;      // F(M), % of idle GPU share
-  double seconds = 0;                     // wall time of the replay loop
+  std::vector<double> allocated_pct;    // allocated GPU share, % of capacity
+  std::vector<double> frag_amount_pct;  // F(M), % of capacity
+  std::vector<double> frag_rate_pct;    // F(M), % of idle GPU share
+  double seconds = 0;                   // wall time of the replay loop
 
   double unallocated_pct(int arrived_pct) const { return 100 - allocated_pct[arrived_pct]; }
 };

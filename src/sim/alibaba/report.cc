@@ -91,19 +91,18 @@ std::string PoliciesJson(const VariantReport& report) {
     out += ",\"unallocated_pct_sd\":" + JsonNumber(s.UnallocatedSd(100));
     out += ",\"unallocated_130_pct_mean\":" + JsonNumber(s.UnallocatedMean(kCurveMaxPercent));
     std::vector<double> rate = s.MeanCurve(&ReplayResult::frag_rate_pct);
-    out += ",\"frag_rate_pct\":{\"50\":" + JsonNumber(rate[50]) + ",\"80\":" +
-           JsonNumber(rate[80]) + ",\"90\":" + JsonNumber(rate[90]) + "}";
+    out += ",\"frag_rate_pct\":{\"50\":" + JsonNumber(rate[50]) +
+           ",\"80\":" + JsonNumber(rate[80]) + ",\"90\":" + JsonNumber(rate[90]) + "}";
     out += ",\"seconds_per_run\":" + JsonNumber(s.MeanSeconds());
     out += ",\"seeds\":[";
     for (size_t i = 0; i < s.runs.size(); ++i) {
       const ReplayResult& r = s.runs[i];
       if (i > 0) out += ",";
-      out += Format("{\"seed\":%llu,\"unallocated_pct\":%s,\"unallocated_130_pct\":%s,"
-                    "\"pods\":%d,\"failed_pods\":%d}",
-                    static_cast<unsigned long long>(r.seed),
-                    JsonNumber(r.unallocated_pct(100)).c_str(),
-                    JsonNumber(r.unallocated_pct(kCurveMaxPercent)).c_str(), r.pods,
-                    r.failed.total());
+      out += Format(
+          "{\"seed\":%llu,\"unallocated_pct\":%s,\"unallocated_130_pct\":%s,"
+          "\"pods\":%d,\"failed_pods\":%d}",
+          static_cast<unsigned long long>(r.seed), JsonNumber(r.unallocated_pct(100)).c_str(),
+          JsonNumber(r.unallocated_pct(kCurveMaxPercent)).c_str(), r.pods, r.failed.total());
     }
     out += "]";
     out += ",\"curve\":{\"arrived_pct\":\"0..130\",\"allocated_pct\":" +
@@ -123,9 +122,8 @@ std::string FormatText(const std::vector<VariantReport>& reports, bool detail) {
     size_t seeds = report.policies.empty() ? 0 : report.policies[0].runs.size();
     out += Format("trace %s (%zu seed%s): unallocated GPU %% at arrived workload\n",
                   report.variant.c_str(), seeds, seeds == 1 ? "" : "s");
-    out += Format("  %-15s %16s %8s %8s %8s   %-20s %-22s %7s\n", "policy", "100% (mean±sd)",
-                  "90%", "110%", "130%", "frag rate 50/80/90%", "failed<=100% fr/1g/mg/cpu",
-                  "s/run");
+    out += Format("  %-15s %16s %8s %8s %8s   %-20s %-22s %7s\n", "policy", "100% (mean±sd)", "90%",
+                  "110%", "130%", "frag rate 50/80/90%", "failed<=100% fr/1g/mg/cpu", "s/run");
     for (const PolicySummary& s : report.policies) {
       std::vector<double> rate = s.MeanCurve(&ReplayResult::frag_rate_pct);
       FailureCounts f;
@@ -136,17 +134,17 @@ std::string FormatText(const std::vector<VariantReport>& reports, bool detail) {
         f.cpu_only += r.failed_by_full.cpu_only;
       }
       const auto n = static_cast<double>(std::max<size_t>(1, s.runs.size()));
-      out += Format("  %-15s %9.2f ± %4.2f %8.2f %8.2f %8.2f   %5.1f /%5.1f /%5.1f    "
-                    "%5.0f/%5.0f/%4.0f/%4.0f  %7.3f\n",
-                    s.name.c_str(), s.UnallocatedMean(100), s.UnallocatedSd(100),
-                    s.UnallocatedMean(90), s.UnallocatedMean(110),
-                    s.UnallocatedMean(kCurveMaxPercent), rate[50], rate[80], rate[90],
-                    f.fractional / n, f.one_gpu / n, f.multi_gpu / n, f.cpu_only / n,
-                    s.MeanSeconds());
+      out += Format(
+          "  %-15s %9.2f ± %4.2f %8.2f %8.2f %8.2f   %5.1f /%5.1f /%5.1f    "
+          "%5.0f/%5.0f/%4.0f/%4.0f  %7.3f\n",
+          s.name.c_str(), s.UnallocatedMean(100), s.UnallocatedSd(100), s.UnallocatedMean(90),
+          s.UnallocatedMean(110), s.UnallocatedMean(kCurveMaxPercent), rate[50], rate[80], rate[90],
+          f.fractional / n, f.one_gpu / n, f.multi_gpu / n, f.cpu_only / n, s.MeanSeconds());
     }
     if (!detail) continue;
-    out += "  free GPUs at 100 % arrived (mean): whole on nodes with CPU / without CPU, holes "
-           "<0.2 / 0.2-0.6 / >0.6\n";
+    out +=
+        "  free GPUs at 100 % arrived (mean): whole on nodes with CPU / without CPU, holes "
+        "<0.2 / 0.2-0.6 / >0.6\n";
     for (const PolicySummary& s : report.policies) {
       StrandedShare m;
       for (const ReplayResult& r : s.runs) {
@@ -191,32 +189,38 @@ constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", 
 struct Frame {
   double x0, y0, w, h, x_lo, x_hi, y_lo, y_hi;
   double X(double x) const { return x0 + (x - x_lo) / (x_hi - x_lo) * w; }
-  double Y(double y) const { return y0 + h - (std::clamp(y, y_lo, y_hi) - y_lo) / (y_hi - y_lo) * h; }
+  double Y(double y) const {
+    return y0 + h - (std::clamp(y, y_lo, y_hi) - y_lo) / (y_hi - y_lo) * h;
+  }
 };
 
 std::string Axes(const Frame& f, const std::string& title, const std::string& y_label,
                  double x_step, double y_step) {
-  std::string out = Format(
-      "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", f.x0,
-      f.y0, f.w, f.h);
+  std::string out =
+      Format("<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n",
+             f.x0, f.y0, f.w, f.h);
   out += Format("<text x='%.1f' y='%.1f' font-size='14' text-anchor='middle'>%s</text>\n",
                 f.x0 + f.w / 2, f.y0 - 10, title.c_str());
   for (double x = f.x_lo; x <= f.x_hi + 1e-9; x += x_step) {
-    out += Format("<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>"
-                  "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%g</text>\n",
-                  f.X(x), f.y0, f.X(x), f.y0 + f.h, f.X(x), f.y0 + f.h + 14, x);
+    out += Format(
+        "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>"
+        "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%g</text>\n",
+        f.X(x), f.y0, f.X(x), f.y0 + f.h, f.X(x), f.y0 + f.h + 14, x);
   }
   for (double y = f.y_lo; y <= f.y_hi + 1e-9; y += y_step) {
-    out += Format("<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>"
-                  "<text x='%.1f' y='%.1f' font-size='11' text-anchor='end'>%g</text>\n",
-                  f.x0, f.Y(y), f.x0 + f.w, f.Y(y), f.x0 - 4, f.Y(y) + 4, y);
+    out += Format(
+        "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>"
+        "<text x='%.1f' y='%.1f' font-size='11' text-anchor='end'>%g</text>\n",
+        f.x0, f.Y(y), f.x0 + f.w, f.Y(y), f.x0 - 4, f.Y(y) + 4, y);
   }
-  out += Format("<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>arrived workload "
-                "(%% of cluster GPUs)</text>\n",
-                f.x0 + f.w / 2, f.y0 + f.h + 32);
-  out += Format("<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle' "
-                "transform='rotate(-90 %.1f %.1f)'>%s</text>\n",
-                f.x0 - 38, f.y0 + f.h / 2, f.x0 - 38, f.y0 + f.h / 2, y_label.c_str());
+  out += Format(
+      "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>arrived workload "
+      "(%% of cluster GPUs)</text>\n",
+      f.x0 + f.w / 2, f.y0 + f.h + 32);
+  out += Format(
+      "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle' "
+      "transform='rotate(-90 %.1f %.1f)'>%s</text>\n",
+      f.x0 - 38, f.y0 + f.h / 2, f.x0 - 38, f.y0 + f.h / 2, y_label.c_str());
   return out;
 }
 
@@ -252,14 +256,14 @@ std::string RenderSvg(const std::vector<VariantReport>& reports) {
     for (const PolicySummary& s : report.policies) worst = std::max(worst, s.UnallocatedMean(100));
     double y_hi = std::ceil(worst * 1.3 / 5) * 5;
     Frame zoom{70 + panel_w + 90, top, panel_w, panel_h, 80, kCurveMaxPercent, 0, y_hi};
-    out += Axes(full, "trace " + report.variant + ": GPU allocated", "allocated (% of GPUs)",
-                10, 10);
+    out +=
+        Axes(full, "trace " + report.variant + ": GPU allocated", "allocated (% of GPUs)", 10, 10);
     out += Axes(zoom, "trace " + report.variant + ": GPU unallocated", "unallocated (% of GPUs)",
                 10, y_hi / 5);
-    out += Format("<polyline fill='none' stroke='#999' stroke-dasharray='4 3' "
-                  "points='%.1f,%.1f %.1f,%.1f %.1f,%.1f'/>\n",
-                  full.X(0), full.Y(0), full.X(100), full.Y(100), full.X(kCurveMaxPercent),
-                  full.Y(100));
+    out += Format(
+        "<polyline fill='none' stroke='#999' stroke-dasharray='4 3' "
+        "points='%.1f,%.1f %.1f,%.1f %.1f,%.1f'/>\n",
+        full.X(0), full.Y(0), full.X(100), full.Y(100), full.X(kCurveMaxPercent), full.Y(100));
     for (size_t p = 0; p < report.policies.size(); ++p) {
       const PolicySummary& s = report.policies[p];
       const char* colour = kColours[p % (sizeof(kColours) / sizeof(kColours[0]))];
@@ -268,10 +272,10 @@ std::string RenderSvg(const std::vector<VariantReport>& reports) {
       out += Polyline(zoom, curve, 80, kCurveMaxPercent, colour, true);
       const double ly = top + 12 + 18 * static_cast<double>(p);
       const double lx = zoom.x0 + zoom.w + 15;
-      out += Format("<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' "
-                    "stroke-width='3'/><text x='%.1f' y='%.1f' font-size='12'>%s %.2f%%</text>\n",
-                    lx, ly, lx + 18, ly, colour, lx + 24, ly + 4, s.name.c_str(),
-                    s.UnallocatedMean(100));
+      out += Format(
+          "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' "
+          "stroke-width='3'/><text x='%.1f' y='%.1f' font-size='12'>%s %.2f%%</text>\n",
+          lx, ly, lx + 18, ly, colour, lx + 24, ly + 4, s.name.c_str(), s.UnallocatedMean(100));
     }
   }
   return out + "</svg>\n";

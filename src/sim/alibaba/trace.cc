@@ -142,9 +142,8 @@ Result<std::vector<TraceNode>> ParseNodeCsv(std::string_view text, std::string_v
     if (line.empty()) continue;
     std::vector<std::string_view> fields = SplitFields(line);
     if (fields.size() != header.names.size()) {
-      return Status::Error(Where(file, number) + "expected " +
-                           std::to_string(header.names.size()) + " fields, found " +
-                           std::to_string(fields.size()));
+      return Status::Error(Where(file, number) + "expected " + std::to_string(header.names.size()) +
+                           " fields, found " + std::to_string(fields.size()));
     }
     TraceNode node;
     node.name = std::string(fields[col[0]]);
@@ -152,8 +151,8 @@ Result<std::vector<TraceNode>> ParseNodeCsv(std::string_view text, std::string_v
     if (!names.insert(node.name).second) {
       return Status::Error(Where(file, number) + "node " + Quote(node.name) + " appears twice");
     }
-    auto cpu = ParseInt(fields[col[1]], "cpu_milli", std::numeric_limits<int32_t>::max(), file,
-                        number);
+    auto cpu =
+        ParseInt(fields[col[1]], "cpu_milli", std::numeric_limits<int32_t>::max(), file, number);
     if (!cpu.ok()) return cpu.status();
     auto memory = ParseInt(fields[col[2]], "memory_mib", int64_t{1} << 40, file, number);
     if (!memory.ok()) return memory.status();
@@ -176,9 +175,8 @@ Result<std::vector<TracePod>> ParsePodCsv(std::string_view text, std::string_vie
   LineReader reader(text);
   Header header;
   std::vector<int> col;
-  if (Status s = ReadHeader(reader, file,
-                            {"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"}, &header,
-                            &col);
+  if (Status s = ReadHeader(
+          reader, file, {"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"}, &header, &col);
       !s.ok()) {
     return s;
   }
@@ -190,15 +188,14 @@ Result<std::vector<TracePod>> ParsePodCsv(std::string_view text, std::string_vie
     if (line.empty()) continue;
     std::vector<std::string_view> fields = SplitFields(line);
     if (fields.size() != header.names.size()) {
-      return Status::Error(Where(file, number) + "expected " +
-                           std::to_string(header.names.size()) + " fields, found " +
-                           std::to_string(fields.size()));
+      return Status::Error(Where(file, number) + "expected " + std::to_string(header.names.size()) +
+                           " fields, found " + std::to_string(fields.size()));
     }
     TracePod pod;
     pod.name = std::string(fields[col[0]]);
     if (pod.name.empty()) return Status::Error(Where(file, number) + "empty pod name");
-    auto cpu = ParseInt(fields[col[1]], "cpu_milli", std::numeric_limits<int32_t>::max(), file,
-                        number);
+    auto cpu =
+        ParseInt(fields[col[1]], "cpu_milli", std::numeric_limits<int32_t>::max(), file, number);
     if (!cpu.ok()) return cpu.status();
     auto memory = ParseInt(fields[col[2]], "memory_mib", int64_t{1} << 40, file, number);
     if (!memory.ok()) return memory.status();
@@ -247,9 +244,9 @@ Result<Trace> LoadTrace(const std::string& dir, const std::string& variant) {
 
 const std::vector<std::string>& PublishedVariants() {
   static const std::vector<std::string> variants = {
-      "default",    "cpu050",     "cpu100",     "cpu200",     "cpu250",     "gpushare40",
-      "gpushare60", "gpushare80", "gpushare100", "gpuspec10", "gpuspec20",  "gpuspec25",
-      "gpuspec33",  "multigpu20", "multigpu30", "multigpu40", "multigpu50"};
+      "default",    "cpu050",     "cpu100",      "cpu200",     "cpu250",    "gpushare40",
+      "gpushare60", "gpushare80", "gpushare100", "gpuspec10",  "gpuspec20", "gpuspec25",
+      "gpuspec33",  "multigpu20", "multigpu30",  "multigpu40", "multigpu50"};
   return variants;
 }
 

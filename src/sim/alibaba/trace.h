@@ -30,7 +30,7 @@ struct TracePod {
   int64_t cpu_milli = 0;
   int64_t memory_mib = 0;
   int32_t num_gpu = 0;
-  int32_t gpu_milli = 0;  // per GPU, 1..1000 for GPU pods; 0 for CPU-only pods
+  int32_t gpu_milli = 0;              // per GPU, 1..1000 for GPU pods; 0 for CPU-only pods
   std::vector<std::string> gpu_spec;  // allowed models; empty = any
 
   int64_t total_gpu_milli() const { return int64_t{num_gpu} * gpu_milli; }

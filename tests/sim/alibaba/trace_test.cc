@@ -39,8 +39,9 @@ TEST(PodCsv, ReadsTheFiveColumnMultiGpuFiles) {
 }
 
 TEST(PodCsv, ANonNumberNamesFileLineAndColumn) {
-  auto pods = ParsePodCsv(std::string(kPodHeader) + "a,1000,10,1,500,,LS,Running,1,2,1\n"
-                                                    "b,12k,10,1,500,,LS,Running,1,2,1\n",
+  auto pods = ParsePodCsv(std::string(kPodHeader) +
+                              "a,1000,10,1,500,,LS,Running,1,2,1\n"
+                              "b,12k,10,1,500,,LS,Running,1,2,1\n",
                           "pods.csv");
   ExpectError(pods.status(), "pods.csv:3: column cpu_milli: \"12k\"");
 }
@@ -56,9 +57,9 @@ TEST(PodCsv, AShareAboveOneGpuIsAnError) {
 }
 
 TEST(PodCsv, NegativeAndOverflowingNumbersAreErrors) {
-  ExpectError(ParsePodCsv("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,-1,1,1,1\n", "p.csv")
-                  .status(),
-              "p.csv:2");
+  ExpectError(
+      ParsePodCsv("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,-1,1,1,1\n", "p.csv").status(),
+      "p.csv:2");
   ExpectError(ParsePodCsv("name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"
                           "p,99999999999999999999,1,1,1\n",
                           "p.csv")
@@ -85,9 +86,10 @@ TEST(PodCsv, BlankLinesAreSkipped) {
 }
 
 TEST(NodeCsv, ReadsNodes) {
-  auto nodes = ParseNodeCsv("sn,cpu_milli,memory_mib,gpu,model\nn1,96000,393216,8,G2\n"
-                            "cpu,32000,1000,0,\n",
-                            "nodes.csv");
+  auto nodes = ParseNodeCsv(
+      "sn,cpu_milli,memory_mib,gpu,model\nn1,96000,393216,8,G2\n"
+      "cpu,32000,1000,0,\n",
+      "nodes.csv");
   ASSERT_TRUE(nodes.ok()) << nodes.status().message();
   ASSERT_EQ(nodes->size(), 2u);
   EXPECT_EQ((*nodes)[0].gpus, 8);
@@ -97,13 +99,12 @@ TEST(NodeCsv, ReadsNodes) {
 TEST(NodeCsv, AGpuNodeWithoutModelOrADuplicateIsAnError) {
   ExpectError(ParseNodeCsv("sn,cpu_milli,memory_mib,gpu,model\nn1,1,1,2,\n", "nodes.csv").status(),
               "nodes.csv:2: node \"n1\" has GPUs but no model");
-  ExpectError(ParseNodeCsv("sn,cpu_milli,memory_mib,gpu,model\nn1,1,1,0,\nn1,1,1,0,\n",
-                           "nodes.csv")
+  ExpectError(ParseNodeCsv("sn,cpu_milli,memory_mib,gpu,model\nn1,1,1,0,\nn1,1,1,0,\n", "nodes.csv")
                   .status(),
               "nodes.csv:3: node \"n1\" appears twice");
-  ExpectError(ParseNodeCsv("sn,cpu_milli,memory_mib,gpu,model\nn1,1,1,65,T4\n", "nodes.csv")
-                  .status(),
-              "nodes.csv:2: column gpu");
+  ExpectError(
+      ParseNodeCsv("sn,cpu_milli,memory_mib,gpu,model\nn1,1,1,65,T4\n", "nodes.csv").status(),
+      "nodes.csv:2: column gpu");
 }
 
 TEST(ReadPodCsv, AMissingFileNamesThePath) {
