@@ -22,21 +22,25 @@ extern "C" {
 __attribute__((visibility("hidden"))) DlsymFunction tessera_next_dlsym = nullptr;
 }
 
-extern "C" __attribute__((visibility("hidden"))) DlsymFunction tessera_resolve_next_dlsym() {
+// Not instrumented: a sanitizer runtime resolves its interceptors with dlsym(RTLD_NEXT, ...)
+// before it is initialised, and that lookup comes through here.
+extern "C" __attribute__((visibility("hidden"), no_sanitize("address", "undefined")))
+DlsymFunction tessera_resolve_next_dlsym() {
   DlsymFunction next = __atomic_load_n(&tessera_next_dlsym, __ATOMIC_ACQUIRE);
   if (next != nullptr) return next;
   // glibc >= 2.34 versions dlsym GLIBC_2.34; older ones GLIBC_2.2.5 (x86-64) / 2.17 (AArch64).
-  for (const char* version : {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17"}) {
-    next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", version));
-    if (next != nullptr) break;
-  }
+  // Straight-line calls only: even an initializer_list's begin() is instrumented code.
+  next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34"));
+  if (next == nullptr) next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5"));
+  if (next == nullptr) next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.17"));
   __atomic_store_n(&tessera_next_dlsym, next, __ATOMIC_RELEASE);
   return next;
 }
 
 namespace {
 
-void* RealDlsym(void* handle, const char* name) {
+__attribute__((no_sanitize("address", "undefined"))) void* RealDlsym(void* handle,
+                                                                   const char* name) {
   return tessera_resolve_next_dlsym()(handle, name);
 }
 
@@ -163,7 +167,10 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
   }
   pthread_atfork([] { Get().OnForkPrepare(); }, [] { Get().OnForkParent(); },
                  [] { Get().OnForkChild(); });
-  std::atexit([] { Get().OnExit(); });
+  // No exit handler gives the slot back: the driver frees a process's memory only in its own
+  // teardown, after exit handlers have run, so releasing the charge at exit would let another
+  // process claim memory the driver still holds. The slot is reclaimed once the process is
+  // gone (a zombie or no more), by the next process that touches the region.
   log::Write(log::Level::kInfo, "shim", "accounting in region %s", region_->path().c_str());
 }
 
@@ -418,17 +425,14 @@ void Shim::OnForkChild() {
   mutex_.unlock();
 }
 
-void Shim::OnExit() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (slot_ >= 0 && region_ != nullptr) region_->ReleaseSlot(slot_);
-  slot_ = -1;
-}
 
 }  // namespace tessera::shim
 
 // ---- dlsym for every handle but RTLD_NEXT (see dlsym_entry.S) ---------------------------------
-extern "C" __attribute__((visibility("hidden"))) void* tessera_dlsym_hooked(void* handle,
-                                                                           const char* name) {
+// Not instrumented either: sanitizer runtimes look up their interceptors through dlsym while
+// they initialise.
+extern "C" __attribute__((visibility("hidden"), no_sanitize("address", "undefined"))) void*
+tessera_dlsym_hooked(void* handle, const char* name) {
   void* found = tessera::shim::RealDlsym(handle, name);
   if (found == nullptr || name == nullptr) return found;
   // Cheap reject for the thousands of non-driver lookups a large program makes.

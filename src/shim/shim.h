@@ -127,7 +127,6 @@ class Shim {
   void OnForkPrepare();
   void OnForkParent();
   void OnForkChild();
-  void OnExit();
 
   struct Key {
     ChargeKind kind;
