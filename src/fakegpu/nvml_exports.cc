@@ -314,6 +314,16 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(
   });
 }
 
+namespace {
+
+uint64_t SamplePeriodStart(tessera::fakegpu::SampleTime now) {
+  return now.monotonic_ns > tessera::fakegpu::kSamplePeriodNs
+             ? now.monotonic_ns - tessera::fakegpu::kSamplePeriodNs
+             : 0;
+}
+
+}  // namespace
+
 TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
                                                                nvmlUtilization_t* utilization) {
   if (Fault fault = CheckFault(Api::nvmlDeviceGetUtilizationRates)) {
@@ -321,8 +331,9 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t devi
   }
   return Nvml::Get().CallOnDevice(device, [&](Nvml::Access& nvml, int index) {
     if (utilization == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-    tessera::fakegpu::DeviceUtilization sample =
-        tessera::fakegpu::SampleDeviceUtilization(nvml.state.Snapshot(), index);
+    tessera::fakegpu::SampleTime now = tessera::fakegpu::SampleTime::Now();
+    tessera::fakegpu::DeviceUtilization sample = tessera::fakegpu::SampleDeviceUtilization(
+        nvml.state.KernelRuns(index, SamplePeriodStart(now)), now);
     utilization->gpu = sample.gpu_percent;
     utilization->memory = sample.memory_percent;
     return NVML_SUCCESS;
@@ -337,9 +348,10 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(
   }
   return Nvml::Get().CallOnDevice(device, [&](Nvml::Access& nvml, int index) {
     if (processSamplesCount == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    tessera::fakegpu::SampleTime now = tessera::fakegpu::SampleTime::Now();
     std::vector<tessera::fakegpu::ProcessUtilizationSample> samples =
-        tessera::fakegpu::SampleProcessUtilization(nvml.state.Snapshot(), index,
-                                                   lastSeenTimeStamp);
+        tessera::fakegpu::SampleProcessUtilization(
+            nvml.state.KernelRuns(index, SamplePeriodStart(now)), now, lastSeenTimeStamp);
     if (samples.empty()) {
       *processSamplesCount = 0;
       return NVML_ERROR_NOT_FOUND;  // no process ran since lastSeenTimeStamp

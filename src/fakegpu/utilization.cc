@@ -1,25 +1,69 @@
 #include "fakegpu/utilization.h"
 
-#include <chrono>
+#include <ctime>
 
 namespace tessera::fakegpu {
 
-DeviceUtilization SampleDeviceUtilization(const StateSnapshot& snapshot, int device) {
-  (void)snapshot, (void)device;  // nothing runs on the fake yet
-  return {};
+namespace {
+
+// The part of `run` inside the sample period that ends at `now_ns`.
+uint64_t BusyInPeriod(const KernelRun& run, uint64_t now_ns) {
+  uint64_t period_start = now_ns > kSamplePeriodNs ? now_ns - kSamplePeriodNs : 0;
+  uint64_t start = run.start_ns > period_start ? run.start_ns : period_start;
+  uint64_t end = run.end_ns < now_ns ? run.end_ns : now_ns;
+  return end > start ? end - start : 0;
 }
 
-std::vector<ProcessUtilizationSample> SampleProcessUtilization(const StateSnapshot& snapshot,
-                                                               int device, uint64_t since_us) {
-  uint64_t now_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                              std::chrono::system_clock::now().time_since_epoch())
-                                              .count());
+unsigned Percent(uint64_t busy_ns) {
+  uint64_t percent = (busy_ns * 100 + kSamplePeriodNs / 2) / kSamplePeriodNs;
+  return static_cast<unsigned>(percent > 100 ? 100 : percent);
+}
+
+}  // namespace
+
+SampleTime SampleTime::Now() {
+  timespec realtime{};
+  clock_gettime(CLOCK_REALTIME, &realtime);
+  return {MonotonicNs(), static_cast<uint64_t>(realtime.tv_sec) * 1'000'000ull +
+                             static_cast<uint64_t>(realtime.tv_nsec) / 1000};
+}
+
+DeviceUtilization SampleDeviceUtilization(const std::vector<KernelRun>& runs, SampleTime now) {
+  uint64_t busy = 0;
+  for (const KernelRun& run : runs) busy += BusyInPeriod(run, now.monotonic_ns);
+  return {Percent(busy), 0};
+}
+
+std::vector<ProcessUtilizationSample> SampleProcessUtilization(const std::vector<KernelRun>& runs,
+                                                               SampleTime now,
+                                                               uint64_t last_seen_us) {
+  struct Activity {
+    int pid;
+    uint64_t busy_ns;
+    uint64_t last_ns;  // when it last ran, no later than now
+  };
+  std::vector<Activity> activities;
+  for (const KernelRun& run : runs) {
+    uint64_t busy = BusyInPeriod(run, now.monotonic_ns);
+    if (busy == 0) continue;
+    uint64_t last = run.end_ns < now.monotonic_ns ? run.end_ns : now.monotonic_ns;
+    Activity* found = nullptr;
+    for (Activity& activity : activities) {
+      if (activity.pid == run.pid) found = &activity;
+    }
+    if (found == nullptr) {
+      activities.push_back({run.pid, busy, last});
+    } else {
+      found->busy_ns += busy;
+      if (found->last_ns < last) found->last_ns = last;
+    }
+  }
   std::vector<ProcessUtilizationSample> samples;
-  if (now_us <= since_us) return samples;
-  for (const ProcessUsage& process : snapshot.processes) {
-    if (static_cast<size_t>(device) >= process.used_bytes.size()) continue;
-    if (process.used_bytes[static_cast<size_t>(device)] == 0) continue;
-    samples.push_back({process.pid, now_us, 0, 0});
+  for (const Activity& activity : activities) {
+    uint64_t ago_us = (now.monotonic_ns - activity.last_ns) / 1000;
+    uint64_t timestamp_us = now.realtime_us > ago_us ? now.realtime_us - ago_us : 0;
+    if (timestamp_us <= last_seen_us) continue;
+    samples.push_back({activity.pid, timestamp_us, Percent(activity.busy_ns), 0});
   }
   return samples;
 }

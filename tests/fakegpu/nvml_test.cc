@@ -1,8 +1,11 @@
 // The fake libnvidia-ml.so.1: the same devices and memory as the fake libcuda.so.1.
 #include "cuda/nvml_api.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 
+#include "child_process.h"
 #include "fake_gpu_test_support.h"
 
 namespace tessera::fakegpu {
@@ -133,6 +136,51 @@ TEST_F(FakeNvml, UtilizationIsZeroWhileNothingRuns) {
   ASSERT_EQ(nvmlDeviceGetUtilizationRates(DeviceAt(0), &utilization), NVML_SUCCESS);
   EXPECT_EQ(utilization.gpu, 0u);
   EXPECT_EQ(utilization.memory, 0u);
+  // A process that holds memory but ran nothing has no sample.
+  unsigned count = 1;
+  nvmlProcessUtilizationSample_t sample{};
+  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), &sample, &count, 0),
+            NVML_ERROR_NOT_FOUND);
+  EXPECT_EQ(count, 0u);
+}
+
+TEST_F(FakeNvml, SaturatingLoopMakesItsDeviceBusyAndLeavesTheOtherIdle) {
+  InitWithContext();
+  ASSERT_EQ(nvmlInit_v2(), NVML_SUCCESS);
+  CUmodule module = nullptr;
+  ASSERT_EQ(cuModuleLoadData(&module, "x"), CUDA_SUCCESS);
+  CUfunction busy = nullptr;
+  ASSERT_EQ(cuModuleGetFunction(&busy, module, "busy_us_50000"), CUDA_SUCCESS);
+  // Keeps about 200 ms queued ahead, so the device never idles while the test polls.
+  auto queued_until = std::chrono::steady_clock::now();
+  unsigned last_gpu = 0;
+  bool saturated = WaitFor([&] {
+    while (queued_until < std::chrono::steady_clock::now() + std::chrono::milliseconds(200)) {
+      EXPECT_EQ(cuLaunchKernel(busy, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr),
+                CUDA_SUCCESS);
+      queued_until = std::max(queued_until, std::chrono::steady_clock::now()) +
+                     std::chrono::milliseconds(50);
+    }
+    nvmlUtilization_t utilization{};
+    EXPECT_EQ(nvmlDeviceGetUtilizationRates(DeviceAt(0), &utilization), NVML_SUCCESS);
+    last_gpu = utilization.gpu;
+    return utilization.gpu >= 90;
+  });
+  EXPECT_TRUE(saturated) << "gpu " << last_gpu << "%";
+  nvmlUtilization_t other{7, 7};
+  ASSERT_EQ(nvmlDeviceGetUtilizationRates(DeviceAt(1), &other), NVML_SUCCESS);
+  EXPECT_EQ(other.gpu, 0u);
+}
+
+TEST_F(FakeNvml, ProcessUtilizationReportsTheProcessThatRanAfterAskingForTheCount) {
+  InitWithContext();
+  ASSERT_EQ(nvmlInit_v2(), NVML_SUCCESS);
+  CUmodule module = nullptr;
+  ASSERT_EQ(cuModuleLoadData(&module, "x"), CUDA_SUCCESS);
+  CUfunction busy = nullptr;
+  ASSERT_EQ(cuModuleGetFunction(&busy, module, "busy_us_400000"), CUDA_SUCCESS);
+  ASSERT_EQ(cuLaunchKernel(busy, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr), CUDA_SUCCESS);
+  ASSERT_EQ(cuCtxSynchronize(), CUDA_SUCCESS);
 
   unsigned count = 0;
   ASSERT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), nullptr, &count, 0),
@@ -141,11 +189,40 @@ TEST_F(FakeNvml, UtilizationIsZeroWhileNothingRuns) {
   nvmlProcessUtilizationSample_t sample{};
   ASSERT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), &sample, &count, 0), NVML_SUCCESS);
   EXPECT_EQ(sample.pid, static_cast<unsigned>(getpid()));
-  EXPECT_EQ(sample.smUtil, 0u);
+  EXPECT_GT(sample.smUtil, 0u);
   EXPECT_GT(sample.timeStamp, 0u);
+  // The kernel has ended: nothing newer than its sample.
   count = 1;
-  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(1), &sample, &count, 0),
+  nvmlProcessUtilizationSample_t newer{};
+  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), &newer, &count, sample.timeStamp),
             NVML_ERROR_NOT_FOUND);
+  count = 1;
+  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(1), &newer, &count, 0),
+            NVML_ERROR_NOT_FOUND);
+}
+
+TEST_F(FakeNvml, ProcessUtilizationAttributesKernelsToTheProcessThatLaunchedThem) {
+  InitWithContext();  // this process holds memory on device 0 but runs nothing
+  ASSERT_EQ(nvmlInit_v2(), NVML_SUCCESS);
+  ChildProcess child({TESSERA_FAKEGPU_HELPER, "busy", "40", "50000"});  // 2 s of kernels
+  std::string ready = child.ReadLine();
+  ASSERT_EQ(ready.rfind("ready ", 0), 0u) << ready;
+  unsigned child_pid = static_cast<unsigned>(std::stoi(ready.substr(6)));
+  ASSERT_TRUE(child.WriteLine("go"));
+  bool seen = WaitFor([&] {
+    nvmlProcessUtilizationSample_t samples[8]{};
+    unsigned count = 8;
+    if (nvmlDeviceGetProcessUtilization(DeviceAt(0), samples, &count, 0) != NVML_SUCCESS) {
+      return false;
+    }
+    bool child_ran = false;
+    for (unsigned i = 0; i < count; ++i) {
+      EXPECT_NE(samples[i].pid, static_cast<unsigned>(getpid()));
+      if (samples[i].pid == child_pid && samples[i].smUtil > 0) child_ran = true;
+    }
+    return child_ran;
+  });
+  EXPECT_TRUE(seen);
 }
 
 TEST_F(FakeNvml, BadConfigMakesInitReturnDriverNotLoaded) {
