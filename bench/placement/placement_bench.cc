@@ -40,7 +40,7 @@ Cluster TraceSizedCluster() {
       nodes.push_back(std::move(node));
     }
   }
-  return std::move(*Cluster::Create(std::move(nodes)));
+  return Cluster::Create(std::move(nodes)).value();
 }
 
 Request Fraction(int32_t milli) {

@@ -298,7 +298,9 @@ class GpuClusteringPolicy : public ScoringPolicy {
     }
     int base = hosts_same ? (hosts_other ? 50 : 75) : (hosts_other ? 0 : 25);
     int64_t used = static_cast<int64_t>(kMaxSpecGpu) - FreeGpuMilli(cluster, node);
-    *score = base + static_cast<double>(25 * used / static_cast<int64_t>(kMaxSpecGpu));
+    // Integer division on purpose: the artifact scores in integers, and its ties matter.
+    const int64_t fullness = 25 * used / static_cast<int64_t>(kMaxSpecGpu);
+    *score = static_cast<double>(base + fullness);
     return true;
   }
 };

@@ -25,7 +25,7 @@ Assignment On(size_t node, std::initializer_list<int> gpus) {
 // Where `policy` puts `request` on the ledger's cluster, for every seed in [0, seeds).
 std::set<std::pair<size_t, int>> Choices(const std::string& policy, const Ledger& ledger,
                                          const Request& request, int seeds = 16,
-                                         std::vector<ShapeCount> shapes = {}) {
+                                         const std::vector<ShapeCount>& shapes = {}) {
   std::set<std::pair<size_t, int>> choices;
   Demand demand = CompileDemand(ledger.cluster(), request);
   for (int seed = 0; seed < seeds; ++seed) {

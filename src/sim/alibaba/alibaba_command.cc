@@ -122,7 +122,8 @@ int RunAlibabaCommand(int argc, char** argv) {
     if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
-    } else if (arg == "--trace") {
+    }
+    if (arg == "--trace") {
       if (!value(&trace_dir)) return UsageError("--trace needs a folder");
     } else if (arg == "--variant") {
       if (!value(&variant_arg)) return UsageError("--variant needs a name");
@@ -176,8 +177,16 @@ int RunAlibabaCommand(int argc, char** argv) {
     if (std::find(placement::PolicyNames().begin(), placement::PolicyNames().end(), p) ==
         placement::PolicyNames().end()) {
       std::string known;
-      for (const std::string& n : placement::PolicyNames()) known += " " + n;
-      return UsageError("--policy: unknown policy \"" + p + "\" (known:" + known + ")");
+      for (const std::string& n : placement::PolicyNames()) {
+        known += " ";
+        known += n;
+      }
+      std::string message = "--policy: unknown policy \"";
+      message += p;
+      message += "\" (known:";
+      message += known;
+      message += ")";
+      return UsageError(message);
     }
   }
 

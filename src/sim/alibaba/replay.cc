@@ -137,8 +137,9 @@ Result<PreparedTrace> PrepareTrace(const Trace& trace) {
     specs.push_back(std::move(spec));
   }
   auto cluster = pl::Cluster::Create(std::move(specs));
-  if (!cluster.ok())
+  if (!cluster.ok()) {
     return Status::Error("trace \"" + trace.variant + "\": " + cluster.status().message());
+  }
   std::vector<pl::TaskShape> shapes;
   shapes.reserve(trace.pods.size());
   for (const TracePod& pod : trace.pods) shapes.push_back(ShapeOf(pod));
@@ -205,9 +206,10 @@ Result<ReplayResult> Replay(const PreparedTrace& prepared, const std::string& po
     bool placed = false;
     if (assignment) {
       auto id = ledger.Place(demand, *assignment);
-      if (!id.ok())
+      if (!id.ok()) {
         return Status::Error("policy " + policy_name +
                              " chose a node that does not fit: " + id.status().message());
+      }
       placed = true;
       size_t n = assignment->node;
       double updated = prepared.measure.NodeFragmentation(cluster, n);

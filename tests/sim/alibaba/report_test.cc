@@ -59,7 +59,7 @@ TEST(RenderSvg, DrawsTwoCurvesPerPolicyAndALegend) {
        at = svg.find("<polyline", at + 1)) {
     size_t end = svg.find("/>", at);
     ASSERT_NE(end, std::string::npos);
-    EXPECT_EQ(svg.find('<', at + 1), svg.find("\n", at) + 1) << svg.substr(at, 80);
+    EXPECT_EQ(svg.find('<', at + 1), svg.find('\n', at) + 1) << svg.substr(at, 80);
   }
   EXPECT_NE(svg.find(">bestfit 7.00%<"), std::string::npos);
 }
