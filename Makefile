@@ -53,7 +53,8 @@ test-fuzz:
 	done
 
 bench: build
-	./scripts/bench.sh $(BUILD)
+	./scripts/bench-shim.sh $(BUILD)
+	$(BUILD)/bin/tessera_placement_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "common/json.h"
 #include "common/units.h"
 #include "region/region.h"
 
@@ -27,26 +28,6 @@ constexpr const char* kUsage =
     "              \"processes\": [...]}], \"errors\": [...]}\n"
     "  -h, --help  this help\n";
 
-std::string JsonString(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string Percent(uint64_t part, uint64_t whole) {
   if (whole == 0) return "-";

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <string_view>
 
+#include "common/json.h"
+
 namespace tessera::sim::mix {
 namespace {
 
@@ -25,24 +27,6 @@ std::string Change(double from, double to) {
   return Format("%+.1f %%", 100 * (to - from) / from);
 }
 
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += Format("\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string JsonNumber(double value) {
   if (!std::isfinite(value)) return "null";
