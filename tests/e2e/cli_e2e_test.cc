@@ -1,0 +1,101 @@
+// The tessera command end to end: `run` puts a real program under limits on the fake GPU,
+// `status` shows it, in a table and in JSON.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "child.h"
+
+namespace tessera {
+namespace {
+
+using testing::Child;
+using testing::Fields;
+using testing::Number;
+
+constexpr long long kMiB = 1ll << 20;
+
+class TesseraCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/tessera-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    directory_ = pattern;
+    std::ofstream(directory_ + "/gpus.conf") << "device memory=16GiB context_memory=32MiB\n";
+  }
+  void TearDown() override { std::system(("rm -rf " + directory_).c_str()); }
+
+  std::vector<std::string> Environment() const {
+    return {"PATH=/usr/bin:/bin",
+            std::string("LD_LIBRARY_PATH=") + TESSERA_FAKEGPU_DIR,
+            "TESSERA_FAKEGPU_CONFIG=" + directory_ + "/gpus.conf",
+            "TESSERA_FAKEGPU_STATE=" + directory_ + "/state",
+            "TESSERA_REGION_DIR=" + directory_ + "/regions",
+            std::string("TESSERA_SHIM=") + TESSERA_SHIM_PATH,
+            "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0"};
+  }
+  std::vector<std::string> Tessera(std::vector<std::string> args) const {
+    args.insert(args.begin(), TESSERA_CLI);
+    return args;
+  }
+
+  std::string directory_;
+};
+
+TEST_F(TesseraCommand, RunHoldsAProgramToItsLimitAndRemovesTheRegionAfter) {
+  Child run(Tessera({"run", "--gpu-memory", "1GiB", "--", TESSERA_CLIENT, "dlopen", "fill", "64M"}),
+            Environment());
+  ASSERT_EQ(run.Finish(), 0) << run.output();
+  auto fields = Fields(run.output());
+  EXPECT_EQ(Number(fields, "allocated"), 15 * 64 * kMiB);
+  EXPECT_EQ(Number(fields, "total"), 1024 * kMiB);
+  Child status(Tessera({"status"}), Environment());
+  EXPECT_EQ(status.Finish(), 0);
+  EXPECT_NE(status.output().find("No Tessera regions"), std::string::npos) << status.output();
+}
+
+TEST_F(TesseraCommand, RunPassesTheProgramsExitCodeThrough) {
+  Child run(Tessera({"run", "--gpu-memory", "1GiB", "--", "/bin/sh", "-c", "exit 7"}),
+            Environment());
+  EXPECT_EQ(run.Finish(), 7);
+}
+
+TEST_F(TesseraCommand, RunRejectsABadSizeNamingTheFlag) {
+  Child run(Tessera({"run", "--gpu-memory", "4XB", "--", "true"}), Environment());
+  EXPECT_EQ(run.Finish(), 2);
+  EXPECT_NE(run.output().find("--gpu-memory=\"4XB\""), std::string::npos) << run.output();
+}
+
+TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
+  Child run(Tessera({"run", "--gpu-memory", "2GiB", "--gpu-memory", "1=1GiB", "--region",
+                     directory_ + "/c.region", "--", TESSERA_CLIENT, "dlopen", "hold", "512M"}),
+            Environment());
+  ASSERT_TRUE(run.WaitFor("ready")) << run.output();
+  Child table(Tessera({"status", directory_ + "/c.region"}), Environment());
+  ASSERT_EQ(table.Finish(), 0) << table.output();
+  EXPECT_NE(table.output().find("544 MiB"), std::string::npos) << "512 MiB + 32 MiB context\n"
+                                                                 << table.output();
+  EXPECT_NE(table.output().find("2 GiB"), std::string::npos) << table.output();
+  EXPECT_NE(table.output().find("27%"), std::string::npos) << table.output();
+  Child json(Tessera({"status", "--json", directory_ + "/c.region"}), Environment());
+  ASSERT_EQ(json.Finish(), 0) << json.output();
+  const std::string& text = json.output();
+  EXPECT_EQ(text.rfind("{\"regions\": [{\"path\": ", 0), 0u) << text;
+  EXPECT_NE(text.find("\"memory_limit_bytes\": 2147483648"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"memory_limit_bytes\": 1073741824"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"memory_used_bytes\": 570425344"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"alive\": true"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"errors\": []"), std::string::npos) << text;
+  EXPECT_EQ(run.Finish(), 0);
+}
+
+TEST_F(TesseraCommand, StatusReportsARegionItCannotReadAndFails) {
+  std::ofstream(directory_ + "/bad.region") << "not a region";
+  Child status(Tessera({"status", directory_ + "/bad.region"}), Environment());
+  EXPECT_EQ(status.Finish(), 1);
+  EXPECT_NE(status.output().find("not a Tessera region"), std::string::npos) << status.output();
+}
+
+}  // namespace
+}  // namespace tessera
