@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "common/json.h"
+
 namespace tessera::sim::alibaba {
 
 double PolicySummary::UnallocatedMean(int arrived_pct) const {
@@ -50,21 +52,6 @@ std::string Format(const char* format, Args... args) {
   std::snprintf(out.data(), out.size(), format, args...);
   out.pop_back();
   return out;
-}
-
-std::string JsonString(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += Format("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 std::string JsonNumber(double value) {
