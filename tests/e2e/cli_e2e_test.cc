@@ -91,7 +91,7 @@ TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
 }
 
 TEST_F(TesseraCommand, StatusReportsARegionItCannotReadAndFails) {
-  std::ofstream(directory_ + "/bad.region") << "not a region";
+  std::ofstream(directory_ + "/bad.region") << "this is a text file, not a region at all";
   Child status(Tessera({"status", directory_ + "/bad.region"}), Environment());
   EXPECT_EQ(status.Finish(), 1);
   EXPECT_NE(status.output().find("not a Tessera region"), std::string::npos) << status.output();
