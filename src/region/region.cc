@@ -22,7 +22,7 @@ namespace tessera::region {
 namespace {
 
 constexpr uint32_t kMagic = 0x41525354;  // "TSRA" in a little-endian dump
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;  // 2: the compute limiter's per-device budget
 constexpr size_t kUuidBytes = 64;
 constexpr size_t kCommandBytes = 16;
 
@@ -37,6 +37,15 @@ struct DeviceRecord {
   uint32_t padding;
   std::atomic<uint64_t> used;  // the sum of the slots' used[] for this device
   std::atomic<uint64_t> context_estimate;  // bytes the last context created on it took
+  // The compute budget (see ChargeCompute): the bucket as its "theoretical arrival time", the
+  // device time charged so far, and the share achieved over the last completed window.
+  std::atomic<int64_t> compute_tat_ns;
+  std::atomic<int64_t> compute_charged_ns;
+  std::atomic<int64_t> share_window_start_ns;
+  std::atomic<int64_t> share_window_charged_ns;  // compute_charged_ns at the window's start
+  std::atomic<int64_t> share_measured_at_ns;     // when last_share_permille was computed
+  std::atomic<uint32_t> last_share_permille;
+  uint32_t padding2;
   uint64_t reserved[4];
 };
 
@@ -424,6 +433,65 @@ int Region::Reap(bool force) {
   return reclaimed;
 }
 
+int64_t Region::ChargeCompute(int device, int64_t cost_ns, int64_t now_ns) {
+  DeviceRecord& record = layout_->devices[device];
+  uint32_t percent = record.sm_percent;
+  if (percent == 0) return now_ns;
+  // The bucket as a single time (a GCRA): holding `tokens` of device time at share s is
+  // tat = now - tokens / s; a charge of c moves tat on by c / s; the bucket is full (capped at
+  // s * kComputeBurstNs) when tat = now - kComputeBurstNs, and in debt while tat > now.
+  int64_t interval = cost_ns * 100 / static_cast<int64_t>(percent);
+  int64_t old_tat = record.compute_tat_ns.load(std::memory_order_relaxed);
+  int64_t new_tat = 0;
+  do {
+    new_tat = std::max(old_tat, now_ns - kComputeBurstNs) + interval;
+  } while (!record.compute_tat_ns.compare_exchange_weak(old_tat, new_tat,
+                                                         std::memory_order_relaxed));
+  record.compute_charged_ns.fetch_add(cost_ns, std::memory_order_relaxed);
+  UpdateShareWindow(device, now_ns);
+  return new_tat;
+}
+
+void Region::AdjustCompute(int device, int64_t delta_ns) {
+  DeviceRecord& record = layout_->devices[device];
+  uint32_t percent = record.sm_percent;
+  if (percent == 0 || delta_ns == 0) return;
+  record.compute_tat_ns.fetch_add(delta_ns * 100 / static_cast<int64_t>(percent),
+                                  std::memory_order_relaxed);
+  record.compute_charged_ns.fetch_add(delta_ns, std::memory_order_relaxed);
+}
+
+void Region::ForgiveComputeDebt(int device, int64_t now_ns) {
+  std::atomic<int64_t>& tat = layout_->devices[device].compute_tat_ns;
+  int64_t old_tat = tat.load(std::memory_order_relaxed);
+  while (old_tat > now_ns &&
+         !tat.compare_exchange_weak(old_tat, now_ns, std::memory_order_relaxed)) {
+  }
+}
+
+int64_t Region::ComputeReadyAt(int device) const {
+  return layout_->devices[device].compute_tat_ns.load(std::memory_order_relaxed);
+}
+
+void Region::UpdateShareWindow(int device, int64_t now_ns) {
+  DeviceRecord& record = layout_->devices[device];
+  int64_t start = record.share_window_start_ns.load(std::memory_order_relaxed);
+  if (start != 0 && now_ns - start < kShareWindowNs) return;
+  // One caller closes each window; the others go on.
+  if (!record.share_window_start_ns.compare_exchange_strong(start, now_ns)) return;
+  int64_t charged = record.compute_charged_ns.load(std::memory_order_relaxed);
+  int64_t before = record.share_window_charged_ns.exchange(charged, std::memory_order_relaxed);
+  // A window is only meaningful when the previous one ended recently (the device was in use).
+  if (start != 0 && now_ns - start < 2 * kShareWindowNs) {
+    int64_t share = (charged - before) * 1000 / (now_ns - start);
+    record.last_share_permille.store(static_cast<uint32_t>(std::clamp<int64_t>(share, 0, 1000)),
+                                     std::memory_order_relaxed);
+  } else {
+    record.last_share_permille.store(0, std::memory_order_relaxed);
+  }
+  record.share_measured_at_ns.store(now_ns, std::memory_order_relaxed);
+}
+
 Snapshot Region::TakeSnapshot() const {
   Snapshot snapshot;
   snapshot.layout_version = layout_->layout_version;
@@ -436,6 +504,13 @@ Snapshot Region::TakeSnapshot() const {
       usage.uuid = record.uuid;
       usage.limits = {record.memory_limit, record.sm_percent};
       usage.used = record.used.load(std::memory_order_relaxed);
+      // The last window's share holds while the window after it is still open.
+      int64_t measured_at = record.share_measured_at_ns.load(std::memory_order_relaxed);
+      if (measured_at != 0 && MonotonicNs() - measured_at < 2 * kShareWindowNs) {
+        usage.compute_share_permille =
+            static_cast<int>(record.last_share_permille.load(std::memory_order_relaxed));
+      }
+      usage.compute_charged_ns = record.compute_charged_ns.load(std::memory_order_relaxed);
       if (usage.uuid.empty() && usage.used == 0 && usage.limits.memory_bytes == 0 &&
           usage.limits.sm_percent == 0) {
         continue;

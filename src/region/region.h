@@ -32,6 +32,10 @@ namespace tessera::region {
 inline constexpr int kMaxDevices = 16;
 inline constexpr int kMaxProcesses = 1024;
 inline constexpr int64_t kReapIntervalNs = 250'000'000;  // 250 ms
+// The compute budget's burst: a full bucket holds share x 20 ms of device time.
+inline constexpr int64_t kComputeBurstNs = 20'000'000;
+// The window over which the achieved share is measured for `tessera status`.
+inline constexpr int64_t kShareWindowNs = 1'000'000'000;
 
 struct DeviceLimits {
   uint64_t memory_bytes = 0;   // 0: no memory limit
@@ -58,6 +62,8 @@ struct DeviceUsage {
   std::string uuid;  // empty until a process has bound it
   DeviceLimits limits;
   uint64_t used = 0;
+  int compute_share_permille = -1;  // device time charged over the last 1 s window; -1: idle
+  int64_t compute_charged_ns = 0;   // device time charged since the region was made
 };
 
 struct Snapshot {
@@ -114,6 +120,19 @@ class Region {
   uint64_t ContextEstimate(int device) const;
   void SetContextEstimate(int device, uint64_t bytes);
 
+  // The compute budget of a device with an sm limit of s percent: a token bucket of device time,
+  // shared by all of the container's processes, refilled at s% of wall time and capped at
+  // s% x kComputeBurstNs. ChargeCompute() takes `cost_ns` of device time at `now_ns` (monotonic)
+  // and returns the time from which the bucket is out of debt again (<= now_ns: no debt); the
+  // caller waits until then. Lock-free. Without an sm limit it charges nothing and returns now_ns.
+  int64_t ChargeCompute(int device, int64_t cost_ns, int64_t now_ns);
+  // Corrects an earlier charge once the cost is measured (`delta_ns` may be negative).
+  void AdjustCompute(int device, int64_t delta_ns);
+  // Clears the debt (work-conserving mode: time nobody else wanted is not owed).
+  void ForgiveComputeDebt(int device, int64_t now_ns);
+  // The time from which the bucket is out of debt.
+  int64_t ComputeReadyAt(int device) const;
+
   // Reclaims the slots of dead processes. Unless `force`, does nothing if a reap ran less than
   // kReapIntervalNs ago. Returns the number of slots reclaimed.
   int Reap(bool force);
@@ -124,6 +143,7 @@ class Region {
 
  private:
   Region(std::string path, Layout* layout, size_t mapped_bytes);
+  void UpdateShareWindow(int device, int64_t now_ns);
   class Lock;
 
   std::string path_;

@@ -15,6 +15,21 @@ constexpr std::string_view kMemoryLimit = "CUDA_DEVICE_MEMORY_LIMIT";
 constexpr std::string_view kSmLimit = "CUDA_DEVICE_SM_LIMIT";
 constexpr std::string_view kRegion = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
 constexpr std::string_view kDisable = "CUDA_DISABLE_CONTROL";
+constexpr std::string_view kWorkConserving = "TESSERA_SM_WORK_CONSERVING";
+constexpr std::string_view kPriority = "CUDA_TASK_PRIORITY";
+constexpr std::string_view kNodeBoard = "TESSERA_NODE_BOARD";
+
+// "true"/"1" or "false"/"0"; anything else is an error naming the variable.
+void ParseFlag(std::string_view name, std::string_view value, bool* flag,
+               std::vector<std::string>& errors) {
+  if (value == "true" || value == "1") {
+    *flag = true;
+  } else if (value == "false" || value == "0") {
+    *flag = false;
+  } else {
+    errors.push_back(std::string(name) + "=\"" + std::string(value) + "\": expected true or false");
+  }
+}
 
 // For "PREFIX" or "PREFIX_<i>": the device index (-1 for all devices), or nullopt with an error
 // when the suffix is not a device index.
@@ -81,11 +96,22 @@ Config ParseConfig(const std::vector<std::string_view>& environment) {
         config.region_path = std::string(value);
       }
     } else if (name == kDisable) {
-      if (value == "true" || value == "1") {
-        config.disabled = true;
-      } else if (value != "false" && value != "0") {
-        config.errors.push_back(std::string(kDisable) + "=\"" + std::string(value) +
-                                "\": expected true or false");
+      ParseFlag(name, value, &config.disabled, config.errors);
+    } else if (name == kWorkConserving) {
+      ParseFlag(name, value, &config.work_conserving, config.errors);
+    } else if (name == kPriority) {
+      if (value == "0" || value == "1") {
+        config.task_priority = value[0] - '0';
+      } else {
+        config.errors.push_back(std::string(kPriority) + "=\"" + std::string(value) +
+                                "\": expected 0 (high) or 1 (low)");
+      }
+    } else if (name == kNodeBoard) {
+      if (value.empty()) {
+        config.errors.push_back(std::string(kNodeBoard) +
+                                "=\"\": is empty; expected the path of the node board file");
+      } else {
+        config.node_board_path = std::string(value);
       }
     }
   }

@@ -3,6 +3,9 @@
 //   CUDA_DEVICE_SM_LIMIT, CUDA_DEVICE_SM_LIMIT_<i>           percent, 0 = none
 //   CUDA_DEVICE_MEMORY_SHARED_CACHE                           region path
 //   CUDA_DISABLE_CONTROL                                      true: pass everything through
+//   TESSERA_SM_WORK_CONSERVING                                true: use idle device time
+//   CUDA_TASK_PRIORITY                                        0 high, 1 low; unset: none
+//   TESSERA_NODE_BOARD                                     node board (priority, device queue)
 // <i> is a container device index 0..15. Parsing is strict: a value that does not parse is an
 // error naming the variable, never a silent "no limit".
 #ifndef TESSERA_SHIM_CONFIG_H_
@@ -24,6 +27,9 @@ struct Config {
   std::string region_path;           // empty: a region private to the process
   region::RegionConfig limits;       // per device
   bool any_limit = false;
+  bool work_conserving = false;      // TESSERA_SM_WORK_CONSERVING=true (docs/limiter.md)
+  int task_priority = -1;            // CUDA_TASK_PRIORITY: 0 high, 1 low, -1 none
+  std::string node_board_path = "/tmp/tessera-node-board";  // TESSERA_NODE_BOARD
   std::vector<std::string> errors;   // one message per bad variable; non-empty = unusable
 };
 

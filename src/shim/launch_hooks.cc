@@ -1,28 +1,87 @@
-// Every launch path. With no compute limit a hook is a check and a forward: no lock, no
-// allocation, no system call, and no stack frame: Forward() tail-calls the driver once the Shim
-// exists, and tail-calls an out-of-line ForwardFirst() before, so the hook never saves registers
-// or spills its arguments for a call it almost never makes.
+// Every launch path. With no compute limit and no priority a hook is a check and a forward: no
+// lock, no allocation, no system call, and no stack frame: Forward() tail-calls the driver once
+// the Shim exists and does not govern launches, and tail-calls out-of-line functions otherwise,
+// so the hook never saves registers or spills its arguments for a call it almost never makes.
+// Governed launches go through the Limiter (limiter.h) around the driver call.
+#include "shim/limiter.h"
 #include "shim/shim.h"
 
 using tessera::shim::CudaTable;
+using tessera::shim::Limiter;
 using tessera::shim::Shim;
 
 namespace {
 
-// The first call into the shim through a launch hook: creates the Shim, then forwards.
-template <auto kFunction, typename... Args>
-[[gnu::cold, gnu::noinline]] CUresult ForwardFirst(Args... args) {
-  return (Shim::Get().cuda().*kFunction)(args...);
+// The per-thread default stream's handle (CU_STREAM_PER_THREAD).
+const CUstream kPerThreadStream = reinterpret_cast<CUstream>(0x2);
+
+// What a launch runs and where: the key its cost is learned under, and its stream.
+struct Work {
+  uintptr_t key;
+  CUstream stream;
+};
+
+// A governed launch: admitted (and perhaps delayed) by the limiter, then measured.
+template <auto kFunction, typename Describe, typename... Args>
+[[gnu::noinline]] CUresult Governed(Shim& shim, Describe describe, Args... args) {
+  Work work = describe();
+  Limiter& limiter = shim.limiter();
+  Limiter::Ticket ticket = limiter.Admit(work.key, work.stream);
+  CUresult result = (shim.cuda().*kFunction)(args...);
+  limiter.Complete(ticket, work.stream, result);
+  return result;
+}
+
+// The first call into the shim through a launch hook: creates the Shim, then launches.
+template <auto kFunction, typename Describe, typename... Args>
+[[gnu::cold, gnu::noinline]] CUresult ForwardFirst(Describe describe, Args... args) {
+  Shim& shim = Shim::Get();
+  if (shim.governs_launches()) return Governed<kFunction>(shim, describe, args...);
+  return (shim.cuda().*kFunction)(args...);
 }
 
 // Calls the driver's `kFunction` (a member of CudaTable) with the hook's own arguments.
-template <auto kFunction, typename... Args>
-inline CUresult Forward(Args... args) {
+// `describe` says what the launch runs; it is called only on the governed path.
+template <auto kFunction, typename Describe, typename... Args>
+inline CUresult Forward(Describe describe, Args... args) {
   if (Shim* shim = Shim::Existing(); __builtin_expect(shim != nullptr, 1)) {
-    return (shim->cuda().*kFunction)(args...);
+    if (__builtin_expect(!shim->governs_launches(), 1)) return (shim->cuda().*kFunction)(args...);
+    return Governed<kFunction>(*shim, describe, args...);
   }
-  return ForwardFirst<kFunction>(args...);
+  return ForwardFirst<kFunction>(describe, args...);
 }
+
+// Describers: by value, so that nothing is computed unless the launch is governed.
+struct FunctionOn {
+  CUfunction function;
+  CUstream stream;
+  bool per_thread;  // a _ptsz variant: stream 0 is the per-thread default stream
+  Work operator()() const {
+    return {reinterpret_cast<uintptr_t>(function),
+            stream == nullptr && per_thread ? kPerThreadStream : stream};
+  }
+};
+
+struct FunctionWithConfig {
+  CUfunction function;
+  const CUlaunchConfig* config;
+  bool per_thread;
+  Work operator()() const {
+    CUstream stream = config != nullptr ? config->hStream : nullptr;
+    return {reinterpret_cast<uintptr_t>(function),
+            stream == nullptr && per_thread ? kPerThreadStream : stream};
+  }
+};
+
+struct GraphOn {
+  CUgraphExec graph;
+  CUstream stream;
+  bool per_thread;
+  Work operator()() const {
+    return {reinterpret_cast<uintptr_t>(graph),
+            stream == nullptr && per_thread ? kPerThreadStream : stream};
+  }
+};
 
 }  // namespace
 
@@ -31,9 +90,9 @@ TESSERA_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsi
                                        unsigned int blockDimY, unsigned int blockDimZ,
                                        unsigned int sharedMemBytes, CUstream hStream,
                                        void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernel>(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
-                                             blockDimZ, sharedMemBytes, hStream, kernelParams,
-                                             extra);
+  return Forward<&CudaTable::cuLaunchKernel>(FunctionOn{f, hStream, false}, f, gridDimX, gridDimY,
+                                             gridDimZ, blockDimX, blockDimY, blockDimZ,
+                                             sharedMemBytes, hStream, kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
@@ -41,19 +100,22 @@ TESSERA_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
                                             unsigned int blockDimX, unsigned int blockDimY,
                                             unsigned int blockDimZ, unsigned int sharedMemBytes,
                                             CUstream hStream, void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernel_ptsz>(f, gridDimX, gridDimY, gridDimZ, blockDimX,
-                                                  blockDimY, blockDimZ, sharedMemBytes, hStream,
+  return Forward<&CudaTable::cuLaunchKernel_ptsz>(FunctionOn{f, hStream, true}, f, gridDimX,
+                                                  gridDimY, gridDimZ, blockDimX, blockDimY,
+                                                  blockDimZ, sharedMemBytes, hStream,
                                                   kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f,
                                          void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernelEx>(config, f, kernelParams, extra);
+  return Forward<&CudaTable::cuLaunchKernelEx>(FunctionWithConfig{f, config, false}, config, f,
+                                               kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f,
                                               void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernelEx_ptsz>(config, f, kernelParams, extra);
+  return Forward<&CudaTable::cuLaunchKernelEx_ptsz>(FunctionWithConfig{f, config, true}, config,
+                                                    f, kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX,
@@ -62,24 +124,26 @@ TESSERA_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gri
                                                   unsigned int blockDimZ,
                                                   unsigned int sharedMemBytes, CUstream hStream,
                                                   void** kernelParams) {
-  return Forward<&CudaTable::cuLaunchCooperativeKernel>(f, gridDimX, gridDimY, gridDimZ, blockDimX,
-                                                        blockDimY, blockDimZ, sharedMemBytes,
-                                                        hStream, kernelParams);
+  return Forward<&CudaTable::cuLaunchCooperativeKernel>(
+      FunctionOn{f, hStream, false}, f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+      blockDimZ, sharedMemBytes, hStream, kernelParams);
 }
 
 TESSERA_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
     CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,
     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,
     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams) {
-  return Forward<&CudaTable::cuLaunchCooperativeKernel_ptsz>(f, gridDimX, gridDimY, gridDimZ,
-                                                             blockDimX, blockDimY, blockDimZ,
-                                                             sharedMemBytes, hStream, kernelParams);
+  return Forward<&CudaTable::cuLaunchCooperativeKernel_ptsz>(
+      FunctionOn{f, hStream, true}, f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+      blockDimZ, sharedMemBytes, hStream, kernelParams);
 }
 
 TESSERA_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream) {
-  return Forward<&CudaTable::cuGraphLaunch>(hGraphExec, hStream);
+  return Forward<&CudaTable::cuGraphLaunch>(GraphOn{hGraphExec, hStream, false}, hGraphExec,
+                                            hStream);
 }
 
 TESSERA_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream) {
-  return Forward<&CudaTable::cuGraphLaunch_ptsz>(hGraphExec, hStream);
+  return Forward<&CudaTable::cuGraphLaunch_ptsz>(GraphOn{hGraphExec, hStream, true}, hGraphExec,
+                                                 hStream);
 }

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "common/log.h"
+#include "shim/limiter.h"
 
 namespace tessera::shim {
 
@@ -164,6 +165,24 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
                  device, static_cast<unsigned long long>(wanted), region_->path().c_str(),
                  static_cast<unsigned long long>(held));
     }
+  }
+  bool any_sm_limit = false;
+  for (int device = 0; device < region::kMaxDevices; ++device) {
+    uint32_t wanted = config_.limits.devices[device].sm_percent;
+    uint32_t held = region_->Limits(device).sm_percent;
+    if (held != 0) any_sm_limit = true;
+    if (wanted != 0 && wanted != held) {
+      log::Write(log::Level::kWarn, "shim",
+                 "device %d: this process asks for an sm limit of %u%%, but region %s holds %u%% "
+                 "for the container; the region's limit applies",
+                 device, wanted, region_->path().c_str(), held);
+    }
+  }
+  if (any_sm_limit || config_.task_priority >= 0) {
+    limiter_ = std::make_unique<Limiter>(
+        cuda_, nvml_, region_.get(),
+        Limiter::Options{config_.work_conserving, config_.task_priority, config_.node_board_path});
+    governs_launches_ = true;
   }
   pthread_atfork([] { Get().OnForkPrepare(); }, [] { Get().OnForkParent(); },
                  [] { Get().OnForkChild(); });
@@ -329,6 +348,7 @@ void Shim::OnDriverInitialized() {
     std::string text = FormatUuid(uuid);
     Status bound = region_->BindDevice(ordinal, text);
     if (!bound.ok()) log::Write(log::Level::kError, "shim", "%s", bound.message().c_str());
+    if (limiter_ != nullptr) limiter_->SetDeviceUuid(ordinal, text);
     std::lock_guard<std::mutex> lock(mutex_);
     device_uuid_[ordinal] = text;
   }
@@ -422,6 +442,7 @@ void Shim::OnForkChild() {
     primary_context_[device] = nullptr;
   }
   nvml_initialized_ = false;
+  if (limiter_ != nullptr) limiter_->OnForkChild();
   mutex_.unlock();
 }
 

@@ -33,6 +33,8 @@ struct CudaTable {
 #include "shim/hooks.def"
 };
 
+class Limiter;
+
 struct NvmlTable {
 #define TESSERA_NVML_HOOK(name) decltype(&::name) name;
 #define TESSERA_NVML_CALL(name) decltype(&::name) name;
@@ -69,6 +71,10 @@ class Shim {
   bool passthrough() const { return region_ == nullptr; }
   // The configuration could not be used; cuInit refuses with CUDA_ERROR_NOT_PERMITTED.
   bool refusing() const { return refusing_; }
+
+  // Launches go through the Limiter: an sm limit or a task priority is set. Fixed at creation.
+  bool governs_launches() const { return governs_launches_; }
+  Limiter& limiter() { return *limiter_; }
 
   // The container device of the calling thread's current context, or -1 when there is none or
   // it is beyond what a region holds (then nothing is accounted and the driver decides).
@@ -151,6 +157,8 @@ class Shim {
   bool nvml_initialized_ = false;
   void* real_hooks_[64] = {};  // the driver's own address of each hook, in hooks.def order
   std::unique_ptr<region::Region> region_;
+  bool governs_launches_ = false;
+  std::unique_ptr<Limiter> limiter_;
 
   std::mutex mutex_;  // guards everything below
   int slot_ = -1;

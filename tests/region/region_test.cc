@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -232,6 +234,112 @@ TEST(ProcessStartTime, IsZeroForAProcessThatDoesNotExist) {
   EXPECT_EQ(ProcessStartTime(0), 0u);
   EXPECT_EQ(ProcessStartTime(-5), 0u);
   EXPECT_NE(ProcessStartTime(getpid()), 0u);
+}
+
+// ---- The compute budget (a token bucket of device time, driven by explicit times) -------------
+class ComputeBudget : public RegionTest {
+ protected:
+  void SetUp() override {
+    RegionTest::SetUp();
+    config_.devices[0].sm_percent = 50;
+    config_.devices[1].sm_percent = 10;
+  }
+  static constexpr int64_t kMs = 1'000'000;
+  static constexpr int64_t kStart = 1'000'000 * kMs;  // any monotonic time
+};
+
+TEST_F(ComputeBudget, AFullBucketAdmitsABurstWithoutWaiting) {
+  auto region = OpenRegion();
+  // 50 % x 20 ms: 10 ms of device time may go at once.
+  EXPECT_LE(region->ChargeCompute(0, 4 * kMs, kStart), kStart);
+  EXPECT_LE(region->ChargeCompute(0, 6 * kMs, kStart), kStart);
+  EXPECT_GT(region->ChargeCompute(0, 1 * kMs, kStart), kStart) << "the burst is spent";
+}
+
+TEST_F(ComputeBudget, DebtIsPaidAtTheShareOfWallTime) {
+  auto region = OpenRegion();
+  region->ChargeCompute(0, 10 * kMs, kStart);  // empties the bucket
+  // 1 ms of device time at 50 % is 2 ms of wall time.
+  EXPECT_EQ(region->ChargeCompute(0, 1 * kMs, kStart), kStart + 2 * kMs);
+  EXPECT_EQ(region->ChargeCompute(0, 1 * kMs, kStart), kStart + 4 * kMs);
+  EXPECT_EQ(region->ComputeReadyAt(0), kStart + 4 * kMs);
+}
+
+TEST_F(ComputeBudget, ASaturatingWorkloadGetsItsShareInTheLongRun) {
+  auto region = OpenRegion();
+  // A process that launches 700 µs kernels back to back, waiting whenever it is in debt.
+  int64_t now = kStart;
+  int64_t device_time = 0;
+  while (now < kStart + 10'000 * kMs) {
+    int64_t ready = region->ChargeCompute(1, 700'000, now);
+    now = std::max(now, ready) + 700'000;  // waits, then the kernel runs
+    device_time += 700'000;
+  }
+  double share = static_cast<double>(device_time) / static_cast<double>(now - kStart);
+  EXPECT_NEAR(share, 0.10, 0.002);
+}
+
+TEST_F(ComputeBudget, IdleTimeRefillsNoMoreThanTheBurst) {
+  auto region = OpenRegion();
+  region->ChargeCompute(0, 10 * kMs, kStart);
+  // An hour idle still leaves only 10 ms (50 % x 20 ms) to spend at once.
+  int64_t later = kStart + 3600'000 * kMs;
+  EXPECT_LE(region->ChargeCompute(0, 10 * kMs, later), later);
+  EXPECT_EQ(region->ChargeCompute(0, 1 * kMs, later), later + 2 * kMs);
+}
+
+TEST_F(ComputeBudget, MeasuredCostsTrueUpEarlierCharges) {
+  auto region = OpenRegion();
+  region->ChargeCompute(0, 10 * kMs, kStart);
+  region->AdjustCompute(0, 3 * kMs);  // the launch cost 3 ms more than charged
+  EXPECT_EQ(region->ComputeReadyAt(0), kStart + 6 * kMs);
+  region->AdjustCompute(0, -1 * kMs);
+  EXPECT_EQ(region->ComputeReadyAt(0), kStart + 4 * kMs);
+}
+
+TEST_F(ComputeBudget, ForgivenDebtEndsNow) {
+  auto region = OpenRegion();
+  region->ChargeCompute(0, 100 * kMs, kStart);
+  region->ForgiveComputeDebt(0, kStart + kMs);
+  EXPECT_EQ(region->ComputeReadyAt(0), kStart + kMs);
+}
+
+TEST_F(ComputeBudget, WithoutAnSmLimitNothingIsCharged) {
+  auto region = OpenRegion();
+  EXPECT_EQ(region->ChargeCompute(2, 1000 * kMs, kStart), kStart);
+  EXPECT_EQ(region->ComputeReadyAt(2), 0);
+}
+
+TEST_F(ComputeBudget, ProcessesOfTheContainerShareOneBucket) {
+  auto first = OpenRegion();
+  auto second = OpenRegion();  // as another process maps it
+  first->ChargeCompute(0, 10 * kMs, kStart);
+  EXPECT_EQ(second->ChargeCompute(0, 1 * kMs, kStart), kStart + 2 * kMs);
+  pid_t child = fork();
+  if (child == 0) {
+    auto theirs = Region::Open(path_, nullptr);
+    _exit(theirs.ok() && (*theirs)->ChargeCompute(0, 1 * kMs, kStart) == kStart + 4 * kMs ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(first->ComputeReadyAt(0), kStart + 4 * kMs);
+}
+
+TEST_F(ComputeBudget, StatusSeesTheShareOfTheLastWindow) {
+  auto region = OpenRegion();
+  timespec clock{};
+  clock_gettime(CLOCK_MONOTONIC, &clock);
+  int64_t now = static_cast<int64_t>(clock.tv_sec) * 1'000'000'000 + clock.tv_nsec;
+  // 300 ms of device time in the first second, then the window closes.
+  int64_t start = now - 2 * kShareWindowNs;
+  region->ChargeCompute(0, 1, start);
+  region->ChargeCompute(0, 300 * kMs, start + kMs);
+  region->ChargeCompute(0, 1, start + kShareWindowNs + kMs);
+  Snapshot snapshot = region->TakeSnapshot();
+  ASSERT_FALSE(snapshot.devices.empty());
+  EXPECT_NEAR(snapshot.devices[0].compute_share_permille, 300, 2);
+  EXPECT_EQ(snapshot.devices[0].limits.sm_percent, 50u);
 }
 
 }  // namespace

@@ -112,5 +112,26 @@ TEST(ShimConfig, UnrelatedVariablesWithASimilarPrefixAreIgnored) {
   EXPECT_TRUE(config.errors.empty());
 }
 
+TEST(ShimConfig, LimiterVariables) {
+  Config config = Parse({"TESSERA_SM_WORK_CONSERVING=true", "CUDA_TASK_PRIORITY=1",
+                         "TESSERA_NODE_BOARD=/tmp/board"});
+  ASSERT_TRUE(config.errors.empty());
+  EXPECT_TRUE(config.work_conserving);
+  EXPECT_EQ(config.task_priority, 1);
+  EXPECT_EQ(config.node_board_path, "/tmp/board");
+  Config defaults = Parse({});
+  EXPECT_FALSE(defaults.work_conserving);
+  EXPECT_EQ(defaults.task_priority, -1);
+}
+
+TEST(ShimConfig, BadLimiterVariablesAreErrorsNamingThem) {
+  Config config = Parse({"TESSERA_SM_WORK_CONSERVING=maybe", "CUDA_TASK_PRIORITY=2",
+                         "TESSERA_NODE_BOARD="});
+  ASSERT_EQ(config.errors.size(), 3u);
+  EXPECT_NE(config.errors[0].find("TESSERA_SM_WORK_CONSERVING"), std::string::npos);
+  EXPECT_NE(config.errors[1].find("CUDA_TASK_PRIORITY"), std::string::npos);
+  EXPECT_NE(config.errors[2].find("TESSERA_NODE_BOARD"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tessera::shim

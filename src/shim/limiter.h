@@ -1,0 +1,104 @@
+// The compute limiter: gives a container its share (CUDA_DEVICE_SM_LIMIT[_<i>]) of each device's
+// time, and applies CUDA_TASK_PRIORITY. docs/limiter.md describes the design and its rules.
+//
+// Every launch path calls Admit() before the driver and Complete() after it, but only when the
+// Shim governs launches (some sm limit or a priority is set); otherwise the hooks never come here.
+//  * Budget: the region's per-device token bucket (Region::ChargeCompute), shared by all of the
+//    container's processes. A launch is charged its estimated cost; a thread whose charge puts
+//    the bucket in debt sleeps until the debt is paid.
+//  * Cost: measured. Two events from a small per-device pool are recorded around the launch on
+//    its stream; later launches collect the finished ones (cuEventQuery, cuEventElapsedTime_v2),
+//    feed the CostEstimator, and true the charge up to the estimate.
+//  * Work-conserving (TESSERA_SM_WORK_CONSERVING=true): a launch in debt goes ahead, its debt
+//    forgiven, while NVML says the device was busy less than kSpareBelowPercent of the last period.
+//  * Priority: see NodeBoard and kYieldNs.
+// Thread-safe; a process-local mutex guards the event pools and the estimator, never held while
+// sleeping or launching.
+#ifndef TESSERA_SHIM_LIMITER_H_
+#define TESSERA_SHIM_LIMITER_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "shim/cost_estimator.h"
+#include "shim/node_board.h"
+#include "shim/shim.h"
+
+namespace tessera::shim {
+
+class Limiter {
+ public:
+  // What a launch of unmeasured work is charged until its first measurement trues it up.
+  static constexpr int64_t kUnknownCostNs = 100'000;
+  // Work-conserving: the device has spare time while its utilisation is below this.
+  static constexpr unsigned kSpareBelowPercent = 90;
+  // How long a utilisation reading is reused.
+  static constexpr int64_t kUtilisationCacheNs = 50'000'000;
+  // Priority: a low-priority launch waits until no high-priority process has launched on the
+  // GPU for this long.
+  static constexpr int64_t kYieldNs = 10'000'000;
+  // Event pairs per device and process.
+  static constexpr int kEventPairs = 32;
+
+  struct Options {
+    bool work_conserving = false;
+    int task_priority = -1;  // 0 high, 1 low, -1 none
+    std::string node_board_path;
+  };
+
+  // What Admit() decided, for Complete().
+  struct Ticket {
+    int device = -1;     // -1: the launch is not limited
+    int event = -1;      // the event pair measuring it, or -1
+    uintptr_t key = 0;
+    int64_t charged_ns = 0;
+  };
+
+  Limiter(const CudaTable& cuda, const NvmlTable& nvml, region::Region* region,
+          const Options& options);
+  ~Limiter();
+  Limiter(const Limiter&) = delete;
+  Limiter& operator=(const Limiter&) = delete;
+
+  // Before launching work `key` (a function or graph exec) on `stream` in the current context:
+  // yields to high priority, charges, waits out any debt, starts the measurement.
+  Ticket Admit(uintptr_t key, CUstream stream);
+  // After the driver answered `result` for that launch.
+  void Complete(const Ticket& ticket, CUstream stream, CUresult result);
+
+  // The GPU behind container device `device` (for NVML and the priority board).
+  void SetDeviceUuid(int device, const std::string& uuid);
+  // In a fork child: the parent's events and contexts are not the child's.
+  void OnForkChild();
+
+ private:
+  struct EventPool;
+
+  int CurrentDevice() const;
+  void Poll(int device);                       // REQUIRES: mutex_ held
+  int TakeEvent(int device);                   // REQUIRES: mutex_ held
+  void WaitUntil(int device, int64_t ready_ns);
+  bool DeviceHasSpareTime(int device);
+  void ApplyPriority(int device);
+
+  const CudaTable& cuda_;
+  const NvmlTable& nvml_;
+  region::Region* region_;
+  Options options_;
+  std::unique_ptr<NodeBoard> node_board_;
+
+  std::mutex mutex_;  // guards everything below
+  CostEstimator estimator_;
+  std::unique_ptr<EventPool> pools_[region::kMaxDevices];
+  std::string uuid_[region::kMaxDevices];
+  bool nvml_initialized_ = false;
+  nvmlDevice_t nvml_handle_[region::kMaxDevices] = {};
+  int64_t utilisation_read_at_[region::kMaxDevices] = {};
+  unsigned utilisation_[region::kMaxDevices] = {};
+};
+
+}  // namespace tessera::shim
+
+#endif  // TESSERA_SHIM_LIMITER_H_

@@ -1,0 +1,191 @@
+// A saturating GPU workload for the compute limiter's end-to-end tests and benchmark: it keeps
+// the fake GPU's device busy with `busy_us_<US>` kernels (two in flight) through one launch path,
+// and reports how much device time it got.
+//
+//   tessera-limiter-client PATH US WARMUP_MS WINDOW_MS [DEVICE]
+//
+// PATH: launch (cuLaunchKernel), ptsz (cuLaunchKernel_ptsz), ex (cuLaunchKernelEx), cooperative
+// (cuLaunchCooperativeKernel), graph (cuGraphLaunch of a one-kernel graph). The client sets up,
+// prints "ready", waits for stdin to close, then runs WARMUP_MS + WINDOW_MS of wall time.
+// Report ("key=value"):
+//   share_permille   device time of its kernels that ended in the window / window length
+//   buckets          the same per 250 ms from the start, comma-separated (settle time)
+//   nvml_sm          its smUtil in the fake's NVML process utilisation at the end (last 1 s)
+// The device time of a busy_us_<US> kernel is US µs by the fake GPU's timeline, so the figures
+// come from the fake's clock, not from anything the shim says.
+#include <dlfcn.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cuda/driver_api.h"
+#include "cuda/nvml_api.h"
+
+namespace {
+
+int64_t NowNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+template <typename Function>
+Function Find(void* library, const char* name) {
+  void* found = library != nullptr ? dlsym(library, name) : nullptr;
+  if (found == nullptr) {
+    std::fprintf(stderr, "limiter client: %s not found\n", name);
+    std::exit(3);
+  }
+  return reinterpret_cast<Function>(found);
+}
+#define FIND(library, name) Find<decltype(&name)>(library, #name)
+
+void Check(CUresult result, const char* what) {
+  if (result == CUDA_SUCCESS) return;
+  std::printf("error=%s result=%d\n", what, result);
+  std::fflush(stdout);
+  std::exit(4);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: %s PATH US WARMUP_MS WINDOW_MS [DEVICE]\n", argv[0]);
+    return 2;
+  }
+  std::string path = argv[1];
+  int busy_us = std::atoi(argv[2]);
+  int64_t warmup_ns = std::atoll(argv[3]) * 1'000'000;
+  int64_t window_ns = std::atoll(argv[4]) * 1'000'000;
+  int ordinal = argc > 5 ? std::atoi(argv[5]) : 0;
+
+  void* cuda = dlopen("libcuda.so.1", RTLD_NOW);
+  void* nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+  auto init = FIND(cuda, cuInit);
+  auto device_get = FIND(cuda, cuDeviceGet);
+  auto retain = FIND(cuda, cuDevicePrimaryCtxRetain);
+  auto set_current = FIND(cuda, cuCtxSetCurrent);
+  auto load_module = FIND(cuda, cuModuleLoadData);
+  auto get_function = FIND(cuda, cuModuleGetFunction);
+  auto create_stream = FIND(cuda, cuStreamCreate);
+  auto synchronize_stream = FIND(cuda, cuStreamSynchronize);
+  auto create_event = FIND(cuda, cuEventCreate);
+  auto record_event = FIND(cuda, cuEventRecord);
+  auto synchronize_event = FIND(cuda, cuEventSynchronize);
+  auto launch_kernel = FIND(cuda, cuLaunchKernel);
+  auto launch_kernel_ptsz = FIND(cuda, cuLaunchKernel_ptsz);
+  auto launch_kernel_ex = FIND(cuda, cuLaunchKernelEx);
+  auto launch_cooperative = FIND(cuda, cuLaunchCooperativeKernel);
+  auto create_graph = FIND(cuda, cuGraphCreate);
+  auto add_kernel_node = FIND(cuda, cuGraphAddKernelNode_v2);
+  auto instantiate = FIND(cuda, cuGraphInstantiateWithFlags);
+  auto launch_graph = FIND(cuda, cuGraphLaunch);
+
+  Check(init(0), "cuInit");
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  Check(device_get(&device, ordinal), "cuDeviceGet");
+  Check(retain(&context, device), "cuDevicePrimaryCtxRetain");
+  Check(set_current(context), "cuCtxSetCurrent");
+  CUmodule module = nullptr;
+  CUfunction function = nullptr;
+  Check(load_module(&module, "any image"), "cuModuleLoadData");
+  std::string name = "busy_us_" + std::to_string(busy_us);
+  Check(get_function(&function, module, name.c_str()), "cuModuleGetFunction");
+  CUstream stream = nullptr;
+  Check(create_stream(&stream, 0), "cuStreamCreate");
+  CUevent done[2] = {};
+  for (CUevent& event : done) Check(create_event(&event, 0), "cuEventCreate");
+  CUgraphExec graph_exec = nullptr;
+  if (path == "graph") {
+    CUgraph graph = nullptr;
+    Check(create_graph(&graph, 0), "cuGraphCreate");
+    CUDA_KERNEL_NODE_PARAMS node{};
+    node.func = function;
+    node.gridDimX = node.gridDimY = node.gridDimZ = 1;
+    node.blockDimX = node.blockDimY = node.blockDimZ = 1;
+    CUgraphNode added = nullptr;
+    Check(add_kernel_node(&added, graph, nullptr, 0, &node), "cuGraphAddKernelNode_v2");
+    Check(instantiate(&graph_exec, graph, 0), "cuGraphInstantiateWithFlags");
+  }
+  CUlaunchConfig config{};
+  config.gridDimX = config.gridDimY = config.gridDimZ = 1;
+  config.blockDimX = config.blockDimY = config.blockDimZ = 1;
+  config.hStream = stream;
+  auto launch = [&]() -> CUresult {
+    if (path == "launch") return launch_kernel(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
+    if (path == "ptsz") {
+      return launch_kernel_ptsz(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
+    }
+    if (path == "ex") return launch_kernel_ex(&config, function, nullptr, nullptr);
+    if (path == "cooperative") {
+      return launch_cooperative(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr);
+    }
+    if (path == "graph") return launch_graph(graph_exec, stream);
+    return CUDA_ERROR_INVALID_VALUE;
+  };
+
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char buffer[64];
+  while (read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
+  }
+
+  const int64_t kBucketNs = 250'000'000;
+  const int64_t busy_ns = static_cast<int64_t>(busy_us) * 1000;
+  std::vector<int64_t> buckets(static_cast<size_t>((warmup_ns + window_ns) / kBucketNs + 1), 0);
+  int64_t in_window_ns = 0;
+  long long kernels = 0;
+  int64_t start = NowNs();
+  auto completed = [&](int64_t at) {
+    int64_t since = at - start;
+    size_t bucket = static_cast<size_t>(since / kBucketNs);
+    if (bucket < buckets.size()) buckets[bucket] += busy_ns;
+    if (since >= warmup_ns && since < warmup_ns + window_ns) in_window_ns += busy_ns;
+    ++kernels;
+  };
+  for (long long i = 0;; ++i) {
+    if (NowNs() - start >= warmup_ns + window_ns) break;
+    Check(launch(), "launch");
+    Check(record_event(done[i % 2], stream), "cuEventRecord");
+    if (i >= 1) {
+      Check(synchronize_event(done[(i - 1) % 2]), "cuEventSynchronize");
+      completed(NowNs());
+    }
+  }
+  Check(synchronize_stream(stream), "cuStreamSynchronize");
+  completed(NowNs());
+
+  std::printf("kernels=%lld share_permille=%lld\n", kernels,
+              static_cast<long long>(in_window_ns * 1000 / window_ns));
+  std::string series;
+  for (size_t i = 0; i + 1 < buckets.size(); ++i) {
+    series += (i ? "," : "") + std::to_string(buckets[i] * 1000 / kBucketNs);
+  }
+  std::printf("buckets=%s\n", series.c_str());
+
+  if (nvml != nullptr) {
+    auto nvml_init = FIND(nvml, nvmlInit_v2);
+    auto handle_by_index = FIND(nvml, nvmlDeviceGetHandleByIndex_v2);
+    auto process_utilisation = FIND(nvml, nvmlDeviceGetProcessUtilization);
+    nvmlDevice_t handle = nullptr;
+    nvmlProcessUtilizationSample_t samples[64];
+    unsigned count = 64;
+    if (nvml_init() == NVML_SUCCESS &&
+        handle_by_index(static_cast<unsigned>(ordinal), &handle) == NVML_SUCCESS &&
+        process_utilisation(handle, samples, &count, 0) == NVML_SUCCESS) {
+      for (unsigned i = 0; i < count && i < 64; ++i) {
+        if (samples[i].pid == static_cast<unsigned>(getpid())) {
+          std::printf("nvml_sm=%u\n", samples[i].smUtil);
+        }
+      }
+    }
+  }
+  std::fflush(stdout);
+  return 0;
+}
