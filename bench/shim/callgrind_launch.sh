@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Instructions per call added by the shim, counted by callgrind on the fake GPU.
 #
-#   bench/shim/callgrind_launch.sh BUILD_DIR [launch|alloc] [N1 N2]
+#   bench/shim/callgrind_launch.sh BUILD_DIR [launch|limited|alloc] [N1 N2]
 #
 # Runs tessera_shim_loop under callgrind with N1 and N2 iterations, without and with
 # LD_PRELOAD=libtessera-cuda.so; (Ir(N2) - Ir(N1)) / (N2 - N1) is one iteration's cost with
 # everything outside the loop (loading, cuInit, exit) cancelled. launch: cuLaunchKernel with no
-# limit set. alloc: cuMemAlloc(1 MiB) + cuMemFree with CUDA_DEVICE_MEMORY_LIMIT=8GiB and a region
+# limit set. limited: the same with CUDA_DEVICE_SM_LIMIT=50 and a region file (the compute
+# limiter's path: charge, events around the launch, polling; the kernel takes no device time, so
+# it never waits). alloc: cuMemAlloc(1 MiB) + cuMemFree with CUDA_DEVICE_MEMORY_LIMIT=8GiB and a region
 # file. Prints one line: "<mode> direct=<Ir> shim=<Ir> added=<Ir>" (instructions per iteration).
 set -euo pipefail
 build=$(cd "${1:?usage: $0 BUILD_DIR [launch|alloc] [N1 N2]}" && pwd)
 mode=${2:-launch}
 case "$mode" in
-  launch) n1=${3:-1000}; n2=${4:-11000} ;;
+  launch|limited) n1=${3:-1000}; n2=${4:-11000} ;;
   alloc) n1=${3:-1000}; n2=${4:-6000} ;;
-  *) echo "$0: mode is launch or alloc, not '$mode'" >&2; exit 2 ;;
+  *) echo "$0: mode is launch, limited or alloc, not '$mode'" >&2; exit 2 ;;
 esac
 loop="$build/bin/tessera_shim_loop"
 shim="$build/lib/libtessera-cuda.so"
@@ -34,8 +36,10 @@ instructions() {  # preload count
   [[ "$preload" == shim ]] && environment+=(LD_PRELOAD="$shim")
   [[ "$mode" == alloc ]] && environment+=(CUDA_DEVICE_MEMORY_LIMIT=8GiB
                                           CUDA_DEVICE_MEMORY_SHARED_CACHE="$run/region")
+  [[ "$mode" == limited ]] && environment+=(CUDA_DEVICE_SM_LIMIT=50
+                                            CUDA_DEVICE_MEMORY_SHARED_CACHE="$run/region")
   env "${environment[@]}" valgrind --tool=callgrind --callgrind-out-file="$run/out" \
-    "$loop" "$mode" "$count" >"$run/log" 2>&1 || { cat "$run/log" >&2; exit 1; }
+    "$loop" "${mode/limited/launch}" "$count" >"$run/log" 2>&1 || { cat "$run/log" >&2; exit 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$run/out"
 }
 

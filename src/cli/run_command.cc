@@ -31,6 +31,8 @@ constexpr const char* kUsage =
     "options:\n"
     "  --gpu-memory SIZE       memory limit of every GPU (e.g. 4GiB, 512MiB, 8g)\n"
     "  --gpu-memory I=SIZE     memory limit of GPU I (0-15; overrides the default)\n"
+    "  --gpu-cores PERCENT     share of every GPU's time (1-100; the compute limiter)\n"
+    "  --gpu-cores I=PERCENT   share of GPU I's time (overrides the default)\n"
     "  --region PATH           the region file to account in (default: a new one in\n"
     "                          $TESSERA_REGION_DIR or /tmp/tessera-<uid>, removed at exit)\n"
     "  --keep-region           leave the region file in place when COMMAND ends\n"
@@ -77,6 +79,9 @@ int RunCommand(int argc, char** argv) {
   bool memory_for_all = false;
   uint64_t memory_all = 0;
   bool memory_for[region::kMaxDevices] = {};
+  bool cores_for_all = false;
+  uint32_t cores_all = 0;
+  bool cores_for[region::kMaxDevices] = {};
   std::string region_path;
   bool keep_region = false;
   bool verbose = false;
@@ -118,6 +123,29 @@ int RunCommand(int argc, char** argv) {
         config.devices[*device].memory_bytes = *bytes;
         memory_for[*device] = true;
       }
+    } else if (argument == "--gpu-cores" || argument.rfind("--gpu-cores=", 0) == 0) {
+      std::string value;
+      if (argument == "--gpu-cores") {
+        if (i + 1 >= argc) return UsageError("--gpu-cores needs a value, e.g. 25 or 1=50");
+        value = argv[++i];
+      } else {
+        value = argument.substr(std::strlen("--gpu-cores="));
+      }
+      size_t equals = value.find('=');
+      std::string percent_text = equals == std::string::npos ? value : value.substr(equals + 1);
+      Result<int> percent = ParsePercent(percent_text, "--gpu-cores");
+      if (!percent.ok()) return UsageError(percent.status().message());
+      if (*percent == 0) return UsageError("--gpu-cores=\"" + value + "\": a share must be above 0");
+      if (equals == std::string::npos) {
+        cores_for_all = true;
+        cores_all = static_cast<uint32_t>(*percent);
+      } else {
+        Result<uint64_t> device = ParseUnsigned(value.substr(0, equals), "--gpu-cores device", 0,
+                                                region::kMaxDevices - 1);
+        if (!device.ok()) return UsageError(device.status().message());
+        config.devices[*device].sm_percent = static_cast<uint32_t>(*percent);
+        cores_for[*device] = true;
+      }
     } else if (argument == "--region") {
       if (i + 1 >= argc) return UsageError("--region needs a path");
       region_path = argv[++i];
@@ -130,6 +158,11 @@ int RunCommand(int argc, char** argv) {
   if (memory_for_all) {
     for (int device = 0; device < region::kMaxDevices; ++device) {
       if (!memory_for[device]) config.devices[device].memory_bytes = memory_all;
+    }
+  }
+  if (cores_for_all) {
+    for (int device = 0; device < region::kMaxDevices; ++device) {
+      if (!cores_for[device]) config.devices[device].sm_percent = cores_all;
     }
   }
 
@@ -177,6 +210,15 @@ int RunCommand(int argc, char** argv) {
     }
   }
   unsetenv("CUDA_DEVICE_MEMORY_LIMIT");
+  for (int device = 0; device < region::kMaxDevices; ++device) {
+    std::string name = "CUDA_DEVICE_SM_LIMIT_" + std::to_string(device);
+    if (config.devices[device].sm_percent != 0) {
+      setenv(name.c_str(), std::to_string(config.devices[device].sm_percent).c_str(), 1);
+    } else {
+      unsetenv(name.c_str());
+    }
+  }
+  unsetenv("CUDA_DEVICE_SM_LIMIT");
 
   pid_t child = fork();
   if (child < 0) {

@@ -20,7 +20,8 @@ constexpr const char* kUsage =
     "usage: tessera status [REGION...] [--json]\n"
     "\n"
     "Shows, for each region (one per container or `tessera run`), each GPU's memory limit and\n"
-    "use and each process's share. Without REGION, every *.region file in $TESSERA_REGION_DIR\n"
+    "use and each process's share, and each GPU's compute share over the last second next to\n"
+    "its limit (COMPUTE/LIMIT). Without REGION, every *.region file in $TESSERA_REGION_DIR\n"
     "(default /tmp/tessera-<uid>). Usage of processes that died is reclaimed first.\n"
     "\n"
     "options:\n"
@@ -40,13 +41,18 @@ struct RegionView {
   region::Snapshot snapshot;
 };
 
+// 254 -> "25.4".
+std::string FormatTenths(int permille) {
+  return std::to_string(permille / 10) + "." + std::to_string(permille % 10);
+}
+
 void PrintTable(const std::vector<RegionView>& views) {
   for (size_t r = 0; r < views.size(); ++r) {
     const RegionView& view = views[r];
     if (r > 0) std::printf("\n");
     std::printf("Region %s\n", view.path.c_str());
-    std::printf("  %-4s %-42s %12s %12s %6s %8s\n", "GPU", "UUID", "USED", "LIMIT", "USE",
-                "COMPUTE");
+    std::printf("  %-4s %-42s %12s %12s %6s %14s\n", "GPU", "UUID", "USED", "LIMIT", "USE",
+                "COMPUTE/LIMIT");
     // Devices no process has seen yet (the region holds 16) are summarised, not listed.
     int unseen = 0;
     uint64_t unseen_limit = 0;
@@ -57,9 +63,15 @@ void PrintTable(const std::vector<RegionView>& views) {
         continue;
       }
       uint64_t limit = device.limits.memory_bytes;
+      // The share achieved over the last second (device time the limiter charged), next to the
+      // limit; "-" when the device has no limit or was idle.
+      std::string achieved = device.compute_share_permille >= 0
+                                 ? std::to_string((device.compute_share_permille + 5) / 10) + "%"
+                                 : "-";
       std::string compute =
-          device.limits.sm_percent ? std::to_string(device.limits.sm_percent) + "%" : "-";
-      std::printf("  %-4d %-42s %12s %12s %6s %8s\n", device.index,
+          achieved + "/" +
+          (device.limits.sm_percent ? std::to_string(device.limits.sm_percent) + "%" : "-");
+      std::printf("  %-4d %-42s %12s %12s %6s %14s\n", device.index,
                   device.uuid.empty() ? "(not seen yet)" : device.uuid.c_str(),
                   FormatBytes(device.used).c_str(),
                   limit ? FormatBytes(limit).c_str() : "none", Percent(device.used, limit).c_str(),
@@ -96,9 +108,14 @@ void PrintJson(const std::vector<RegionView>& views, const std::vector<std::stri
     for (size_t d = 0; d < view.snapshot.devices.size(); ++d) {
       const region::DeviceUsage& device = view.snapshot.devices[d];
       std::printf("%s{\"index\": %d, \"uuid\": %s, \"memory_limit_bytes\": %" PRIu64
-                  ", \"memory_used_bytes\": %" PRIu64 ", \"sm_limit_percent\": %u}",
+                  ", \"memory_used_bytes\": %" PRIu64 ", \"sm_limit_percent\": %u"
+                  ", \"sm_achieved_percent\": %s, \"sm_charged_ns\": %lld}",
                   d ? ", " : "", device.index, JsonString(device.uuid).c_str(),
-                  device.limits.memory_bytes, device.used, device.limits.sm_percent);
+                  device.limits.memory_bytes, device.used, device.limits.sm_percent,
+                  device.compute_share_permille >= 0
+                      ? FormatTenths(device.compute_share_permille).c_str()
+                      : "null",
+                  static_cast<long long>(device.compute_charged_ns));
     }
     std::printf("], \"processes\": [");
     for (size_t p = 0; p < view.snapshot.processes.size(); ++p) {

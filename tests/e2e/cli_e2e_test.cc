@@ -2,6 +2,8 @@
 // `status` shows it, in a table and in JSON.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -88,6 +90,45 @@ TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
   EXPECT_NE(text.find("\"alive\": true"), std::string::npos) << text;
   EXPECT_NE(text.find("\"errors\": []"), std::string::npos) << text;
   EXPECT_EQ(run.Finish(), 0);
+}
+
+TEST_F(TesseraCommand, GpuCoresLimitsTheShareAndStatusShowsItBesideTheLimit) {
+  // 500 ms of warm-up and 2.5 s measured: status looks during the run, after a full window.
+  Child run(Tessera({"run", "--gpu-cores", "25", "--region", directory_ + "/k.region", "--",
+                     TESSERA_LIMITER_CLIENT, "launch", "1000", "500", "2500"}),
+            Environment());
+  ASSERT_TRUE(run.WaitFor("ready")) << run.output();
+  run.CloseStdin();
+  // No sleep to wait for: status is polled until a full window has been measured.
+  std::string table_output;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    Child table(Tessera({"status", directory_ + "/k.region"}), Environment());
+    EXPECT_EQ(table.Finish(), 0) << table.output();
+    table_output = table.output();
+    if (table_output.find("%/25%") != std::string::npos &&
+        table_output.find(" 0%/25%") == std::string::npos) {
+      break;
+    }
+  }
+  size_t at = table_output.find("%/25%");
+  ASSERT_NE(at, std::string::npos) << table_output;
+  size_t begin = table_output.rfind(' ', at) + 1;
+  int achieved = std::stoi(table_output.substr(begin, at - begin));
+  EXPECT_NEAR(achieved, 25, 8) << table_output;
+  Child json(Tessera({"status", "--json", directory_ + "/k.region"}), Environment());
+  ASSERT_EQ(json.Finish(), 0) << json.output();
+  EXPECT_NE(json.output().find("\"sm_limit_percent\": 25"), std::string::npos) << json.output();
+  EXPECT_NE(json.output().find("\"sm_achieved_percent\": 2"), std::string::npos) << json.output();
+  ASSERT_EQ(run.Finish(), 0) << run.output();
+  auto fields = Fields(run.output());
+  EXPECT_NEAR(static_cast<double>(Number(fields, "share_permille")) / 10, 25, 8) << run.output();
+}
+
+TEST_F(TesseraCommand, RunRejectsABadShareNamingTheFlag) {
+  Child run(Tessera({"run", "--gpu-cores", "120", "--", "true"}), Environment());
+  EXPECT_EQ(run.Finish(), 2);
+  EXPECT_NE(run.output().find("--gpu-cores"), std::string::npos) << run.output();
 }
 
 TEST_F(TesseraCommand, StatusReportsARegionItCannotReadAndFails) {
