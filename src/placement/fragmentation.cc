@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -167,6 +168,94 @@ std::vector<WeightedShape> WeighByScarcity(const Cluster& cluster,
     if (supply > 0) s.weight *= all / supply;
   }
   return shapes;
+}
+
+HoleWaste::HoleWaste(const Cluster& cluster, std::span<const WeightedShape> shapes,
+                     double coverage) {
+  tables_.resize(static_cast<size_t>(cluster.model_count()) + 1);
+  for (size_t model = 0; model < tables_.size(); ++model) {
+    const bool known = model < static_cast<size_t>(cluster.model_count());
+    // Weight per one-GPU share allowed on this model.
+    std::map<int32_t, double> by_share;
+    for (const WeightedShape& s : shapes) {
+      const TaskShape& shape = s.shape;
+      if (shape.gpu_count != 1 || shape.gpu_milli <= 0 || s.weight <= 0) continue;
+      const bool allowed = shape.gpu_types.empty() ||
+                           (known && std::find(shape.gpu_types.begin(), shape.gpu_types.end(),
+                                               cluster.model_name(static_cast<int>(model))) !=
+                                         shape.gpu_types.end());
+      if (allowed) by_share[std::min(shape.gpu_milli, kMilliPerGpu)] += s.weight;
+    }
+    std::vector<std::pair<double, int32_t>> order;  // (-weight, share): heaviest first
+    double fractional = 0;
+    for (const auto& [share, weight] : by_share) {
+      if (share < kMilliPerGpu) fractional += weight;
+      order.emplace_back(-weight, share);
+    }
+    std::sort(order.begin(), order.end());
+    std::vector<int32_t> frequent;
+    double covered = 0;
+    for (const auto& [negative_weight, share] : order) {
+      if (share < kMilliPerGpu) {
+        if (covered >= coverage * fractional) continue;
+        covered -= negative_weight;
+      }
+      frequent.push_back(share);
+    }
+    // Unbounded subset sums of the frequent shares, then w(R) = R - largest sum <= R.
+    std::vector<char> reachable(static_cast<size_t>(kMilliPerGpu) + 1, 0);
+    reachable[0] = 1;
+    for (int32_t r = 1; r <= kMilliPerGpu; ++r) {
+      for (int32_t d : frequent) {
+        if (d <= r && reachable[static_cast<size_t>(r - d)]) {
+          reachable[static_cast<size_t>(r)] = 1;
+          break;
+        }
+      }
+    }
+    PerModel& table = tables_[model];
+    table.unfillable.resize(static_cast<size_t>(kMilliPerGpu) + 1);
+    int32_t best = 0;
+    for (int32_t r = 0; r <= kMilliPerGpu; ++r) {
+      if (reachable[static_cast<size_t>(r)]) best = r;
+      table.unfillable[static_cast<size_t>(r)] = r - best;
+    }
+    table.min_cpu_milli = frequent.empty() ? 0 : std::numeric_limits<int64_t>::max();
+    for (const WeightedShape& s : shapes) {
+      const TaskShape& shape = s.shape;
+      if (shape.gpu_count != 1 || shape.gpu_milli <= 0 || s.weight <= 0) continue;
+      if (std::find(frequent.begin(), frequent.end(), std::min(shape.gpu_milli, kMilliPerGpu)) ==
+          frequent.end()) {
+        continue;
+      }
+      table.min_cpu_milli = std::min(table.min_cpu_milli, shape.cpu_milli);
+    }
+  }
+}
+
+const HoleWaste::PerModel& HoleWaste::Table(int model) const {
+  return model >= 0 && static_cast<size_t>(model) + 1 < tables_.size() ? tables_[model]
+                                                                       : tables_.back();
+}
+
+int32_t HoleWaste::Unfillable(int model, int32_t free_milli) const {
+  if (tables_.empty()) return 0;
+  return Table(model).unfillable[static_cast<size_t>(std::clamp(free_milli, 0, kMilliPerGpu))];
+}
+
+double HoleWaste::NodeHoleWaste(int model, int64_t free_cpu_milli,
+                                std::span<const int32_t> free_milli) const {
+  if (tables_.empty()) return 0;
+  const PerModel& table = Table(model);
+  int64_t sum = 0;
+  if (free_cpu_milli < table.min_cpu_milli) {
+    for (int32_t r : free_milli) sum += r;
+  } else {
+    for (int32_t r : free_milli) {
+      sum += table.unfillable[static_cast<size_t>(std::clamp(r, 0, kMilliPerGpu))];
+    }
+  }
+  return static_cast<double>(sum);
 }
 
 ClusterFragmentation MeasureCluster(const Cluster& cluster, const Workload& workload) {

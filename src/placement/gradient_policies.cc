@@ -47,24 +47,35 @@ ShapeKey KeyOf(const Demand& d) {
           d.gpu_count, d.gpu_cores_percent, d.allowed_models};
 }
 
+// The artifact's score: floor(100 * sigmoid(-delta / 1000)). Many nodes tie and ties go to the
+// seeded ranks; that matters: an exact argmin does much worse (docs/placement.md).
+double ExactScore(double delta) { return 100.0 / (1.0 + std::exp(delta / 1000.0)); }
+double QuantisedScore(double delta) { return std::floor(ExactScore(delta)); }
+
 // Scores nodes by the growth of a fragmentation measure, with scores cached per (shape, node)
 // under the node's version.
 class GradientPolicy : public ScoringPolicy {
  public:
-  // The measure is (1 - capacity_weight) F_n(M) + capacity_weight K_n(M) (fragmentation.h).
-  GradientPolicy(const Cluster& cluster, uint64_t seed, Workload workload, double capacity_weight)
+  // The measure is (1 - capacity_weight) F_n(M) + capacity_weight K_n(M) + hole_weight W_n
+  // (fragmentation.h; W_n only when `holes` is not empty).
+  GradientPolicy(const Cluster& cluster, uint64_t seed, Workload workload, double capacity_weight,
+                 HoleWaste holes = {}, double hole_weight = 0, bool exact_fraction_ties = false)
       : ScoringPolicy(cluster, seed),
         nodes_(cluster.node_count()),
         capacity_weight_(capacity_weight),
-        workload_(std::move(workload)) {}
+        hole_weight_(hole_weight),
+        exact_fraction_ties_(exact_fraction_ties),
+        workload_(std::move(workload)),
+        holes_(std::move(holes)) {}
 
  protected:
   // The score of a node from the growth `delta` (milli-GPU) of the measure if the demand goes
   // there (higher is better).
   virtual double ScoreOf(double delta) const = 0;
 
-  void SetWorkload(Workload workload) {
+  void SetWorkload(Workload workload, HoleWaste holes) {
     workload_ = std::move(workload);
+    holes_ = std::move(holes);
     std::fill(cache_.begin(), cache_.end(), CacheEntry{});
   }
 
@@ -111,12 +122,15 @@ class GradientPolicy : public ScoringPolicy {
       measure = (1 - capacity_weight_) * measure +
                 capacity_weight_ * workload_.NodeCapacityWaste(model, cpu, free);
     }
+    if (hole_weight_ > 0) measure += hole_weight_ * holes_.NodeHoleWaste(model, cpu, free);
     return measure;
   }
 
   // The best score over the ways the demand can go on the node. A fraction may go on any fitting
   // GPU (one try per distinct free share: equal shares give equal scores, and the lowest index
-  // wins ties); anything else takes the best-fit GPUs.
+  // wins ties); anything else takes the best-fit GPUs. With exact_fraction_ties_, a fraction's
+  // GPU and node are ranked by the unquantised score among equal quantised ones (the node's
+  // score becomes (q + exact) / 2, which stays inside q's bucket).
   bool BestDelta(const Cluster& cluster, size_t node, const Demand& demand, double* score,
                  int* gpu) const {
     std::span<const GpuState> gpus = cluster.gpus(node);
@@ -131,6 +145,8 @@ class GradientPolicy : public ScoringPolicy {
     const int64_t cpu_after = cpu - demand.cpu_milli;
     if (demand.gpu_count == 1) {
       bool found = false;
+      double best_exact = 0;
+      const bool exact_ties = exact_fraction_ties_ && demand.is_fractional();
       int32_t tried[kMaxGpusPerNode];
       int tried_count = 0;
       for (int g = 0; g < count; ++g) {
@@ -139,14 +155,18 @@ class GradientPolicy : public ScoringPolicy {
         if (std::find(tried, tried + tried_count, free[g]) != tried + tried_count) continue;
         tried[tried_count++] = free[g];
         free[g] -= charge.milli;
-        double s = ScoreOf(Measure(model, cpu_after, view) - before);
+        const double delta = Measure(model, cpu_after, view) - before;
+        const double s = ScoreOf(delta);
+        const double exact = exact_ties ? ExactScore(delta) : 0;
         free[g] += charge.milli;
-        if (!found || s > *score) {
+        if (!found || s > *score || (s == *score && exact > best_exact)) {
           found = true;
           *score = s;
+          best_exact = exact;
           *gpu = g;
         }
       }
+      if (found && exact_ties) *score = (*score + best_exact) / 2;
       return found;
     }
     GpuChoice choice;
@@ -163,15 +183,14 @@ class GradientPolicy : public ScoringPolicy {
 
   size_t nodes_;
   double capacity_weight_;
+  double hole_weight_;
+  bool exact_fraction_ties_;
   Workload workload_;
+  HoleWaste holes_;
   std::unordered_map<ShapeKey, size_t, ShapeKeyHash> shape_ids_;
   int64_t shape_ = -1;
   std::vector<CacheEntry> cache_;  // [shape * nodes_ + node]
 };
-
-// The artifact's score: floor(100 * sigmoid(-delta / 1000)). Many nodes tie and ties go to the
-// seeded ranks; that matters: an exact argmin does much worse (docs/placement.md).
-double QuantisedScore(double delta) { return std::floor(100.0 / (1.0 + std::exp(delta / 1000.0))); }
 
 // fgd: the artifact's policy. The target workload is the trace's most frequent shapes covering
 // 95 % of pods, weighted by count.
@@ -194,27 +213,32 @@ class FgdPolicy : public GradientPolicy {
 };
 
 // tessera: FGD's gradient over a better-informed measure.
-//  - Measure: 0.92 F_n(M) + 0.08 K_n(M). K_n (fragmentation.h) sees CPU running out before the GPUs
-//    do, which F_n cannot (a CPU-only pod that takes 32 of a G2 node's 96 CPUs costs F_n
-//    nothing); a small weight keeps F_n in charge of everything else (larger weights lose on
-//    the multi-GPU traces).
-//  - Workload: typed shapes weighted by scarcity (WeighByScarcity).
-//  - Score: FGD's quantised sigmoid with seeded tie ranks.
+//  - Measure: 0.92 F_n(M) + 0.08 K_n(M) + 60 W_n. K_n (fragmentation.h) sees CPU running out
+//    before the GPUs do, which F_n cannot (a CPU-only pod that takes 32 of a G2 node's 96 CPUs
+//    costs F_n nothing); a small weight keeps F_n in charge of the rest (larger weights lose on
+//    the multi-GPU traces). W_n (HoleWaste) is the free share no mix of the frequent shares can
+//    fill (all of it where the node lacks CPU for every frequent shape); its large weight makes it
+//    decide first, so F_n and K_n order the placements that leave equally fillable holes (weights
+//    40-200 give the same results).
+//  - Workload: typed shapes weighted by scarcity (WeighByScarcity); W_n's frequent shares are
+//    the fractional shares covering 85 % of that weight.
+//  - Score: FGD's quantised sigmoid with seeded tie ranks, except that a fraction's ties are
+//    broken by the exact score (whole and multi-GPU requests keep the seeded ranks).
 // Knowledge: `tessera` gets exactly what fgd gets, the trace's shape counts, and keeps the same
 // 95 % typical shapes; it also reads the cluster's GPU models. `tessera-online` gets no shapes
-// in advance: it counts the requests it is asked about and rebuilds its workload after 1, 2, 4,
-// ..., 1024 requests and every 1024 after that.
+// in advance: it counts the requests it is asked about and rebuilds its workload and hole table
+// after 1, 2, 4, ..., 1024 requests and every 1024 after that.
 class TesseraPolicy : public GradientPolicy {
  public:
   static constexpr double kCapacityWeight = 0.08;
+  static constexpr double kHoleWeight = 60;
   static constexpr double kCoverage = 0.95;
+  static constexpr double kHoleCoverage = 0.85;
 
   TesseraPolicy(const Cluster& cluster, const PolicyOptions& options, bool online)
-      : GradientPolicy(cluster, options.seed,
-                       online ? Workload() : MakeWorkload(cluster, options.shape_counts),
-                       kCapacityWeight),
-        cluster_(cluster),
-        online_(online) {}
+      : TesseraPolicy(cluster, online,
+                      online ? Target{} : MakeTarget(cluster, options.shape_counts), options.seed) {
+  }
   std::string_view name() const override { return online_ ? "tessera-online" : "tessera"; }
 
   void Observe(const Demand& demand) override {
@@ -229,7 +253,8 @@ class TesseraPolicy : public GradientPolicy {
     seen_.push_back(std::move(shape));
     if (seen_.size() >= next_refresh_) {
       next_refresh_ = next_refresh_ < 1024 ? next_refresh_ * 2 : next_refresh_ + 1024;
-      SetWorkload(MakeWorkload(cluster_, CountShapes(seen_)));
+      Target target = MakeTarget(cluster_, CountShapes(seen_));
+      SetWorkload(std::move(target.workload), std::move(target.holes));
     }
   }
 
@@ -237,8 +262,21 @@ class TesseraPolicy : public GradientPolicy {
   double ScoreOf(double delta) const override { return QuantisedScore(delta); }
 
  private:
-  static Workload MakeWorkload(const Cluster& cluster, std::span<const ShapeCount> counts) {
-    return Workload(cluster, WeighByScarcity(cluster, TypicalShapes(counts, kCoverage)));
+  struct Target {
+    Workload workload;
+    HoleWaste holes;
+  };
+
+  TesseraPolicy(const Cluster& cluster, bool online, Target target, uint64_t seed)
+      : GradientPolicy(cluster, seed, std::move(target.workload), kCapacityWeight,
+                       std::move(target.holes), kHoleWeight, /*exact_fraction_ties=*/true),
+        cluster_(cluster),
+        online_(online) {}
+
+  static Target MakeTarget(const Cluster& cluster, std::span<const ShapeCount> counts) {
+    std::vector<WeightedShape> shapes = WeighByScarcity(cluster, TypicalShapes(counts, kCoverage));
+    HoleWaste holes(cluster, shapes, kHoleCoverage);
+    return {Workload(cluster, std::move(shapes)), std::move(holes)};
   }
 
   const Cluster& cluster_;

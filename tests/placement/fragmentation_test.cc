@@ -121,6 +121,46 @@ TEST(WeighByScarcity, ScalesTypedShapesByAllGpusOverTheGpusTheyMayUse) {
   EXPECT_DOUBLE_EQ(shapes[3].weight, 10);
 }
 
+TEST(HoleWaste, CountsWhatNoMixOfTheFrequentSharesFills) {
+  Cluster cluster = MakeCluster({Node("n", 64000, 2)});
+  HoleWaste holes(
+      cluster,
+      std::vector<WeightedShape>{
+          {Shape(1000, 470, 1), 0.5}, {Shape(1000, 320, 1), 0.3}, {Shape(1000, 1000, 1), 0.2}},
+      1.0);
+  int model = cluster.ModelId("T4");
+  EXPECT_EQ(holes.Unfillable(model, 0), 0);
+  EXPECT_EQ(holes.Unfillable(model, 1000), 0);
+  EXPECT_EQ(holes.Unfillable(model, 530), 60);   // one 0.47
+  EXPECT_EQ(holes.Unfillable(model, 680), 40);   // two 0.32
+  EXPECT_EQ(holes.Unfillable(model, 210), 210);  // nothing fits
+  EXPECT_EQ(holes.Unfillable(model, 790), 0);    // 0.47 + 0.32
+  EXPECT_DOUBLE_EQ(holes.NodeHoleWaste(model, 64000, std::vector<int32_t>{530, 210}), 270);
+}
+
+TEST(HoleWaste, LeavesRareSharesOutAndHonoursModels) {
+  Cluster cluster = MakeCluster({Node("t4", 64000, 1, "T4"), Node("v100", 64000, 1, "V100")});
+  std::vector<WeightedShape> shapes = {
+      {Shape(1000, 810, 1), 0.6}, {Shape(1000, 470, 1, {"V100"}), 0.3}, {Shape(1000, 160, 1), 0.1}};
+  HoleWaste frequent(cluster, shapes, 0.85);  // 0.81 and 0.47 cover 90 %: 0.16 is rare
+  HoleWaste all(cluster, shapes, 1.0);
+  const int t4 = cluster.ModelId("T4");
+  const int v100 = cluster.ModelId("V100");
+  EXPECT_EQ(frequent.Unfillable(t4, 190), 190);
+  EXPECT_EQ(all.Unfillable(t4, 190), 30);
+  EXPECT_EQ(frequent.Unfillable(t4, 530), 530);  // 0.47 may not run on a T4
+  EXPECT_EQ(frequent.Unfillable(v100, 530), 60);
+}
+
+TEST(HoleWaste, CountsEverythingOnANodeWithoutCpuForTheFrequentShapes) {
+  Cluster cluster = MakeCluster({Node("n", 64000, 2)});
+  HoleWaste holes(cluster, std::vector<WeightedShape>{{Shape(4000, 500, 1), 1.0}}, 1.0);
+  const int model = cluster.ModelId("T4");
+  std::vector<int32_t> free = {1000, 500};
+  EXPECT_DOUBLE_EQ(holes.NodeHoleWaste(model, 4000, free), 0);
+  EXPECT_DOUBLE_EQ(holes.NodeHoleWaste(model, 3999, free), 1500);
+}
+
 TEST(Fragmentation, ClusterRateIsAmountOverFreeShare) {
   Cluster cluster = MakeCluster({Node("a", 64000, 2), Node("b", 64000, 2)});
   Workload cpu_only(cluster, {{Shape(1000, 0, 0), 1.0}});

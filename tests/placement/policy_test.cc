@@ -199,6 +199,25 @@ TEST_F(CpuHungryGpuPods, TesseraPutsCpuOnlyPodsWhereCpuIsSpare) {
   EXPECT_EQ(Choices("tessera", ledger_, CpuOnly(32000), 32, shapes_), (Choice{{1, -1}}));
 }
 
+// One node with a fresh GPU and one with a 0.47 task. Frequent shares: 0.47, 0.32 and whole.
+class ComplementHoles : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(ledger_.Place(Gpu(1, 470, 1000), On(0, {1})).ok()); }
+  Ledger ledger_{MakeCluster({Node("n", 64000, 2)})};
+  std::vector<ShapeCount> shapes_ = {
+      {{1000, 470, 1, {}}, 40}, {{1000, 320, 1, {}}, 40}, {{1000, 1000, 1, {}}, 20}};
+};
+
+TEST_F(ComplementHoles, FgdLeavesAHoleNothingFrequentFills) {
+  // 0.32 next to the 0.47 leaves 0.21: the next task is less likely to miss there.
+  EXPECT_EQ(Choices("fgd", ledger_, Gpu(1, 320), 16, shapes_), (Choice{{0, 1}}));
+}
+
+TEST_F(ComplementHoles, TesseraLeavesHolesTheFrequentSharesFill) {
+  // 0.32 on the fresh GPU leaves 0.68 (two more 0.32) beside 0.53 (a 0.47).
+  EXPECT_EQ(Choices("tessera", ledger_, Gpu(1, 320), 16, shapes_), (Choice{{0, 0}}));
+}
+
 TEST(TieRanks, AreAPermutationFixedBySeed) {
   std::vector<uint32_t> a = TieRanks(100, 7);
   std::vector<uint32_t> sorted = a;
