@@ -1,8 +1,9 @@
 // A saturating GPU workload for the compute limiter's end-to-end tests and benchmark: it keeps
-// the fake GPU's device busy with `busy_us_<US>` kernels (two in flight) through one launch path,
+// the fake GPU's device busy with `busy_us_<US>` kernels (DEPTH in flight, default 2) through one
+// launch path,
 // and reports how much device time it got.
 //
-//   tessera-limiter-client PATH US WARMUP_MS WINDOW_MS [DEVICE]
+//   tessera-limiter-client PATH US WARMUP_MS WINDOW_MS [DEVICE [DEPTH]]
 //
 // PATH: launch (cuLaunchKernel), ptsz (cuLaunchKernel_ptsz), ex (cuLaunchKernelEx), cooperative
 // (cuLaunchCooperativeKernel), graph (cuGraphLaunch of a one-kernel graph). The client sets up,
@@ -63,6 +64,11 @@ int main(int argc, char** argv) {
   int64_t warmup_ns = std::atoll(argv[3]) * 1'000'000;
   int64_t window_ns = std::atoll(argv[4]) * 1'000'000;
   int ordinal = argc > 5 ? std::atoi(argv[5]) : 0;
+  int depth = argc > 6 ? std::atoi(argv[6]) : 2;
+  if (depth < 1 || depth > 64) {
+    std::fprintf(stderr, "limiter client: DEPTH must be 1 to 64\n");
+    return 2;
+  }
 
   void* cuda = dlopen("libcuda.so.1", RTLD_NOW);
   void* nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW);
@@ -99,7 +105,7 @@ int main(int argc, char** argv) {
   Check(get_function(&function, module, name.c_str()), "cuModuleGetFunction");
   CUstream stream = nullptr;
   Check(create_stream(&stream, 0), "cuStreamCreate");
-  CUevent done[2] = {};
+  std::vector<CUevent> done(static_cast<size_t>(depth));
   for (CUevent& event : done) Check(create_event(&event, 0), "cuEventCreate");
   CUgraphExec graph_exec = nullptr;
   if (path == "graph") {
@@ -152,14 +158,15 @@ int main(int argc, char** argv) {
   for (long long i = 0;; ++i) {
     if (NowNs() - start >= warmup_ns + window_ns) break;
     Check(launch(), "launch");
-    Check(record_event(done[i % 2], stream), "cuEventRecord");
-    if (i >= 1) {
-      Check(synchronize_event(done[(i - 1) % 2]), "cuEventSynchronize");
+    Check(record_event(done[static_cast<size_t>(i % depth)], stream), "cuEventRecord");
+    // Keeps `depth` launches in flight: waits for the oldest before the next launch.
+    if (i + 1 >= depth) {
+      Check(synchronize_event(done[static_cast<size_t>((i + 1) % depth)]), "cuEventSynchronize");
       completed(NowNs());
     }
   }
   Check(synchronize_stream(stream), "cuStreamSynchronize");
-  completed(NowNs());
+  for (int left = 0; left < depth - 1; ++left) completed(NowNs());
 
   std::printf("kernels=%lld share_permille=%lld\n", kernels,
               static_cast<long long>(in_window_ns * 1000 / window_ns));

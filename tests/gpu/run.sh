@@ -7,7 +7,13 @@
 #   (b) PyTorch under the shim: mem_get_info() totals 4 GiB, an allocation beyond the limit raises
 #       OutOfMemoryError, one below it works (skipped if torch is not importable);
 #   (c) a launch-bound loop of 100k empty kernels, with and without the shim: the overhead ratio
-#       (skipped if nvcc is missing).
+#       (skipped if nvcc is missing);
+#   (d) the compute limiter: a saturating kernel loop (saturate.cu) alone under
+#       CUDA_DEVICE_SM_LIMIT=25/50/75 gets its limit within 5 points, by its own event-calibrated
+#       kernel count and by nvidia-smi's GPU utilisation; two processes in two containers at 30
+#       and 70 get 30 and 70 within 5 points (skipped if nvcc is missing);
+#   (e) a PyTorch training step (a large MLP) under CUDA_DEVICE_SM_LIMIT=50 runs at 50 % +-10 of
+#       its unlimited step rate (skipped if torch is not importable).
 # Prints PASS/FAIL lines and a markdown block (also written to $OUT/gpu-results.md when OUT is
 # set; paste it into docs/gpu-results.md). Exits 0 with a "no GPU" message where there is no
 # NVIDIA GPU, 1 if any check failed. Changes no GPU setting.
@@ -168,6 +174,79 @@ else
     check "within == 1" \
       "(launch) per launch: submit ${d_submit} -> ${s_submit} ns (x${ratio_submit}), to completion ${d_total} -> ${s_total} ns (x${ratio_total}; <= 1.10)"
   fi
+fi
+
+echo "== (d) compute limiter: saturating kernel loops under CUDA_DEVICE_SM_LIMIT"
+limited() {  # region-name, percent, command...
+  local region=$1 percent=$2; shift 2
+  env CUDA_DEVICE_SM_LIMIT="$percent" CUDA_DEVICE_MEMORY_SHARED_CACHE="$work/$region.region" \
+      LD_PRELOAD="$shim" "$@"
+}
+if [[ -z "$nvcc" ]]; then
+  record SKIP "(limiter) nvcc not found"
+elif ! "$nvcc" -O2 -o "$build/tessera-gpu-saturate" "$root/tests/gpu/saturate.cu" \
+       >"$work/nvcc-saturate.log" 2>&1; then
+  cat "$work/nvcc-saturate.log"
+  record FAIL "(limiter) tests/gpu/saturate.cu compiles with nvcc"
+else
+  saturate="$build/tessera-gpu-saturate"
+  for percent in 25 50 75; do
+    # nvidia-smi samples the device's utilisation while the loop runs (seconds 2 to 5).
+    (sleep 2; for _ in 1 2 3; do nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -i 0; sleep 1; done) >"$work/util-$percent" 2>/dev/null &
+    sampler=$!
+    out=$(limited "sat-$percent" "$percent" "$saturate" 6 2>&1)
+    wait "$sampler"
+    echo "    $out"
+    share=$(value share_permille "$out")
+    util=$(sort -n "$work/util-$percent" | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : -1) }')
+    check "${share:-0} >= ($percent - 5) * 10 && ${share:-0} <= ($percent + 5) * 10" \
+      "(limiter) alone at ${percent} %: the loop got $((${share:-0} / 10)).$((${share:-0} % 10)) % of the device (events)"
+    check "${util:--1} >= $percent - 5 && ${util:--1} <= $percent + 5" \
+      "(limiter) alone at ${percent} %: nvidia-smi utilisation ${util:-none} % (median of 3 samples)"
+  done
+  limited "pair-30" 30 "$saturate" 6 >"$work/pair-30.out" 2>&1 &
+  first=$!
+  limited "pair-70" 70 "$saturate" 6 >"$work/pair-70.out" 2>&1
+  wait "$first"
+  s30=$(value share_permille "$(cat "$work/pair-30.out")")
+  s70=$(value share_permille "$(cat "$work/pair-70.out")")
+  echo "    30 %: $(cat "$work/pair-30.out")"
+  echo "    70 %: $(cat "$work/pair-70.out")"
+  check "${s30:-0} >= 250 && ${s30:-0} <= 350 && ${s70:-0} >= 650 && ${s70:-0} <= 750" \
+    "(limiter) two containers at 30/70 on one GPU got ${s30:-none}/${s70:-none} per mille"
+fi
+
+echo "== (e) PyTorch training steps under CUDA_DEVICE_SM_LIMIT=50"
+if ! python3 -c "import torch" >/dev/null 2>&1; then
+  record SKIP "(torch limiter) python3 cannot import torch"
+else
+  cat >"$work/torch_train.py" <<'PY'
+import time
+import torch
+
+model = torch.nn.Sequential(*[torch.nn.Linear(4096, 4096) for _ in range(8)]).cuda()
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+data = torch.randn(512, 4096, device="cuda")
+def step():
+    optimizer.zero_grad()
+    model(data).square().mean().backward()
+    optimizer.step()
+for _ in range(10):
+    step()
+torch.cuda.synchronize()
+steps, start = 0, time.monotonic()
+while time.monotonic() - start < 5:
+    step()
+    steps += 1
+torch.cuda.synchronize()
+print(f"steps_per_s={steps / (time.monotonic() - start):.2f}")
+PY
+  free_rate=$(value steps_per_s "$(python3 "$work/torch_train.py" 2>&1)")
+  limited_rate=$(value steps_per_s "$(limited torch-50 50 python3 "$work/torch_train.py" 2>&1)")
+  ratio=$(awk -v l="${limited_rate:-0}" -v f="${free_rate:-0}" 'BEGIN { printf "%.3f", f > 0 ? l / f : 0 }')
+  within=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.40 && r <= 0.60) ? 1 : 0 }')
+  check "within == 1" \
+    "(torch limiter) training steps/s ${free_rate:-none} unlimited, ${limited_rate:-none} at 50 % (x${ratio}; 0.40-0.60)"
 fi
 
 summary="$passed passed, $failed failed, $skipped skipped"
