@@ -100,10 +100,9 @@ TESSERA_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
                                             unsigned int blockDimX, unsigned int blockDimY,
                                             unsigned int blockDimZ, unsigned int sharedMemBytes,
                                             CUstream hStream, void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernel_ptsz>(FunctionOn{f, hStream, true}, f, gridDimX,
-                                                  gridDimY, gridDimZ, blockDimX, blockDimY,
-                                                  blockDimZ, sharedMemBytes, hStream,
-                                                  kernelParams, extra);
+  return Forward<&CudaTable::cuLaunchKernel_ptsz>(
+      FunctionOn{f, hStream, true}, f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+      blockDimZ, sharedMemBytes, hStream, kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f,
@@ -114,8 +113,8 @@ TESSERA_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunctio
 
 TESSERA_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f,
                                               void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernelEx_ptsz>(FunctionWithConfig{f, config, true}, config,
-                                                    f, kernelParams, extra);
+  return Forward<&CudaTable::cuLaunchKernelEx_ptsz>(FunctionWithConfig{f, config, true}, config, f,
+                                                    kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX,

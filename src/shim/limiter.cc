@@ -69,11 +69,13 @@ void Limiter::SetDeviceUuid(int device, const std::string& uuid) {
 }
 
 void Limiter::OnForkChild() {
-  // Called with no other thread in the child; the parent's events and handles are not ours.
+  // The mutex is held since OnForkPrepare and no other thread exists; the parent's events and
+  // handles are not ours.
   for (auto& pool : pools_) pool.reset();
   estimator_.Clear();
   nvml_initialized_ = false;
   for (auto& handle : nvml_handle_) handle = nullptr;
+  mutex_.unlock();
 }
 
 int Limiter::CurrentDevice() const {
@@ -151,9 +153,8 @@ void Limiter::Poll(int device) {
       auto measured = static_cast<int64_t>(static_cast<double>(milliseconds) * 1e6);
       int64_t estimate = estimator_.AddSample(head.key, measured);
       if (log::Enabled(log::Level::kDebug)) {
-        log::Write(log::Level::kDebug, "limiter",
-                   "device %d: measured %lld ns, estimate %lld ns", device,
-                   static_cast<long long>(measured), static_cast<long long>(estimate));
+        log::Write(log::Level::kDebug, "limiter", "device %d: measured %lld ns, estimate %lld ns",
+                   device, static_cast<long long>(measured), static_cast<long long>(estimate));
       }
       region_->AdjustCompute(device, estimate - head.charged_ns);
     }
@@ -194,7 +195,8 @@ void Limiter::WaitUntil(int device, int64_t ready_ns) {
 bool Limiter::DeviceHasSpareTime(int device) {
   std::lock_guard<std::mutex> lock(mutex_);
   int64_t now = MonotonicNs();
-  if (utilisation_read_at_[device] != 0 && now - utilisation_read_at_[device] < kUtilisationCacheNs) {
+  if (utilisation_read_at_[device] != 0 &&
+      now - utilisation_read_at_[device] < kUtilisationCacheNs) {
     return utilisation_[device] < kSpareBelowPercent;
   }
   utilisation_read_at_[device] = now;

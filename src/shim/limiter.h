@@ -50,8 +50,8 @@ class Limiter {
 
   // What Admit() decided, for Complete().
   struct Ticket {
-    int device = -1;     // -1: the launch is not limited
-    int event = -1;      // the event pair measuring it, or -1
+    int device = -1;  // -1: the launch is not limited
+    int event = -1;   // the event pair measuring it, or -1
     uintptr_t key = 0;
     int64_t charged_ns = 0;
   };
@@ -70,15 +70,18 @@ class Limiter {
 
   // The GPU behind container device `device` (for NVML and the priority board).
   void SetDeviceUuid(int device, const std::string& uuid);
-  // In a fork child: the parent's events and contexts are not the child's.
+  // Around fork: the mutex is held across it (no other thread can leave it locked in the child);
+  // in the child the parent's events and contexts are forgotten.
+  void OnForkPrepare() { mutex_.lock(); }
+  void OnForkParent() { mutex_.unlock(); }
   void OnForkChild();
 
  private:
   struct EventPool;
 
   int CurrentDevice() const;
-  void Poll(int device);                       // REQUIRES: mutex_ held
-  int TakeEvent(int device);                   // REQUIRES: mutex_ held
+  void Poll(int device);      // REQUIRES: mutex_ held
+  int TakeEvent(int device);  // REQUIRES: mutex_ held
   void WaitUntil(int device, int64_t ready_ns);
   bool DeviceHasSpareTime(int device);
   void ApplyPriority(int device);

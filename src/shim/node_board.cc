@@ -31,9 +31,9 @@ uint64_t HashUuid(std::string_view uuid) {
   return hash == 0 ? 1 : hash;
 }
 
-// The entry of `uuid`, claiming a free one when `claim`; nullptr when absent (or the board is full).
-NodeBoard::Layout::Entry* FindEntry(NodeBoard::Layout* layout, std::string_view uuid,
-                                        bool claim) {
+// The entry of `uuid`, claiming a free one when `claim`; nullptr when absent (or the board is
+// full).
+NodeBoard::Layout::Entry* FindEntry(NodeBoard::Layout* layout, std::string_view uuid, bool claim) {
   uint64_t hash = HashUuid(uuid);
   for (int probe = 0; probe < NodeBoard::kEntries; ++probe) {
     auto& entry = layout->entries[(hash + probe) % NodeBoard::kEntries];
@@ -54,8 +54,8 @@ Result<std::unique_ptr<NodeBoard>> NodeBoard::Open(const std::string& path) {
     return Status::Error("node board " + path + ": cannot open: " + std::strerror(errno));
   }
   struct stat info {};
-  if (::fstat(fd, &info) != 0 ||
-      (static_cast<size_t>(info.st_size) < sizeof(Layout) && ::ftruncate(fd, sizeof(Layout)) != 0)) {
+  if (::fstat(fd, &info) != 0 || (static_cast<size_t>(info.st_size) < sizeof(Layout) &&
+                                  ::ftruncate(fd, sizeof(Layout)) != 0)) {
     std::string message = "node board " + path + ": cannot size: " + std::strerror(errno);
     ::close(fd);
     return Status::Error(message);
@@ -74,9 +74,8 @@ void NodeBoard::MarkHighPriorityLaunch(std::string_view uuid, int64_t now_ns) {
   Layout::Entry* entry = FindEntry(layout_, uuid, true);
   if (entry == nullptr) return;
   int64_t last = entry->last_high_launch_ns.load(std::memory_order_relaxed);
-  while (last < now_ns &&
-         !entry->last_high_launch_ns.compare_exchange_weak(last, now_ns,
-                                                           std::memory_order_relaxed)) {
+  while (last < now_ns && !entry->last_high_launch_ns.compare_exchange_weak(
+                              last, now_ns, std::memory_order_relaxed)) {
   }
 }
 
@@ -86,4 +85,3 @@ int64_t NodeBoard::LastHighPriorityLaunch(std::string_view uuid) const {
 }
 
 }  // namespace tessera::shim
-

@@ -428,8 +428,15 @@ void* Shim::HookForProcAddress(const char* symbol, void* found, int cuda_version
 }
 
 // ---- Process life ----------------------------------------------------------------------------
-void Shim::OnForkPrepare() { mutex_.lock(); }
-void Shim::OnForkParent() { mutex_.unlock(); }
+void Shim::OnForkPrepare() {
+  mutex_.lock();
+  if (limiter_ != nullptr) limiter_->OnForkPrepare();
+}
+
+void Shim::OnForkParent() {
+  if (limiter_ != nullptr) limiter_->OnForkParent();
+  mutex_.unlock();
+}
 
 void Shim::OnForkChild() {
   // The child starts with no CUDA state of its own (CUDA forbids using the parent's contexts)

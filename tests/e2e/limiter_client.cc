@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
   config.blockDimX = config.blockDimY = config.blockDimZ = 1;
   config.hStream = stream;
   auto launch = [&]() -> CUresult {
-    if (path == "launch") return launch_kernel(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
+    if (path == "launch")
+      return launch_kernel(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
     if (path == "ptsz") {
       return launch_kernel_ptsz(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
     }

@@ -53,14 +53,14 @@ class LimiterEndToEnd : public ::testing::Test {
         "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0",
         std::string("LD_PRELOAD=") + TESSERA_SHIM_PATH,
     };
-    environment.insert(environment.end(), process.environment.begin(),
-                       process.environment.end());
+    environment.insert(environment.end(), process.environment.begin(), process.environment.end());
     return environment;
   }
 
   // Runs the processes together (all set up first, then started at once) and returns each one's
   // achieved share of its device in percent (-1 if it failed), and its NVML smUtil in nvml_.
-  std::vector<double> Run(const std::vector<Process>& processes, const char* window_ms = kWindowMs) {
+  std::vector<double> Run(const std::vector<Process>& processes,
+                          const char* window_ms = kWindowMs) {
     std::vector<std::unique_ptr<Child>> children;
     for (const Process& process : processes) {
       children.push_back(std::make_unique<Child>(
@@ -90,8 +90,8 @@ class LimiterEndToEnd : public ::testing::Test {
     return shares;
   }
 
-  static Process Limited(const std::string& container, int percent, const std::string& path = "launch",
-                         int device = 0) {
+  static Process Limited(const std::string& container, int percent,
+                         const std::string& path = "launch", int device = 0) {
     return Process{container, {"CUDA_DEVICE_SM_LIMIT=" + std::to_string(percent)}, path, device};
   }
 
@@ -116,7 +116,8 @@ TEST_P(LimiterAlone, EachContainerGetsItsLimitAndNoMore) {
   ASSERT_EQ(shares.size(), 5u);
   for (int i = 0; i < 4; ++i) {
     EXPECT_NEAR(shares[i], limits[i], kTolerancePercent)
-        << "limit " << limits[i] << "%, " << GetParam() << "\n" << outputs_[i];
+        << "limit " << limits[i] << "%, " << GetParam() << "\n"
+        << outputs_[i];
     // The fake's NVML agrees (its last 1 s sample).
     EXPECT_NEAR(nvml_[i], limits[i], kTolerancePercent + 2) << outputs_[i];
   }
@@ -162,7 +163,8 @@ TEST_F(LimiterEndToEnd, EveryDeviceOfAMultiGpuContainerHasItsOwnLimit) {
   EXPECT_NEAR(shares[1], 60, kTolerancePercent) << outputs_[1];
 }
 
-// ---- Work-conserving ------------------------------------------------------------------------------
+// ---- Work-conserving
+// ------------------------------------------------------------------------------
 TEST_F(LimiterEndToEnd, WorkConservingModeUsesTimeNobodyElseWants) {
   std::vector<double> shares =
       Run({Process{"wc", {"CUDA_DEVICE_SM_LIMIT=25", "TESSERA_SM_WORK_CONSERVING=true"}}});
@@ -178,10 +180,11 @@ TEST_F(LimiterEndToEnd, WorkConservingModeStillGivesWayToABusyNeighbour) {
   EXPECT_LT(shares[0], 25 + kTolerancePercent) << outputs_[0];
 }
 
-// ---- Priority ---------------------------------------------------------------------------------------
+// ---- Priority
+// ---------------------------------------------------------------------------------------
 TEST_F(LimiterEndToEnd, LowPriorityYieldsWhileHighPriorityHasWork) {
-  std::vector<double> shares = Run({Process{"high", {"CUDA_TASK_PRIORITY=0"}},
-                                    Process{"low", {"CUDA_TASK_PRIORITY=1"}}});
+  std::vector<double> shares =
+      Run({Process{"high", {"CUDA_TASK_PRIORITY=0"}}, Process{"low", {"CUDA_TASK_PRIORITY=1"}}});
   EXPECT_GT(shares[0], 85) << outputs_[0];
   EXPECT_LT(shares[1], 10) << outputs_[1];
 }

@@ -4,7 +4,8 @@
 // launches), so the share it got is kernels x cost / wall time, a figure that does not depend on
 // the shim. Built with nvcc by run.sh only.
 //
-//   saturate SECONDS [KERNEL_US]   prints "kernel_ns=... kernels=... wall_ns=... share_permille=..."
+//   saturate SECONDS [KERNEL_US]   prints "kernel_ns=... kernels=... wall_ns=...
+//   share_permille=..."
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
   }
   if (!Check(cudaStreamSynchronize(stream), "drain")) return 1;
   ++kernels;
-  double wall_ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - begin).count();
+  double wall_ns =
+      std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - begin).count();
   double kernel_ns = best_ms * 1e6;
   std::printf("kernel_ns=%.0f kernels=%lld wall_ns=%.0f share_permille=%.0f\n", kernel_ns, kernels,
               wall_ns, 1000.0 * kernels * kernel_ns / wall_ns);
