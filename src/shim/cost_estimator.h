@@ -19,22 +19,31 @@ namespace tessera::shim {
 
 class CostEstimator {
  public:
-  static constexpr int kSamples = 16;
+  static constexpr int kSamples = 64;  // at 1,000 launches/s, 64 ms of history
 
   // The estimated cost of `key` (a CUfunction or CUgraphExec), or nullopt before any sample.
   std::optional<int64_t> Estimate(uintptr_t key) const {
     auto found = samples_.find(key);
     if (found == samples_.end()) return std::nullopt;
-    return found->second.Minimum();
+    return found->second.minimum;
   }
 
   // Adds a measurement of `key` and returns the new estimate.
   int64_t AddSample(uintptr_t key, int64_t measured_ns) {
     Samples& samples = samples_[key];
-    samples.values[samples.next] = std::max<int64_t>(measured_ns, 0);
+    int64_t evicted = samples.values[samples.next];
+    int64_t sample = std::max<int64_t>(measured_ns, 0);
+    samples.values[samples.next] = sample;
     samples.next = (samples.next + 1) % kSamples;
+    bool full = samples.count == kSamples;
     samples.count = std::min(samples.count + 1, kSamples);
-    return samples.Minimum();
+    // The minimum is kept up to date; it is recomputed only when the evicted sample was it.
+    if (samples.count == 1 || sample <= samples.minimum) {
+      samples.minimum = sample;
+    } else if (full && evicted == samples.minimum) {
+      samples.minimum = *std::min_element(samples.values, samples.values + samples.count);
+    }
+    return samples.minimum;
   }
 
   void Forget(uintptr_t key) { samples_.erase(key); }
@@ -45,7 +54,7 @@ class CostEstimator {
     int64_t values[kSamples] = {};
     int count = 0;
     int next = 0;
-    int64_t Minimum() const { return *std::min_element(values, values + count); }
+    int64_t minimum = 0;
   };
   std::unordered_map<uintptr_t, Samples> samples_;
 };

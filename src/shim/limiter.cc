@@ -100,6 +100,11 @@ Limiter::Ticket Limiter::Admit(uintptr_t key, CUstream stream) {
   int64_t now = MonotonicNs();
   int64_t ready = region_->ChargeCompute(device, cost, now);
   if (ready > now) WaitUntil(device, ready);
+  if (log::Enabled(log::Level::kDebug)) {
+    log::Write(log::Level::kDebug, "limiter", "device %d: charged %lld ns, waited %lld ns", device,
+               static_cast<long long>(cost),
+               static_cast<long long>(std::max<int64_t>(0, ready - now)));
+  }
 
   ticket.device = device;
   ticket.key = key;

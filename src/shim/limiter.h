@@ -33,7 +33,7 @@ class Limiter {
   // What a launch of unmeasured work is charged until its first measurement trues it up.
   static constexpr int64_t kUnknownCostNs = 100'000;
   // Work-conserving: the device has spare time while its utilisation is below this.
-  static constexpr unsigned kSpareBelowPercent = 90;
+  static constexpr unsigned kSpareBelowPercent = 80;
   // How long a utilisation reading is reused.
   static constexpr int64_t kUtilisationCacheNs = 50'000'000;
   // Priority: a low-priority launch waits until no high-priority process has launched on the

@@ -37,6 +37,19 @@ TEST(CostEstimator, FollowsACostThatGrowsAfterKSamplesLaunches) {
   EXPECT_EQ(estimator.AddSample(3, 900'000), 900'000);
 }
 
+TEST(CostEstimator, TheMinimumIsTheSmallestOfExactlyTheLastKSamples) {
+  CostEstimator estimator;
+  // A falling then rising sequence: the minimum leaves the window and the next smallest takes over.
+  for (int i = 0; i < CostEstimator::kSamples; ++i) {
+    estimator.AddSample(9, 1000 - i);
+  }
+  int64_t smallest = 1000 - (CostEstimator::kSamples - 1);
+  EXPECT_EQ(estimator.Estimate(9), smallest);
+  for (int i = 0; i < CostEstimator::kSamples - 1; ++i) estimator.AddSample(9, 5000);
+  EXPECT_EQ(estimator.Estimate(9), smallest) << "still inside the window";
+  EXPECT_EQ(estimator.AddSample(9, 5000), 5000) << "every smaller sample has left";
+}
+
 TEST(CostEstimator, NegativeMeasurementsCountAsZero) {
   CostEstimator estimator;
   EXPECT_EQ(estimator.AddSample(4, -5), 0);
