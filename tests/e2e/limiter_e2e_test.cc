@@ -29,6 +29,7 @@ struct Process {
   std::vector<std::string> environment;
   std::string path = "launch";
   int device = 0;
+  std::string kernel_us = "1000";  // the busy_us_<N> kernel it launches
 };
 
 class LimiterEndToEnd : public ::testing::Test {
@@ -64,8 +65,8 @@ class LimiterEndToEnd : public ::testing::Test {
     std::vector<std::unique_ptr<Child>> children;
     for (const Process& process : processes) {
       children.push_back(std::make_unique<Child>(
-          std::vector<std::string>{TESSERA_LIMITER_CLIENT, process.path, "1000", kWarmupMs,
-                                   window_ms, std::to_string(process.device)},
+          std::vector<std::string>{TESSERA_LIMITER_CLIENT, process.path, process.kernel_us,
+                                   kWarmupMs, window_ms, std::to_string(process.device)},
           Environment(process)));
     }
     for (auto& child : children) EXPECT_TRUE(child->WaitFor("ready")) << child->output();
@@ -146,6 +147,19 @@ TEST_P(LimiterShared, ThreeContainersAt25And25And50GetTheirShares) {
 
 INSTANTIATE_TEST_SUITE_P(LaunchKernelExAndGraphs, LimiterShared,
                          ::testing::Values("launch", "ex", "graph"));
+
+// ---- The cost is time, whatever the kernels' length -------------------------------------------
+TEST_F(LimiterEndToEnd, ShortAndLongKernelsAreHeldToTheSameShareOfTime) {
+  // 200 µs and 5 ms kernels with the same (1x1) grid: the same 25 % of device time, so 25x as many
+  // short launches go through as long ones.
+  Process short_kernels = Limited("short", 25, "launch", 0);
+  short_kernels.kernel_us = "200";
+  Process long_kernels = Limited("long", 25, "launch", 1);
+  long_kernels.kernel_us = "5000";
+  std::vector<double> shares = Run({short_kernels, long_kernels});
+  EXPECT_NEAR(shares[0], 25, kTolerancePercent) << outputs_[0];
+  EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
+}
 
 // ---- One budget per container -------------------------------------------------------------------
 TEST_F(LimiterEndToEnd, ManyProcessesOfOneContainerShareOneBudget) {
