@@ -4,10 +4,10 @@
 
 #include <chrono>
 
-#include <cstdlib>
 #include <fstream>
 
 #include "child.h"
+#include "fake_node.h"
 
 namespace tessera {
 namespace {
@@ -21,27 +21,20 @@ constexpr long long kMiB = 1ll << 20;
 class TesseraCommand : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/tessera-cli-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    directory_ = pattern;
-    std::ofstream(directory_ + "/gpus.conf") << "device memory=16GiB context_memory=32MiB\n";
+    ASSERT_TRUE(node_.ok());
+    directory_ = node_.directory();
   }
-  void TearDown() override { std::system(("rm -rf " + directory_).c_str()); }
 
   std::vector<std::string> Environment() const {
-    return {"PATH=/usr/bin:/bin",
-            std::string("LD_LIBRARY_PATH=") + TESSERA_FAKEGPU_DIR,
-            "TESSERA_FAKEGPU_CONFIG=" + directory_ + "/gpus.conf",
-            "TESSERA_FAKEGPU_STATE=" + directory_ + "/state",
-            "TESSERA_REGION_DIR=" + directory_ + "/regions",
-            std::string("TESSERA_SHIM=") + TESSERA_SHIM_PATH,
-            "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0"};
+    return node_.Environment({"TESSERA_REGION_DIR=" + node_.Path("regions"),
+                              std::string("TESSERA_SHIM=") + TESSERA_SHIM_PATH});
   }
   std::vector<std::string> Tessera(std::vector<std::string> args) const {
     args.insert(args.begin(), TESSERA_CLI);
     return args;
   }
 
+  testing::FakeNode node_{"device memory=16GiB context_memory=32MiB\n"};
   std::string directory_;
 };
 

@@ -4,13 +4,12 @@
 // 2 s window); the benchmark (bench/shim/limiter_accuracy.sh) holds the tight figures.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "child.h"
+#include "fake_node.h"
 
 namespace tessera {
 namespace {
@@ -35,27 +34,20 @@ struct Process {
 class LimiterEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/tessera-limiter-e2e-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    directory_ = pattern;
-    std::ofstream config(directory_ + "/gpus.conf");
-    for (int i = 0; i < 6; ++i) config << "device memory=16GiB sms=132 context_memory=32MiB\n";
+    ASSERT_TRUE(node_.ok());
+    std::string devices;
+    for (int i = 0; i < 6; ++i) devices += "device memory=16GiB sms=132 context_memory=32MiB\n";
+    node_.WriteDevices(devices);
   }
-  void TearDown() override { std::system(("rm -rf " + directory_).c_str()); }
 
   std::vector<std::string> Environment(const Process& process) const {
     std::vector<std::string> environment = {
-        "PATH=/usr/bin:/bin",
-        std::string("LD_LIBRARY_PATH=") + TESSERA_FAKEGPU_DIR,
-        "TESSERA_FAKEGPU_CONFIG=" + directory_ + "/gpus.conf",
-        "TESSERA_FAKEGPU_STATE=" + directory_ + "/state",
-        "CUDA_DEVICE_MEMORY_SHARED_CACHE=" + directory_ + "/region-" + process.container,
-        "TESSERA_NODE_BOARD=" + directory_ + "/node-board",
-        "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0",
+        "CUDA_DEVICE_MEMORY_SHARED_CACHE=" + node_.Path("region-" + process.container),
+        "TESSERA_NODE_BOARD=" + node_.Path("node-board"),
         std::string("LD_PRELOAD=") + TESSERA_SHIM_PATH,
     };
     environment.insert(environment.end(), process.environment.begin(), process.environment.end());
-    return environment;
+    return node_.Environment(environment);
   }
 
   // Runs the processes together (all set up first, then started at once) and returns each one's
@@ -96,7 +88,7 @@ class LimiterEndToEnd : public ::testing::Test {
     return Process{container, {"CUDA_DEVICE_SM_LIMIT=" + std::to_string(percent)}, path, device};
   }
 
-  std::string directory_;
+  testing::FakeNode node_{""};
   std::vector<int> nvml_;
   std::vector<std::string> outputs_;
 };

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "child.h"
+#include "fake_node.h"
 #include "fakegpu/state_reader.h"
 #include "region/region.h"
 
@@ -23,32 +24,18 @@ constexpr long long kGiB = 1ll << 30;
 
 class ShimEndToEnd : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/tessera-e2e-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    directory_ = pattern;
-    WriteConfig("device name=\"Tessera Fake H100\" memory=16GiB sms=132 context_memory=32MiB\n");
-  }
-  void TearDown() override { std::system(("rm -rf " + directory_).c_str()); }
+  void SetUp() override { ASSERT_TRUE(node_.ok()); }
 
-  void WriteConfig(const std::string& text) { std::ofstream(directory_ + "/gpus.conf") << text; }
-  std::string RegionPath() const { return directory_ + "/region"; }
-  std::string StatePath() const { return directory_ + "/state"; }
+  void WriteConfig(const std::string& text) { node_.WriteDevices(text); }
+  std::string RegionPath() const { return node_.Path("region"); }
+  std::string StatePath() const { return node_.StatePath(); }
 
   std::vector<std::string> Environment(const std::vector<std::string>& extra,
                                        bool preload = true) const {
-    std::vector<std::string> environment = {
-        "PATH=/usr/bin:/bin",
-        std::string("LD_LIBRARY_PATH=") + TESSERA_FAKEGPU_DIR,
-        "TESSERA_FAKEGPU_CONFIG=" + directory_ + "/gpus.conf",
-        "TESSERA_FAKEGPU_STATE=" + StatePath(),
-        "CUDA_DEVICE_MEMORY_SHARED_CACHE=" + RegionPath(),
-        // The sanitizer builds preload an instrumented shim into instrumented clients.
-        "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0",
-    };
+    std::vector<std::string> environment = {"CUDA_DEVICE_MEMORY_SHARED_CACHE=" + RegionPath()};
     if (preload) environment.push_back(std::string("LD_PRELOAD=") + TESSERA_SHIM_PATH);
     environment.insert(environment.end(), extra.begin(), extra.end());
-    return environment;
+    return node_.Environment(environment);
   }
 
   static std::vector<std::string> Client(const std::string& via, std::vector<std::string> args) {
@@ -63,7 +50,7 @@ class ShimEndToEnd : public ::testing::Test {
     return reader->Read();
   }
 
-  std::string directory_;
+  testing::FakeNode node_{"device name=\"Tessera Fake H100\" memory=16GiB sms=132 context_memory=32MiB\n"};
 };
 
 // ---- The three ways to reach the driver all see and obey the limit ---------------------------
@@ -107,7 +94,7 @@ TEST_F(ShimEndToEnd, DisableControlPassesEverythingThrough) {
 TEST_F(ShimEndToEnd, FreeFreeMemoryIsNeverMoreThanThePhysicalFree) {
   // Another container holds 15.5 GiB of the 16 GiB GPU: a 4 GiB limit cannot promise 4 GiB.
   Child other(Client("dlopen", {"hold", "15872M", "512M"}),
-              Environment({"CUDA_DEVICE_MEMORY_SHARED_CACHE=" + directory_ + "/other"}));
+              Environment({"CUDA_DEVICE_MEMORY_SHARED_CACHE=" + node_.Path("other")}));
   ASSERT_TRUE(other.WaitFor("ready")) << other.output();
   Child client(Client("dlopen", {"info"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
   ASSERT_EQ(client.Finish(), 0) << client.output();
