@@ -22,10 +22,20 @@ unsigned Percent(uint64_t busy_ns) {
 }  // namespace
 
 SampleTime SampleTime::Now() {
-  timespec realtime{};
-  clock_gettime(CLOCK_REALTIME, &realtime);
-  return {MonotonicNs(), static_cast<uint64_t>(realtime.tv_sec) * 1'000'000ull +
-                             static_cast<uint64_t>(realtime.tv_nsec) / 1000};
+  // The two clocks are related once per process, and the instant is taken on a whole
+  // microsecond: then a finished kernel run's timestamp (now.realtime_us minus the whole
+  // microseconds since it ended) is the same in every call, and a sample never looks newer than
+  // itself to a caller filtering by lastSeenTimeStamp.
+  static const int64_t realtime_minus_monotonic_us = [] {
+    timespec realtime{};
+    clock_gettime(CLOCK_REALTIME, &realtime);
+    int64_t realtime_us = static_cast<int64_t>(realtime.tv_sec) * 1'000'000 +
+                          static_cast<int64_t>(realtime.tv_nsec) / 1000;
+    return realtime_us - static_cast<int64_t>(MonotonicNs() / 1000);
+  }();
+  uint64_t monotonic_us = MonotonicNs() / 1000;
+  return {monotonic_us * 1000,
+          static_cast<uint64_t>(static_cast<int64_t>(monotonic_us) + realtime_minus_monotonic_us)};
 }
 
 DeviceUtilization SampleDeviceUtilization(const std::vector<KernelRun>& runs, SampleTime now) {
