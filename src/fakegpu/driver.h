@@ -147,6 +147,12 @@ class Driver {
   CUresult GraphExecDestroy(CUgraphExec exec);
 
  private:
+  // REQUIRES: mutex_ held.
+  template <typename Object>
+  CUresult CreateFootprintLocked(ObjectPool<Object>& pool, CUctx_st* context, uint64_t bytes,
+                                 Object** created);
+  template <typename Object>
+  CUresult DestroyFootprint(ObjectPool<Object>& pool, Object* handle);
   struct DeviceAllocation {
     uint64_t size = 0;
     AllocationKind kind = AllocationKind::kLinear;

@@ -355,52 +355,48 @@ CUresult Driver::DefaultPool(CUmemoryPool* pool, CUdevice device) {
 
 // ---- Arrays ----------------------------------------------------------------------------------
 
+// Arrays and mipmapped arrays hold nothing but their footprint, charged to their context's device.
+template <typename Object>
+CUresult Driver::CreateFootprintLocked(ObjectPool<Object>& pool, CUctx_st* context,
+                                       uint64_t bytes, Object** created) {
+  Charge charge;
+  CUresult charged = ChargeLocked(context->device, bytes, &charge);
+  if (charged != CUDA_SUCCESS) return charged;
+  *created = pool.Create();
+  (*created)->context = context;
+  (*created)->charge = charge;
+  return CUDA_SUCCESS;
+}
+
+template <typename Object>
+CUresult Driver::DestroyFootprint(ObjectPool<Object>& pool, Object* handle) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  Object* found = pool.Find(handle);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  UnchargeLocked(&found->charge);
+  pool.Destroy(found);
+  return CUDA_SUCCESS;
+}
+
 CUresult Driver::ArrayCreate(CUarray* array, uint64_t bytes) {
   CUctx_st* context = nullptr;
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   std::lock_guard<std::mutex> lock(mutex_);
-  Charge charge;
-  CUresult charged = ChargeLocked(context->device, bytes, &charge);
-  if (charged != CUDA_SUCCESS) return charged;
-  CUarray_st* created = arrays_.Create();
-  created->context = context;
-  created->charge = charge;
-  *array = created;
-  return CUDA_SUCCESS;
+  return CreateFootprintLocked(arrays_, context, bytes, array);
 }
 
-CUresult Driver::ArrayDestroy(CUarray array) {
-  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
-  std::lock_guard<std::mutex> lock(mutex_);
-  CUarray_st* found = arrays_.Find(array);
-  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  UnchargeLocked(&found->charge);
-  arrays_.Destroy(found);
-  return CUDA_SUCCESS;
-}
+CUresult Driver::ArrayDestroy(CUarray array) { return DestroyFootprint(arrays_, array); }
 
 CUresult Driver::MipmappedArrayCreate(CUmipmappedArray* array, uint64_t bytes) {
   CUctx_st* context = nullptr;
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   std::lock_guard<std::mutex> lock(mutex_);
-  Charge charge;
-  CUresult charged = ChargeLocked(context->device, bytes, &charge);
-  if (charged != CUDA_SUCCESS) return charged;
-  CUmipmappedArray_st* created = mipmapped_arrays_.Create();
-  created->context = context;
-  created->charge = charge;
-  *array = created;
-  return CUDA_SUCCESS;
+  return CreateFootprintLocked(mipmapped_arrays_, context, bytes, array);
 }
 
 CUresult Driver::MipmappedArrayDestroy(CUmipmappedArray array) {
-  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
-  std::lock_guard<std::mutex> lock(mutex_);
-  CUmipmappedArray_st* found = mipmapped_arrays_.Find(array);
-  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  UnchargeLocked(&found->charge);
-  mipmapped_arrays_.Destroy(found);
-  return CUDA_SUCCESS;
+  return DestroyFootprint(mipmapped_arrays_, array);
 }
 
 // ---- Graphs ----------------------------------------------------------------------------------
