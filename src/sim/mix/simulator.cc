@@ -297,6 +297,16 @@ class Engine {
     return true;
   }
 
+  // The GPUs a job may go to: `only_gpu` when it is set (>= 0), else every GPU of the pool.
+  template <typename Consider>
+  void ForEachCandidate(int pool, int only_gpu, Consider&& consider) const {
+    if (only_gpu >= 0) {
+      consider(only_gpu);
+    } else {
+      for (int g : pool_gpus_[pool]) consider(g);
+    }
+  }
+
   // Best fit: the GPU with the least free share that still holds the job.
   bool PlaceShare(int job_index, int pool, int only_gpu) {
     const double share = ShareFor(jobs_[job_index]);
@@ -307,11 +317,7 @@ class Engine {
         best = g;
       }
     };
-    if (only_gpu >= 0) {
-      consider(only_gpu);
-    } else {
-      for (int g : pool_gpus_[pool]) consider(g);
-    }
+    ForEachCandidate(pool, only_gpu, consider);
     if (best < 0) return false;
     gpus_[best].free_share -= share;
     Start(job_index, pool, {best}, -1, share);
@@ -345,11 +351,7 @@ class Engine {
         }
       }
     };
-    if (only_gpu >= 0) {
-      consider(only_gpu);
-    } else {
-      for (int g : pool_gpus_[pool]) consider(g);
-    }
+    ForEachCandidate(pool, only_gpu, consider);
     if (best_gpu < 0) return false;
     const MigProfile& profile = scenario_.mig.profiles[geometry[best_instance]];
     const double held = static_cast<double>(profile.compute_slices) / scenario_.mig.compute_slices;
@@ -366,11 +368,7 @@ class Engine {
         best = g;
       }
     };
-    if (only_gpu >= 0) {
-      consider(only_gpu);
-    } else {
-      for (int g : pool_gpus_[pool]) consider(g);
-    }
+    ForEachCandidate(pool, only_gpu, consider);
     if (best < 0) return false;
     gpus_[best].free_replicas -= 1;
     Start(job_index, pool, {best}, -1, 1.0 / strategy_.pools[pool].replicas);
