@@ -6,7 +6,7 @@
 
 #include <fstream>
 
-#include "child.h"
+#include "support/child_process.h"
 #include "fake_node.h"
 
 namespace tessera {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "child.h"
+#include "support/child_process.h"
 #include "fake_node.h"
 
 namespace tessera {

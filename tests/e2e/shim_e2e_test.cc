@@ -7,7 +7,7 @@
 #include <random>
 #include <thread>
 
-#include "child.h"
+#include "support/child_process.h"
 #include "fake_node.h"
 #include "fakegpu/state_reader.h"
 #include "region/region.h"

@@ -6,12 +6,14 @@
 #include <cstring>
 #include <fstream>
 
-#include "child_process.h"
+#include "support/child_process.h"
 #include "cuda/nvml_api.h"
 #include "fake_gpu_test_support.h"
 
 namespace tessera::fakegpu {
 namespace {
+
+using ChildProcess = ::tessera::testing::Child;
 
 constexpr uint64_t kContextBytes = 256 * kMiB;
 
@@ -174,9 +176,9 @@ TEST_F(FakeGpuNode, ManyProcessesChurningStayFastAndExact) {
 
 TEST_F(FakeGpuNode, StateFileOfAnotherLayoutIsRefusedWithAClearMessage) {
   std::ofstream(state_path_) << "this is not a state file, but it is long enough to have a header";
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   EXPECT_EQ(cuInit(0), CUDA_ERROR_NO_DEVICE);
-  std::string message = testing::internal::GetCapturedStderr();
+  std::string message = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(message.find("TESSERA_FAKEGPU_STATE=" + state_path_), std::string::npos) << message;
   EXPECT_NE(message.find("not a fake GPU state file"), std::string::npos) << message;
 }
@@ -200,9 +202,9 @@ TEST_F(FakeGpuNode, ProcessesSeeingDifferentDevicesCannotShareAStateFile) {
   ChildProcess child(Helper({"hold", "0"}));
   ASSERT_EQ(child.ReadLine(), "ready " + std::to_string(child.pid()));
   UseConfig("device memory=1GiB\n");
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   EXPECT_EQ(cuInit(0), CUDA_ERROR_NO_DEVICE);
-  std::string message = testing::internal::GetCapturedStderr();
+  std::string message = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(message.find("in use by processes that see 2 device(s)"), std::string::npos)
       << message;
 }

@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cstring>
 
-#include "child_process.h"
+#include "support/child_process.h"
 #include "fake_gpu_test_support.h"
 
 namespace tessera::fakegpu {
 namespace {
+
+using ChildProcess = ::tessera::testing::Child;
 
 constexpr uint64_t kContextBytes = 256 * kMiB;
 
@@ -227,9 +229,9 @@ TEST_F(FakeNvml, ProcessUtilizationAttributesKernelsToTheProcessThatLaunchedThem
 
 TEST_F(FakeNvml, BadConfigMakesInitReturnDriverNotLoaded) {
   UseConfig("device sms=many\n");
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   EXPECT_EQ(nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
-  std::string message = testing::internal::GetCapturedStderr();
+  std::string message = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(message.find("devices.conf:1: sms=\"many\""), std::string::npos) << message;
 }
 

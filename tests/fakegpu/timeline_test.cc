@@ -5,11 +5,13 @@
 #include <chrono>
 #include <string>
 
-#include "child_process.h"
+#include "support/child_process.h"
 #include "fake_gpu_test_support.h"
 
 namespace tessera::fakegpu {
 namespace {
+
+using ChildProcess = ::tessera::testing::Child;
 
 using Clock = std::chrono::steady_clock;
 
