@@ -4,7 +4,13 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev libbenchmark-dev libyaml-dev
-          clang libclang-rt-14-dev valgrind python3 procps)
+          clang libclang-rt-14-dev valgrind python3 procps
+          # tessera-node and the Kubernetes client
+          libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler nlohmann-json3-dev
+          libcurl4-openssl-dev libssl-dev libcpp-httplib-dev libyaml-cpp-dev libcli11-dev
+          # the local cluster (make cluster): Kubernetes is built from Debian's source package
+          golang-go etcd-server rsync dpkg-dev prometheus python3-yaml python3-prometheus-client
+          iproute2 util-linux)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||

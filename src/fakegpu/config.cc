@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "common/units.h"
@@ -15,7 +16,8 @@ namespace {
 
 constexpr size_t kMaxNameLength = 95;  // NVML_DEVICE_NAME_V2_BUFFER_SIZE less the NUL
 constexpr uint64_t kMaxMemoryBytes = 1ull << 50;
-constexpr std::string_view kKeys = "name, memory, sms, uuid or context_memory";
+constexpr std::string_view kKeys = "name, memory, sms, uuid, context_memory, numa or mig";
+constexpr unsigned kMaxNumaNode = 63;
 
 // splitmix64: a fixed, well-mixed function of the index, so default UUIDs look like real ones.
 uint64_t Mix(uint64_t x) {
@@ -105,8 +107,9 @@ class LineParser {
   size_t position_ = 0;
 };
 
+// `mig` is kept as text until the whole line is read: the instances depend on memory, sms and uuid.
 Status ApplyKey(LineParser& parser, std::string_view key, std::string_view value,
-                DeviceSpec* device) {
+                DeviceSpec* device, std::optional<std::string>* mig) {
   if (key == "name") {
     if (value.empty()) return parser.Error("name is empty");
     if (value.size() > kMaxNameLength) {
@@ -150,6 +153,16 @@ Status ApplyKey(LineParser& parser, std::string_view key, std::string_view value
     device->context_memory_bytes = *bytes;
     return Status::Ok();
   }
+  if (key == "numa") {
+    Result<uint64_t> node = ParseUnsigned(value, "numa", 0, kMaxNumaNode);
+    if (!node.ok()) return parser.Error(node.status().message());
+    device->numa_node = static_cast<unsigned>(*node);
+    return Status::Ok();
+  }
+  if (key == "mig") {
+    *mig = std::string(value);
+    return Status::Ok();
+  }
   return parser.Error("unknown key \"" + std::string(key) + "\"; expected " + std::string(kKeys));
 }
 
@@ -157,6 +170,7 @@ Result<DeviceSpec> ParseDeviceLine(LineParser& parser, int index) {
   DeviceSpec device;
   device.uuid = DefaultUuid(index);
   std::string seen;
+  std::optional<std::string> mig;
   while (!parser.AtEnd()) {
     std::string_view key = parser.Word();
     if (key.empty() || !parser.Consume('=')) {
@@ -173,11 +187,25 @@ Result<DeviceSpec> ParseDeviceLine(LineParser& parser, int index) {
       return parser.Error(std::string(key) + " has text right after its value; separate "
                                              "key=value pairs with spaces");
     }
-    Status applied = ApplyKey(parser, key, *value, &device);
+    Status applied = ApplyKey(parser, key, *value, &device, &mig);
     if (!applied.ok()) return applied;
   }
   if (device.context_memory_bytes > device.memory_bytes) {
     return parser.Error("context_memory is larger than the device's memory");
+  }
+  if (mig.has_value()) {
+    Result<std::vector<MigInstance>> instances =
+        PlaceMigInstances(*mig, device.memory_bytes, device.multiprocessors, device.uuid);
+    if (!instances.ok()) return parser.Error(instances.status().message());
+    for (const MigInstance& instance : *instances) {
+      std::string name = MigDeviceName(device.name, *instance.profile);
+      if (name.size() > kMaxNameLength) {
+        return parser.Error("name is too long for MIG: its MIG devices' names (\"" + name +
+                            "\") must fit NVML's name buffer, at most " +
+                            std::to_string(kMaxNameLength) + " characters");
+      }
+    }
+    device.mig = std::move(instances).value();
   }
   return device;
 }

@@ -2,8 +2,12 @@
 //
 // The file is text: '#' starts a comment, blank lines are ignored, and every other line is
 //   device name="Tessera Fake H100" memory=80GiB sms=132 uuid=GPU-... context_memory=256MiB
-// with every key optional (defaults below). Sizes use common/units.h (ParseBytes). Errors name the
-// source, the line and what was wrong with it.
+// with every key optional (defaults below), numa=<node> and mig=<profile>,... too. Sizes use
+// common/units.h (ParseBytes); mig=3g.40gb,2g.20gb,1g.10gb puts the GPU in MIG mode with these
+// instances (fakegpu/mig.h). Errors name the source, the line and what was wrong with it.
+//
+// A device's index is its line's place in the file: its index on the node, whatever a process is
+// let see (fakegpu/visible_devices.h).
 #ifndef TESSERA_FAKEGPU_CONFIG_H_
 #define TESSERA_FAKEGPU_CONFIG_H_
 
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "fakegpu/mig.h"
 
 namespace tessera::fakegpu {
 
@@ -27,6 +32,19 @@ struct DeviceSpec {
   std::array<unsigned char, 16> uuid{};
   // Device memory each context (primary or created) occupies while it exists.
   uint64_t context_memory_bytes = 256ull << 20;
+  unsigned numa_node = 0;
+  // Empty: MIG mode is off. Otherwise the GPU instances, in config order (their index here is the
+  // MIG device's index under its GPU).
+  std::vector<MigInstance> mig;
+
+  bool mig_enabled() const { return !mig.empty(); }
+};
+
+// A device of the node as processes use it: a whole GPU, or one of its MIG instances.
+struct DeviceRef {
+  int gpu = 0;   // index on the node
+  int mig = -1;  // index into DeviceSpec::mig, or -1 for the whole GPU
+  bool operator==(const DeviceRef&) const = default;
 };
 
 // The UUID a device has when its line names none: derived from its index only, so every process

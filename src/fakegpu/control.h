@@ -25,6 +25,16 @@ void tesseraFakeShutdown(void);
 // libnvidia-ml.so.1. tesseraFakeSetFaults for NVML's functions.
 int tesseraFakeNvmlSetFaults(const char* spec);
 
+// libnvidia-ml.so.1. Raises Xid `xid` (1 to 999) on GPU `index` of the node (its line in the
+// config, whatever NVIDIA_VISIBLE_DEVICES shows), as `tessera-fakegpu fault raise` does: in the
+// state file in use (TESSERA_FAKEGPU_STATE's when NVML is not initialised), delivered to every
+// event set of any process registered for the GPU, and reported by the GPU until cleared.
+// 0, or -1 after printing why.
+int tesseraFakeNvmlRaiseXid(unsigned int index, unsigned int xid);
+
+// libnvidia-ml.so.1. Clears GPU `index`'s fault: healthy again. 0, or -1 after printing why.
+int tesseraFakeNvmlClearFault(unsigned int index);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

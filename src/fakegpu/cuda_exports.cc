@@ -14,7 +14,7 @@
 
 using tessera::fakegpu::Api;
 using tessera::fakegpu::CheckFault;
-using tessera::fakegpu::DeviceSpec;
+using tessera::fakegpu::CudaDevice;
 using tessera::fakegpu::Driver;
 using tessera::fakegpu::Fault;
 using tessera::fakegpu::LooksLive;
@@ -41,10 +41,10 @@ CUresult Faulted(Fault fault) {
 
 Driver& TheDriver() { return Driver::Get(); }
 
-const DeviceSpec* ReadyDevice(CUdevice device, CUresult* error) {
+const CudaDevice* ReadyDevice(CUdevice device, CUresult* error) {
   *error = Driver::Ready();
   if (*error != CUDA_SUCCESS) return nullptr;
-  const DeviceSpec* spec = TheDriver().Device(device);
+  const CudaDevice* spec = TheDriver().Device(device);
   if (spec == nullptr) *error = CUDA_ERROR_INVALID_DEVICE;
   return spec;
 }
@@ -181,6 +181,8 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGet(CUdevice* device, int ordinal) {
   CUresult error;
   if (ReadyDevice(ordinal, &error) == nullptr) return error;
   if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  // Fell off the bus after cuInit (Xid 79): the ordinal names nothing the driver can reach.
+  if (TheDriver().DeviceLost(ordinal)) return CUDA_ERROR_INVALID_DEVICE;
   *device = ordinal;
   return CUDA_SUCCESS;
 }
@@ -188,7 +190,7 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGet(CUdevice* device, int ordinal) {
 TESSERA_FAKE_EXPORT CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceGetName)) return Faulted(fault, name);
   CUresult error;
-  const DeviceSpec* spec = ReadyDevice(dev, &error);
+  const CudaDevice* spec = ReadyDevice(dev, &error);
   if (spec == nullptr) return error;
   if (name == nullptr || len <= 0) return CUDA_ERROR_INVALID_VALUE;
   std::snprintf(name, static_cast<size_t>(len), "%s", spec->name.c_str());
@@ -198,7 +200,7 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetName(char* name, int len, CUdevice dev) 
 TESSERA_FAKE_EXPORT CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceGetUuid)) return Faulted(fault, uuid);
   CUresult error;
-  const DeviceSpec* spec = ReadyDevice(dev, &error);
+  const CudaDevice* spec = ReadyDevice(dev, &error);
   if (spec == nullptr) return error;
   if (uuid == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::memcpy(uuid->bytes, spec->uuid.data(), sizeof uuid->bytes);
@@ -208,7 +210,7 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) {
 TESSERA_FAKE_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceGetUuid_v2)) return Faulted(fault, uuid);
   CUresult error;
-  const DeviceSpec* spec = ReadyDevice(dev, &error);
+  const CudaDevice* spec = ReadyDevice(dev, &error);
   if (spec == nullptr) return error;
   if (uuid == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::memcpy(uuid->bytes, spec->uuid.data(), sizeof uuid->bytes);
@@ -218,7 +220,7 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
 TESSERA_FAKE_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceGetAttribute)) return Faulted(fault, pi);
   CUresult error;
-  const DeviceSpec* spec = ReadyDevice(dev, &error);
+  const CudaDevice* spec = ReadyDevice(dev, &error);
   if (spec == nullptr) return error;
   if (pi == nullptr) return CUDA_ERROR_INVALID_VALUE;
   switch (attrib) {
@@ -238,7 +240,7 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute at
       *pi = static_cast<int>(spec->multiprocessors);
       return CUDA_SUCCESS;
     case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID:
-      *pi = 0x18 + dev;
+      *pi = 0x18 + spec->ref.gpu;  // the GPU's, for a MIG device too
       return CUDA_SUCCESS;
     case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR:
       *pi = 2048;
@@ -263,7 +265,7 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute at
 TESSERA_FAKE_EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceTotalMem_v2)) return Faulted(fault, bytes);
   CUresult error;
-  const DeviceSpec* spec = ReadyDevice(dev, &error);
+  const CudaDevice* spec = ReadyDevice(dev, &error);
   if (spec == nullptr) return error;
   if (bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
   *bytes = spec->memory_bytes;
@@ -273,11 +275,12 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
 TESSERA_FAKE_EXPORT CUresult cuDeviceGetPCIBusId(char* pciBusId, int len, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceGetPCIBusId)) return Faulted(fault, pciBusId);
   CUresult error;
-  if (ReadyDevice(dev, &error) == nullptr) return error;
+  const CudaDevice* spec = ReadyDevice(dev, &error);
+  if (spec == nullptr) return error;
   constexpr int kLength = 13;  // "0000:18:00.0" and its NUL
   if (pciBusId == nullptr || len < kLength) return CUDA_ERROR_INVALID_VALUE;
   std::snprintf(pciBusId, static_cast<size_t>(len), "0000:%02x:00.0",
-                static_cast<unsigned>(0x18 + dev) & 0xffu);
+                static_cast<unsigned>(0x18 + spec->ref.gpu) & 0xffu);
   return CUDA_SUCCESS;
 }
 

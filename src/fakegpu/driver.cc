@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "fakegpu/faults.h"
+#include "fakegpu/visible_devices.h"
 
 namespace tessera::fakegpu {
 
@@ -133,17 +134,44 @@ CUresult Driver::Init() {
     return CUDA_ERROR_NO_DEVICE;
   };
   if (FaultConfigurationBroken()) return fail("");  // already said when the library loaded
-  Result<std::vector<DeviceSpec>> devices = LoadDeviceConfig();
-  if (!devices.ok()) return fail(devices.status().message());
-  if (devices->empty()) return fail("");
-  Result<std::unique_ptr<SharedState>> state = SharedState::Open(DefaultStatePath(), true);
+  Result<std::vector<DeviceSpec>> node = LoadDeviceConfig();
+  if (!node.ok()) return fail(node.status().message());
+  Result<std::vector<VisibleGpu>> visible = VisibleGpusFromEnvironment(*node);
+  if (!visible.ok()) return fail(visible.status().message());
+  std::vector<CudaDevice> devices;
+  for (DeviceRef ref : CudaDevicesFromEnvironment(*node, *visible)) {
+    const DeviceSpec& gpu = (*node)[static_cast<size_t>(ref.gpu)];
+    CudaDevice device;
+    device.name = gpu.name;
+    device.memory_bytes = gpu.memory_bytes;
+    device.multiprocessors = gpu.multiprocessors;
+    device.uuid = gpu.uuid;
+    device.context_memory_bytes = gpu.context_memory_bytes;
+    device.ref = ref;
+    // A MIG device is the instance: its own name, memory, SMs and MIG UUID.
+    if (ref.mig >= 0) {
+      const MigInstance& instance = gpu.mig[static_cast<size_t>(ref.mig)];
+      device.name = MigDeviceName(gpu.name, *instance.profile);
+      device.memory_bytes = instance.memory_bytes;
+      device.multiprocessors = instance.multiprocessors;
+      device.uuid = instance.uuid;
+    }
+    devices.push_back(std::move(device));
+  }
+  if (devices.empty()) return fail("");
+  Result<std::unique_ptr<SharedState>> state = SharedState::OpenForNode(DefaultStatePath(), *node);
   if (!state.ok()) return fail(state.status().message());
-  std::vector<uint64_t> sizes;
-  for (const DeviceSpec& device : *devices) sizes.push_back(device.memory_bytes);
-  Status configured = (*state)->Configure(sizes);
-  if (!configured.ok()) return fail(configured.message());
+  // A GPU that has fallen off the bus is not found until it is reset: no device, for now only
+  // (not kFailed), so that a cuInit after the fault is cleared succeeds.
+  for (const CudaDevice& device : devices) {
+    if (!(*state)->Health(device.ref.gpu).lost) continue;
+    log::Write(log::Level::kWarn, "fakegpu",
+               "GPU %d has fallen off the bus (Xid %u); cuInit returns CUDA_ERROR_NO_DEVICE",
+               device.ref.gpu, kXidFallenOffTheBus);
+    return CUDA_ERROR_NO_DEVICE;
+  }
 
-  devices_ = std::move(devices).value();
+  devices_ = std::move(devices);
   state_ = std::move(state).value();
   pid_ = getpid();
   slot_ = -1;
@@ -223,9 +251,14 @@ int Driver::ResetPeaks() {
   return 0;
 }
 
-const DeviceSpec* Driver::Device(CUdevice device) const {
+const CudaDevice* Driver::Device(CUdevice device) const {
   if (device < 0 || device >= DeviceCount()) return nullptr;
   return &devices_[static_cast<size_t>(device)];
+}
+
+bool Driver::DeviceLost(CUdevice device) {
+  const CudaDevice* found = Device(device);
+  return found != nullptr && state_->Health(found->ref.gpu).lost;
 }
 
 // ---- Charging device memory ------------------------------------------------------------------
@@ -239,14 +272,17 @@ CUresult Driver::ChargeLocked(int device, uint64_t bytes, Charge* charge) {
     }
     slot_ = *slot;
   }
-  if (!state_->Charge(slot_, device, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (!state_->Charge(slot_, devices_[static_cast<size_t>(device)].ref, bytes)) {
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
   *charge = {device, bytes, pid_};
   return CUDA_SUCCESS;
 }
 
 void Driver::UnchargeLocked(Charge* charge) {
-  if (charge->bytes != 0 && charge->pid == pid_ && slot_ >= 0) {
-    state_->Uncharge(slot_, charge->device, charge->bytes);
+  if (charge->bytes != 0 && charge->pid == pid_ && slot_ >= 0 &&
+      Device(charge->device) != nullptr) {
+    state_->Uncharge(slot_, devices_[static_cast<size_t>(charge->device)].ref, charge->bytes);
   }
   *charge = {};
 }
@@ -264,7 +300,7 @@ CUresult Driver::RequireContext(CUctx_st** context) {
 CUresult Driver::PrimaryRetain(CUcontext* context, CUdevice device) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  const DeviceSpec* spec = Device(device);
+  const CudaDevice* spec = Device(device);
   if (spec == nullptr) return CUDA_ERROR_INVALID_DEVICE;
   std::lock_guard<std::mutex> lock(mutex_);
   CUctx_st* primary = primary_contexts_[static_cast<size_t>(device)];
@@ -303,7 +339,7 @@ CUresult Driver::PrimaryReset(CUdevice device) {
 CUresult Driver::CreateContext(CUcontext* context, CUdevice device) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  const DeviceSpec* spec = Device(device);
+  const CudaDevice* spec = Device(device);
   if (spec == nullptr) return CUDA_ERROR_INVALID_DEVICE;
   std::lock_guard<std::mutex> lock(mutex_);
   CUctx_st* created = contexts_.Create();
@@ -470,7 +506,8 @@ uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
 
 void Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count) {
   CUctx_st* context = g_current_context;
-  uint64_t end = state_->QueueKernels(context->device, getpid(), durations_ns, count);
+  uint64_t end = state_->QueueKernels(devices_[static_cast<size_t>(context->device)].ref, getpid(),
+                                      durations_ns, count);
   RaiseTo(context->work_end_ns, end);
   if (!IsDefaultStream(stream)) RaiseTo(stream->work_end_ns, end);
 }

@@ -2,6 +2,10 @@
 // handles it has made. The exported cu* functions (cuda_exports.cc) are thin: they check faults
 // and forward here.
 //
+// Devices are what CUDA enumerates in this process (fakegpu/visible_devices.h): whole GPUs and MIG
+// instances of the node, after NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES. A CUdevice is an
+// index among them; the state file is always charged for the node's device behind it.
+//
 // Device memory is bookkeeping only: an allocation gets a unique device address (never reused
 // within the process) and is charged, rounded up to 2 MiB pages (cuda/footprint.h), against the
 // node-wide SharedState, so it runs out for real across processes. No storage backs it: copies
@@ -18,10 +22,12 @@
 #ifndef TESSERA_FAKEGPU_DRIVER_H_
 #define TESSERA_FAKEGPU_DRIVER_H_
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +49,17 @@ extern std::atomic<InitState> g_init_state __attribute__((visibility("hidden")))
 extern __thread CUctx_st* g_current_context
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
+// A device as CUDA in this process enumerates it: a whole GPU, or a MIG instance (its own name,
+// memory, SMs and MIG UUID).
+struct CudaDevice {
+  std::string name;
+  uint64_t memory_bytes = 0;
+  unsigned multiprocessors = 0;
+  std::array<unsigned char, 16> uuid{};
+  uint64_t context_memory_bytes = 0;
+  DeviceRef ref;  // what it is on the node
+};
+
 class Driver {
  public:
   // The process's driver, created on first use and never destroyed (it outlives static
@@ -63,7 +80,9 @@ class Driver {
 
   // Devices. REQUIRES: Init() succeeded (devices do not change while ready).
   int DeviceCount() const { return static_cast<int>(devices_.size()); }
-  const DeviceSpec* Device(CUdevice device) const;
+  const CudaDevice* Device(CUdevice device) const;
+  // Whether the device's GPU has fallen off the bus (an Xid 79 not yet cleared).
+  bool DeviceLost(CUdevice device);
 
   // Contexts.
   CUresult PrimaryRetain(CUcontext* context, CUdevice device);
@@ -194,7 +213,7 @@ class Driver {
   void ReleaseEverythingLocked();
 
   mutable std::mutex mutex_;
-  std::vector<DeviceSpec> devices_;
+  std::vector<CudaDevice> devices_;
   std::unique_ptr<SharedState> state_;
   int pid_ = 0;    // this process (updated in a fork child)
   int slot_ = -1;  // this process's slot in state_, claimed on first charge

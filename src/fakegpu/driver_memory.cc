@@ -29,7 +29,7 @@ CUresult Driver::MemGetInfo(size_t* free, size_t* total) {
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   if (free == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(mutex_);
-  DeviceUsage usage = state_->Device(context->device);
+  DeviceUsage usage = state_->Usage(devices_[static_cast<size_t>(context->device)].ref);
   *free = usage.total_bytes - usage.used_bytes;
   *total = usage.total_bytes;
   return CUDA_SUCCESS;

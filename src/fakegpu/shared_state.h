@@ -2,13 +2,19 @@
 // the fake GPU maps, so that all of them see one device memory that runs out for real.
 //
 // Layout (StateLayout in shared_state.cc): a header (magic, layout version, size), a robust
-// process-shared mutex, per device {total, used, peak}, fixed process slots claimed by
-// (pid, start time), and per device a kernel timeline: the time the device is busy until and a
-// ring of the last kKernelRuns runs. Invariants, under the mutex:
-//   - devices[d].used == sum over claimed slots of slot.used[d] <= devices[d].total;
+// process-shared mutex, per device {total, used, peak} and the same per MIG instance, fixed
+// process slots claimed by (pid, start time), per device a kernel timeline (the time the device is
+// busy until and a ring of the last kKernelRuns runs; a MIG instance has only its busy-until
+// time), and per device a fault record with a node-wide ring of the last kXidEvents Xids raised.
+// Devices are the node's (its config's lines), whatever each process is let see. Invariants,
+// under the mutex:
+//   - devices[d].used == sum over claimed slots of slot.used[d] <= devices[d].total, and the same
+//     for each MIG instance; a device's use includes its instances';
 //   - devices[d].peak >= devices[d].used;
 //   - a device's runs, oldest to newest, do not overlap and are ordered by time; the newest ends
-//     at the device's busy-until time.
+//     at the device's busy-until time;
+//   - the Xid sequence number only grows (it survives reconfiguration), and the ring holds the
+//     events numbered up to it.
 // Kernels of a process that dies stay queued: the device finishes what was launched.
 // A process that dies holding the mutex leaves the sums to be recomputed by the next locker
 // (EOWNERDEAD); one that dies holding memory is reclaimed by the next process that touches the
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "fakegpu/config.h"
 #include "fakegpu/state_reader.h"
 
 namespace tessera::fakegpu {
@@ -38,6 +45,22 @@ struct KernelRun {
   uint64_t start_ns = 0;
   uint64_t end_ns = 0;
   int pid = 0;
+};
+
+// Xids raised across the node that a waiting NVML event set can still see.
+inline constexpr int kXidEvents = 256;
+
+// Xid 79: the GPU has fallen off the bus; it answers nothing until reset.
+inline constexpr uint32_t kXidFallenOffTheBus = 79;
+// Xids after which a real GPU has pages pending retirement (nvmlDeviceGetRetiredPagesPendingStatus)
+// until it is reset: double-bit ECC error, ECC page retirement and row remapping failures.
+bool IsMemoryXid(uint32_t xid);
+
+// One Xid raised on a GPU, numbered in the order of raising across the node (from 1).
+struct XidEvent {
+  uint64_t sequence = 0;
+  int gpu = 0;
+  uint32_t xid = 0;
 };
 
 // CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
@@ -57,35 +80,53 @@ class SharedState {
  public:
   // Maps the file at `path`; with `create`, creates and initialises it when absent or empty.
   static Result<std::unique_ptr<SharedState>> Open(const std::string& path, bool create);
+  // Open(path, /*create=*/true), then Configure(devices): what the libraries and the tool use.
+  static Result<std::unique_ptr<SharedState>> OpenForNode(const std::string& path,
+                                                          const std::vector<DeviceSpec>& devices);
   ~SharedState();
   SharedState(const SharedState&) = delete;
   SharedState& operator=(const SharedState&) = delete;
 
   const std::string& path() const { return path_; }
 
-  // Makes the file describe devices of these sizes, or checks that it already does. A file whose
-  // processes all left adopts the new description.
-  Status Configure(const std::vector<uint64_t>& device_memory_bytes);
+  // Makes the file describe these devices (their memory and their MIG instances' memory), or
+  // checks that it already does. A file whose processes all left adopts the new description,
+  // with every device healthy.
+  Status Configure(const std::vector<DeviceSpec>& devices);
 
   // Claims a slot for the process (pid, start_time); returns its index.
   Result<int> RegisterProcess(int pid, uint64_t start_time);
   // Gives back everything the slot holds and frees it.
   void ReleaseProcess(int slot);
 
-  // Adds `bytes` to the slot's and the device's use; false (and nothing changed) when the device
-  // does not have them free even after reclaiming dead processes.
-  bool Charge(int slot, int device, uint64_t bytes);
-  void Uncharge(int slot, int device, uint64_t bytes);
+  // Adds `bytes` to the slot's and the device's use (and to the MIG instance's, for one); false
+  // (and nothing changed) when the device or instance does not have them free even after
+  // reclaiming dead processes.
+  bool Charge(int slot, DeviceRef device, uint64_t bytes);
+  void Uncharge(int slot, DeviceRef device, uint64_t bytes);
 
   // Queues kernels of these durations on `device` for process `pid`, one after another, behind
   // all work queued before on the device by any process (first come, first served: a device runs
-  // one kernel at a time). Returns when the last of them will end (CLOCK_MONOTONIC ns).
-  // REQUIRES: count > 0.
-  uint64_t QueueKernels(int device, int pid, const uint64_t* durations_ns, size_t count);
-  // The remembered runs of `device` that end after `since_ns`, oldest first.
-  std::vector<KernelRun> KernelRuns(int device, uint64_t since_ns);
+  // one kernel at a time; each MIG instance is a device of its own). Returns when the last of
+  // them will end (CLOCK_MONOTONIC ns). Runs are remembered for whole GPUs only (NVML reports no
+  // utilisation in MIG mode). REQUIRES: count > 0.
+  uint64_t QueueKernels(DeviceRef device, int pid, const uint64_t* durations_ns, size_t count);
+  // The remembered runs of GPU `gpu` that end after `since_ns`, oldest first.
+  std::vector<KernelRun> KernelRuns(int gpu, uint64_t since_ns);
 
-  DeviceUsage Device(int device);
+  DeviceUsage Device(int gpu);
+  DeviceUsage Usage(DeviceRef device);
+
+  // Faults. RaiseXid records the Xid in the GPU's fault record and in the ring, and returns its
+  // sequence number; ClearFault makes the GPU healthy (the ring keeps what was raised).
+  uint64_t RaiseXid(int gpu, uint32_t xid);
+  void ClearFault(int gpu);
+  GpuHealth Health(int gpu);
+  // The newest Xid's sequence number (0: none yet). Takes no lock: waiters poll it.
+  uint64_t XidSequence() const;
+  // The Xids numbered after `sequence` still in the ring, oldest first.
+  std::vector<XidEvent> XidEventsAfter(uint64_t sequence);
+
   StateSnapshot Snapshot();
   void ResetPeaks();
 

@@ -9,12 +9,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cuda/driver_api.h"
 #include "fakegpu/control.h"
@@ -37,11 +39,15 @@ class FakeGpuTest : public ::testing::Test {
     setenv("TESSERA_FAKEGPU_STATE", state_path_.c_str(), 1);
     unsetenv("TESSERA_FAKEGPU_CONFIG");
     unsetenv("TESSERA_FAKEGPU_FAULTS");
+    unsetenv("NVIDIA_VISIBLE_DEVICES");
+    unsetenv("CUDA_VISIBLE_DEVICES");
   }
 
   void TearDown() override {
     tesseraFakeShutdown();
     tesseraFakeSetFaults("");
+    unsetenv("NVIDIA_VISIBLE_DEVICES");
+    unsetenv("CUDA_VISIBLE_DEVICES");
     std::filesystem::remove_all(directory_);
   }
 
@@ -86,6 +92,16 @@ class FakeGpuTest : public ::testing::Test {
       if (process.pid == pid) return process.used_bytes.at(device);
     }
     return 0;
+  }
+
+  // The environment of a child process on this test's node, plus `extra` ("NAME=value").
+  std::vector<std::string> ChildEnvironment(const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> environment = {"TESSERA_FAKEGPU_STATE=" + state_path_};
+    if (const char* config = std::getenv("TESSERA_FAKEGPU_CONFIG")) {
+      environment.push_back(std::string("TESSERA_FAKEGPU_CONFIG=") + config);
+    }
+    environment.insert(environment.end(), extra.begin(), extra.end());
+    return environment;
   }
 
   std::string directory_;

@@ -1,0 +1,223 @@
+#include "node/agent.h"
+
+#include <httplib.h>
+#include <sys/stat.h>
+
+#include <thread>
+
+#include "common/log.h"
+#include "node/devices.h"
+#include "node/metrics.h"
+#include "node/node_annotations.h"
+#include "node/node_publisher.h"
+#include "node/pod_resources.h"
+
+namespace tessera::node {
+
+// /metrics, /healthz and /readyz over HTTP (cpp-httplib), on its own thread.
+class MetricsServer {
+ public:
+  MetricsServer(const std::string& node_name, Registry& registry, Nvml& nvml,
+                const std::atomic<bool>& ready)
+      : node_name_(node_name), registry_(registry), nvml_(nvml), ready_(ready) {
+    server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+      std::map<std::string, GpuSample> samples;
+      for (const auto& gpu : registry_.inventory().gpus) {
+        auto sample = nvml_.Sample(gpu.uuid);
+        if (sample.ok()) samples[gpu.uuid] = *sample;
+      }
+      response.set_content(RenderMetrics(node_name_, registry_, samples),
+                           "text/plain; version=0.0.4; charset=utf-8");
+    });
+    server_.Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+      response.set_content("ok\n", "text/plain");
+    });
+    server_.Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
+      response.status = ready_ ? 200 : 503;
+      response.set_content(ready_ ? "ok\n" : "not registered with kubelet yet\n", "text/plain");
+    });
+  }
+  ~MetricsServer() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Status Start(const std::string& address) {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos || colon + 1 == address.size()) {
+      return Status::Error("--metrics-address: \"" + address + "\" is not HOST:PORT");
+    }
+    const std::string host = address.substr(0, colon);
+    int port = 0;
+    for (size_t i = colon + 1; i < address.size(); ++i) {
+      if (address[i] < '0' || address[i] > '9' || port > 65535) {
+        return Status::Error("--metrics-address: \"" + address + "\" has no valid port");
+      }
+      port = port * 10 + (address[i] - '0');
+    }
+    if (port == 0 || port > 65535) {
+      return Status::Error("--metrics-address: \"" + address + "\" has no valid port");
+    }
+    if (!server_.bind_to_port(host, port)) {
+      return Status::Error("--metrics-address: cannot listen on " + address +
+                           " (in use, or not an address of this host)");
+    }
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    return Status::Ok();
+  }
+
+ private:
+  const std::string node_name_;
+  Registry& registry_;
+  Nvml& nvml_;
+  const std::atomic<bool>& ready_;
+  httplib::Server server_;
+  std::thread thread_;
+};
+
+namespace {
+
+std::atomic<bool> g_ready{false};
+
+unsigned long long InodeOf(const std::string& path) {
+  struct stat st = {};
+  if (stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<unsigned long long>(st.st_ino);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st = {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
+  if (options.node_name.empty()) return Status::Error("--node-name: empty (set it, or NODE_NAME)");
+  auto config = LoadNodeConfig(options.config_path);
+  if (!config.ok()) return config.status();
+  auto nvml = Nvml::Load(options.nvml_library);
+  if (!nvml.ok()) return nvml.status();
+  auto inventory = (*nvml)->Discover();
+  if (!inventory.ok()) return inventory.status();
+  auto resources = PlanResources(*config, *inventory);
+  if (!resources.ok()) return resources.status();
+  for (const auto& gpu : inventory->gpus) {
+    log::Write(log::Level::kInfo, "node", "GPU %u %s (%s, %llu MiB): %s", gpu.index,
+               gpu.uuid.c_str(), gpu.name.c_str(),
+               static_cast<unsigned long long>(gpu.memory_bytes >> 20),
+               std::string(GpuModeName(GpuModes(*config, *inventory)[gpu.index])).c_str());
+  }
+  auto modes = GpuModes(*config, *inventory);
+  auto registry =
+      std::make_unique<Registry>(std::move(*inventory), std::move(modes), std::move(*resources));
+  std::unique_ptr<Agent> agent(new Agent(options, std::move(*nvml), std::move(registry)));
+  agent->config_ = std::move(*config);
+  if (options.publish) {
+    auto publisher = NodePublisher::Create(options.kubeconfig, options.node_name);
+    if (!publisher.ok()) return publisher.status();
+    agent->publisher_ = std::move(*publisher);
+  }
+  return agent;
+}
+
+Agent::Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry)
+    : options_(std::move(options)), nvml_(std::move(nvml)), registry_(std::move(registry)) {
+  kubelet_socket_ = options_.device_plugin_dir + "/kubelet.sock";
+  for (const auto& resource : registry_->resources()) {
+    servers_.push_back(std::make_unique<PluginServer>(
+        *registry_, resource, options_.device_plugin_dir, DeviceNodes{options_.device_root}));
+  }
+}
+
+Agent::~Agent() {
+  for (auto& server : servers_) server->Stop();
+}
+
+void Agent::RegisterAll() {
+  kubelet_inode_ = InodeOf(kubelet_socket_);
+  bool all = true;
+  for (auto& server : servers_) {
+    server->Stop();
+    if (auto status = server->Start(); !status.ok()) {
+      log::Write(log::Level::kError, "node", "%s", status.message().c_str());
+      all = false;
+      continue;
+    }
+    if (auto status = server->Register(kubelet_socket_, std::chrono::seconds(3)); !status.ok()) {
+      log::Write(log::Level::kWarn, "node", "%s; retrying", status.message().c_str());
+      all = false;
+    }
+  }
+  registered_ = all;
+  g_ready = all;
+}
+
+// kubelet wipes the device-plugin directory when it starts and makes a new kubelet.sock: a new
+// inode, or our sockets gone, means it restarted and has forgotten us.
+bool Agent::KubeletRestarted() {
+  const unsigned long long inode = InodeOf(kubelet_socket_);
+  if (inode == 0) return false;  // kubelet is not (yet) there; wait for it
+  if (inode != kubelet_inode_) return true;
+  for (const auto& server : servers_) {
+    if (!Exists(server->socket_path())) return true;
+  }
+  return false;
+}
+
+void Agent::RefreshPodResources() {
+  auto containers = ListPodResources(options_.pod_resources_socket, std::chrono::seconds(2));
+  if (!containers.ok()) {
+    log::Write(log::Level::kDebug, "node", "%s", containers.status().message().c_str());
+    return;
+  }
+  registry_->SetContainers(std::move(*containers));
+}
+
+Status Agent::Run(const std::atomic<bool>& stop) {
+  if (!Exists(options_.device_plugin_dir)) {
+    return Status::Error("--device-plugin-dir: " + options_.device_plugin_dir +
+                         " does not exist (is kubelet running on this node?)");
+  }
+  metrics_ = std::make_unique<MetricsServer>(options_.node_name, *registry_, *nvml_, g_ready);
+  if (auto status = metrics_->Start(options_.metrics_address); !status.ok()) return status;
+  health_ = std::make_unique<HealthMonitor>(*nvml_, *registry_, options_.health_recovery);
+  health_->Start();
+  RefreshPodResources();
+  log::Write(log::Level::kWarn, "node", "tessera-node on %s: %zu resources, metrics on %s",
+             options_.node_name.c_str(), servers_.size(), options_.metrics_address.c_str());
+
+  auto next_register = std::chrono::steady_clock::now();
+  auto next_pod_resources = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto retry_delay = std::chrono::milliseconds(250);
+  while (!stop) {
+    const auto now = std::chrono::steady_clock::now();
+    if (registered_ && KubeletRestarted()) {
+      log::Write(log::Level::kWarn, "node", "kubelet restarted (new %s); registering again",
+                 kubelet_socket_.c_str());
+      registered_ = false;
+      next_register = now;
+      retry_delay = std::chrono::milliseconds(250);
+    }
+    if (!registered_ && now >= next_register && InodeOf(kubelet_socket_) != 0) {
+      RegisterAll();
+      if (!registered_) {
+        next_register = now + retry_delay;
+        retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(4000));
+      }
+    }
+    if (now >= next_pod_resources) {
+      RefreshPodResources();
+      next_pod_resources = now + std::chrono::seconds(5);
+    }
+    if (publisher_ != nullptr) publisher_->Publish(NodeAnnotations(*registry_, config_));
+    registry_->WaitForChange(registry_->Version(), std::chrono::milliseconds(250));
+  }
+  log::Write(log::Level::kWarn, "node", "stopping: removing the device-plugin sockets");
+  health_->Stop();
+  for (auto& server : servers_) server->Stop();
+  metrics_.reset();
+  return Status::Ok();
+}
+
+}  // namespace tessera::node

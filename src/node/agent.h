@@ -1,0 +1,76 @@
+// tessera-node, the node agent: reads the node's configuration and its GPUs (NVML), serves one
+// kubelet device plugin per resource, keeps health, re-registers when kubelet restarts, learns
+// allocations from kubelet's PodResources API, serves /metrics and publishes the node's GPU
+// inventory on its Node object.
+//
+// It is never in the data path of a running container: killing it disturbs no workload, and a
+// restarted agent rebuilds everything it knows from NVML, its configuration and kubelet.
+#ifndef TESSERA_NODE_AGENT_H_
+#define TESSERA_NODE_AGENT_H_
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "node/config.h"
+#include "node/health.h"
+#include "node/nvml.h"
+#include "node/plugin_server.h"
+#include "node/registry.h"
+
+namespace tessera::node {
+
+struct AgentOptions {
+  std::string node_name;
+  std::string config_path;
+  std::string kubeconfig;  // empty: in-cluster service account, or no API server (see publish)
+  bool publish = true;     // patch the Node's annotations
+  std::string device_plugin_dir = "/var/lib/kubelet/device-plugins";
+  std::string pod_resources_socket = "/var/lib/kubelet/pod-resources/kubelet.sock";
+  std::string metrics_address = "0.0.0.0:9394";
+  std::string device_root = "/dev";
+  std::string nvml_library = "libnvidia-ml.so.1";
+  std::chrono::milliseconds health_recovery{5000};
+};
+
+class NodePublisher;
+class MetricsServer;
+
+class Agent {
+ public:
+  // Everything that can be checked before serving: the configuration, NVML, the inventory, the
+  // plan. An error here means the agent must not start; its message names what was wrong.
+  static Result<std::unique_ptr<Agent>> Create(const AgentOptions& options);
+  ~Agent();
+
+  // Serves until `stop` becomes true. Returns an error only for what it cannot go on without
+  // (the metrics address taken, the device-plugin directory missing).
+  Status Run(const std::atomic<bool>& stop);
+
+  const Registry& registry() const { return *registry_; }
+
+ private:
+  Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry);
+  void RegisterAll();
+  bool KubeletRestarted();
+  void RefreshPodResources();
+
+  const AgentOptions options_;
+  NodeConfig config_;
+  std::unique_ptr<Nvml> nvml_;
+  std::unique_ptr<Registry> registry_;
+  std::vector<std::unique_ptr<PluginServer>> servers_;
+  std::unique_ptr<HealthMonitor> health_;
+  std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<NodePublisher> publisher_;
+  std::string kubelet_socket_;
+  unsigned long long kubelet_inode_ = 0;
+  bool registered_ = false;
+};
+
+}  // namespace tessera::node
+
+#endif  // TESSERA_NODE_AGENT_H_

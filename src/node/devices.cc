@@ -1,0 +1,135 @@
+#include "node/devices.h"
+
+#include <algorithm>
+
+namespace tessera::node {
+namespace {
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string IndexRange(const Inventory& inventory) {
+  if (inventory.gpus.empty()) return "this node has no GPU";
+  if (inventory.gpus.size() == 1) return "this node has GPU 0 only";
+  return "this node has GPUs 0-" + std::to_string(inventory.gpus.size() - 1);
+}
+
+PluginDevice DeviceOf(const Gpu& gpu, GpuMode mode) {
+  PluginDevice device;
+  device.id = gpu.uuid;
+  device.visible_id = gpu.uuid;
+  device.gpu_uuid = gpu.uuid;
+  device.gpu_index = gpu.index;
+  device.minor = gpu.minor;
+  device.numa_node = gpu.numa_node;
+  device.mode = mode;
+  return device;
+}
+
+Status CheckMig(const NodeConfig& config, const GpuConfig& entry, const Gpu& gpu) {
+  const std::string where = config.source + ": " + entry.field;
+  if (!gpu.mig_enabled) {
+    return Status::Error(where + ".mode: mig, but MIG mode is off on GPU " +
+                         std::to_string(gpu.index) + " (" + gpu.name + ")");
+  }
+  for (size_t i = 0; i < entry.mig_layout.size(); ++i) {
+    const auto& profile = entry.mig_layout[i];
+    if (std::find(gpu.mig_profiles.begin(), gpu.mig_profiles.end(), profile) ==
+        gpu.mig_profiles.end()) {
+      return Status::Error(where + ".mig[" + std::to_string(i) + "]: GPU " +
+                           std::to_string(gpu.index) + " (" + gpu.name + ") has no MIG profile \"" +
+                           profile + "\" (it offers " + Join(gpu.mig_profiles) + ")");
+    }
+  }
+  if (!entry.mig_layout.empty()) {
+    std::vector<std::string> expected = entry.mig_layout;
+    std::vector<std::string> present;
+    for (const auto& instance : gpu.mig_instances) present.push_back(instance.profile);
+    std::sort(expected.begin(), expected.end());
+    std::sort(present.begin(), present.end());
+    if (expected != present) {
+      return Status::Error(where + ".mig: [" + Join(entry.mig_layout) + "], but GPU " +
+                           std::to_string(gpu.index) + " has [" + Join(present) + "]");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const PluginDevice* Resource::Find(const std::string& id) const {
+  for (const auto& device : devices) {
+    if (device.id == id) return &device;
+  }
+  return nullptr;
+}
+
+std::map<unsigned, GpuMode> GpuModes(const NodeConfig& config, const Inventory& inventory) {
+  std::map<unsigned, GpuMode> modes;
+  for (const auto& gpu : inventory.gpus) {
+    const GpuConfig* entry = config.Find(gpu.index);
+    modes[gpu.index] = entry != nullptr ? entry->mode : config.default_mode;
+  }
+  return modes;
+}
+
+Result<std::vector<Resource>> PlanResources(const NodeConfig& config, const Inventory& inventory) {
+  for (const auto& entry : config.gpus) {
+    if (entry.index >= inventory.gpus.size()) {
+      return Status::Error(config.source + ": " + entry.field +
+                           ".index: " + std::to_string(entry.index) + " does not exist (" +
+                           IndexRange(inventory) + ")");
+    }
+  }
+  std::map<std::string, Resource> resources;
+  auto add = [&](const std::string& name, PluginDevice device) {
+    auto& resource = resources[name];
+    resource.name = name;
+    resource.devices.push_back(std::move(device));
+  };
+  for (const auto& gpu : inventory.gpus) {
+    const GpuConfig* entry = config.Find(gpu.index);
+    const GpuMode mode = entry != nullptr ? entry->mode : config.default_mode;
+    if (gpu.mig_enabled && mode != GpuMode::kMig) {
+      // A MIG-enabled GPU cannot run a process on the whole device.
+      return Status::Error(
+          config.source + ": " +
+          (entry != nullptr ? entry->field + ".mode" : std::string("defaultMode")) + ": " +
+          std::string(GpuModeName(mode)) + ", but GPU " + std::to_string(gpu.index) + " (" +
+          gpu.name + ") is in MIG mode; set its mode to mig");
+    }
+    switch (mode) {
+      case GpuMode::kWhole:
+      case GpuMode::kShared:
+        add(kWholeResource, DeviceOf(gpu, mode));
+        break;
+      case GpuMode::kTimeSliced:
+        for (int replica = 0; replica < entry->replicas; ++replica) {
+          PluginDevice device = DeviceOf(gpu, mode);
+          device.id = gpu.uuid + "::" + std::to_string(replica);
+          device.replica = replica;
+          add(kTimeSlicedResource, std::move(device));
+        }
+        break;
+      case GpuMode::kMig: {
+        auto status = CheckMig(config, *entry, gpu);
+        if (!status.ok()) return status;
+        for (const auto& instance : gpu.mig_instances) {
+          PluginDevice device = DeviceOf(gpu, mode);
+          device.id = instance.uuid;
+          device.visible_id = instance.uuid;
+          add(kMigResourcePrefix + instance.profile, std::move(device));
+        }
+        break;
+      }
+    }
+  }
+  std::vector<Resource> out;
+  for (auto& [name, resource] : resources) out.push_back(std::move(resource));
+  return out;
+}
+
+}  // namespace tessera::node

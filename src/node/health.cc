@@ -1,0 +1,96 @@
+#include "node/health.h"
+
+#include "common/log.h"
+
+namespace tessera::node {
+
+bool IsApplicationXid(unsigned long long xid) {
+  return xid == 13 || xid == 31 || xid == 43 || xid == 45 || xid == 68 || xid == 109;
+}
+
+HealthMonitor::HealthMonitor(Nvml& nvml, Registry& registry, std::chrono::milliseconds recovery)
+    : nvml_(nvml), registry_(registry), recovery_(recovery) {}
+
+HealthMonitor::~HealthMonitor() { Stop(); }
+
+void HealthMonitor::Start() {
+  auto status = nvml_.WatchXids(registry_.inventory());
+  events_ = status.ok();
+  if (!events_) {
+    log::Write(log::Level::kWarn, "node", "no Xid events (%s); health comes from probes only",
+               status.message().c_str());
+  }
+  Check(std::chrono::steady_clock::now());
+  thread_ = std::thread([this] { Run(); });
+}
+
+void HealthMonitor::Stop() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string HealthMonitor::GpuOf(const std::string& uuid) const {
+  for (const auto& gpu : registry_.inventory().gpus) {
+    if (gpu.uuid == uuid) return uuid;
+    for (const auto& instance : gpu.mig_instances) {
+      if (instance.uuid == uuid) return gpu.uuid;
+    }
+  }
+  return uuid;
+}
+
+void HealthMonitor::Run() {
+  auto next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!stopping_) {
+    if (events_) {
+      auto event = nvml_.WaitXid(250);
+      if (!event.ok()) {
+        log::Write(log::Level::kWarn, "node", "%s", event.status().message().c_str());
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));  // NVML failing: do not spin
+      } else if (event->has_value()) {
+        const XidEvent& xid = **event;
+        const std::string gpu = GpuOf(xid.gpu_uuid);
+        if (IsApplicationXid(xid.xid)) {
+          log::Write(log::Level::kInfo, "node",
+                     "GPU %s: Xid %llu (an application's error; ignored)", gpu.c_str(), xid.xid);
+        } else {
+          last_xid_[gpu] = std::chrono::steady_clock::now();
+          xid_reason_[gpu] = "Xid " + std::to_string(xid.xid);
+          if (registry_.SetHealth(gpu, {false, xid_reason_[gpu]})) {
+            log::Write(log::Level::kWarn, "node", "GPU %s is unhealthy: Xid %llu", gpu.c_str(),
+                       xid.xid);
+          }
+        }
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_check) {
+      Check(now);
+      next_check = now + std::chrono::seconds(1);
+    }
+  }
+}
+
+void HealthMonitor::Check(std::chrono::steady_clock::time_point now) {
+  for (const auto& gpu : registry_.inventory().gpus) {
+    const HealthProbe probe = nvml_.Probe(gpu.uuid);
+    if (!probe.healthy) {
+      if (registry_.SetHealth(gpu.uuid, {false, probe.reason})) {
+        log::Write(log::Level::kWarn, "node", "GPU %s is unhealthy: %s", gpu.uuid.c_str(),
+                   probe.reason.c_str());
+      }
+      // Recovery counts from the last time anything was wrong.
+      last_xid_[gpu.uuid] = now;
+      continue;
+    }
+    auto last = last_xid_.find(gpu.uuid);
+    if (last != last_xid_.end() && now - last->second < recovery_) continue;
+    if (registry_.SetHealth(gpu.uuid, {true, ""})) {
+      log::Write(log::Level::kWarn, "node", "GPU %s is healthy again", gpu.uuid.c_str());
+    }
+  }
+}
+
+}  // namespace tessera::node

@@ -1,0 +1,178 @@
+#include "node/metrics.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace tessera::node {
+namespace {
+
+class Writer {
+ public:
+  void Family(const std::string& name, const std::string& type, const std::string& help) {
+    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  }
+  void Sample(const std::string& name,
+              const std::vector<std::pair<std::string, std::string>>& labels, double value) {
+    out_ << name;
+    if (!labels.empty()) {
+      out_ << '{';
+      for (size_t i = 0; i < labels.size(); ++i) {
+        out_ << (i ? "," : "") << labels[i].first << "=\"" << EscapeLabelValue(labels[i].second)
+             << '"';
+      }
+      out_ << '}';
+    }
+    char number[64];
+    std::snprintf(number, sizeof number, "%.17g", value);
+    out_ << ' ' << number << '\n';
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+};
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+}  // namespace
+
+std::string EscapeLabelValue(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string RenderMetrics(const std::string& node_name, const Registry& registry,
+                          const std::map<std::string, GpuSample>& samples) {
+  Writer w;
+  const auto& inventory = registry.inventory();
+  const auto health = registry.AllHealth();
+  auto gpu_labels = [&](const Gpu& gpu) {
+    return Labels{{"node", node_name},
+                  {"device_uuid", gpu.uuid},
+                  {"device_index", std::to_string(gpu.index)},
+                  {"device_type", gpu.name}};
+  };
+
+  w.Family("hami_host_gpu_memory_used_bytes", "gauge", "Device memory in use on the GPU (NVML).");
+  for (const auto& gpu : inventory.gpus) {
+    auto it = samples.find(gpu.uuid);
+    if (it != samples.end())
+      w.Sample("hami_host_gpu_memory_used_bytes", gpu_labels(gpu),
+               static_cast<double>(it->second.memory_used_bytes));
+  }
+  w.Family("hami_host_gpu_utilization_ratio", "gauge",
+           "Share of the last sample period the GPU ran a kernel (NVML), 0-1.");
+  for (const auto& gpu : inventory.gpus) {
+    auto it = samples.find(gpu.uuid);
+    if (it != samples.end())
+      w.Sample("hami_host_gpu_utilization_ratio", gpu_labels(gpu),
+               it->second.utilization_percent / 100.0);
+  }
+  w.Family("tessera_gpu_memory_total_bytes", "gauge", "Device memory of the GPU.");
+  for (const auto& gpu : inventory.gpus) {
+    w.Sample("tessera_gpu_memory_total_bytes", gpu_labels(gpu),
+             static_cast<double>(gpu.memory_bytes));
+  }
+  w.Family("tessera_gpu_memory_used_bytes", "gauge", "Device memory in use on the GPU (NVML).");
+  for (const auto& gpu : inventory.gpus) {
+    auto it = samples.find(gpu.uuid);
+    if (it != samples.end())
+      w.Sample("tessera_gpu_memory_used_bytes", gpu_labels(gpu),
+               static_cast<double>(it->second.memory_used_bytes));
+  }
+  w.Family("tessera_gpu_utilization_ratio", "gauge",
+           "Share of the last sample period the GPU ran a kernel (NVML), 0-1.");
+  for (const auto& gpu : inventory.gpus) {
+    auto it = samples.find(gpu.uuid);
+    if (it != samples.end())
+      w.Sample("tessera_gpu_utilization_ratio", gpu_labels(gpu),
+               it->second.utilization_percent / 100.0);
+  }
+  w.Family("tessera_gpu_mode", "gauge",
+           "1 for the sharing mode the GPU is in (whole, time-sliced, mig, shared).");
+  for (const auto& gpu : inventory.gpus) {
+    Labels labels = gpu_labels(gpu);
+    auto mode = registry.modes().find(gpu.index);
+    labels.emplace_back(
+        "mode",
+        std::string(GpuModeName(mode == registry.modes().end() ? GpuMode::kWhole : mode->second)));
+    w.Sample("tessera_gpu_mode", labels, 1);
+  }
+  w.Family("tessera_gpu_healthy", "gauge",
+           "1 when the GPU is healthy, 0 when its devices are advertised Unhealthy.");
+  for (const auto& gpu : inventory.gpus) {
+    auto it = health.find(gpu.uuid);
+    w.Sample("tessera_gpu_healthy", gpu_labels(gpu),
+             it == health.end() || it->second.healthy ? 1 : 0);
+  }
+  w.Family("tessera_mig_instance_memory_total_bytes", "gauge", "Device memory of a MIG instance.");
+  for (const auto& gpu : inventory.gpus) {
+    for (const auto& instance : gpu.mig_instances) {
+      Labels labels = gpu_labels(gpu);
+      labels.emplace_back("mig_uuid", instance.uuid);
+      labels.emplace_back("profile", instance.profile);
+      labels.emplace_back("gpu_instance_id", std::to_string(instance.gpu_instance_id));
+      w.Sample("tessera_mig_instance_memory_total_bytes", labels,
+               static_cast<double>(instance.memory_bytes));
+    }
+  }
+  w.Family("tessera_node_devices", "gauge",
+           "Devices advertised to kubelet, by resource and health.");
+  for (const auto& resource : registry.resources()) {
+    double healthy = 0;
+    double unhealthy = 0;
+    for (const auto& device : resource.devices) {
+      auto it = health.find(device.gpu_uuid);
+      (it == health.end() || it->second.healthy ? healthy : unhealthy) += 1;
+    }
+    w.Sample("tessera_node_devices",
+             {{"node", node_name}, {"resource", resource.name}, {"health", "Healthy"}}, healthy);
+    w.Sample("tessera_node_devices",
+             {{"node", node_name}, {"resource", resource.name}, {"health", "Unhealthy"}},
+             unhealthy);
+  }
+  w.Family("tessera_container_gpu_allocated", "gauge",
+           "1 for each device kubelet gave a container (PodResources).");
+  for (const auto& container : registry.Containers()) {
+    const Resource* resource = registry.FindResource(container.resource);
+    for (const auto& id : container.device_ids) {
+      const PluginDevice* device = resource != nullptr ? resource->Find(id) : nullptr;
+      w.Sample("tessera_container_gpu_allocated",
+               {{"node", node_name},
+                {"namespace", container.namespace_name},
+                {"pod", container.pod},
+                {"container", container.container},
+                {"resource", container.resource},
+                {"device_id", id},
+                {"device_uuid", device != nullptr ? device->visible_id : ""}},
+               1);
+    }
+  }
+  const auto latency = registry.AllocateLatency();
+  w.Family("tessera_node_allocate_duration_seconds", "histogram",
+           "Time tessera-node took to answer kubelet's Allocate.");
+  for (size_t i = 0; i < latency.bounds.size(); ++i) {
+    char bound[32];
+    std::snprintf(bound, sizeof bound, "%g", latency.bounds[i]);
+    w.Sample("tessera_node_allocate_duration_seconds_bucket", {{"node", node_name}, {"le", bound}},
+             static_cast<double>(latency.cumulative[i]));
+  }
+  w.Sample("tessera_node_allocate_duration_seconds_bucket", {{"node", node_name}, {"le", "+Inf"}},
+           static_cast<double>(latency.cumulative.back()));
+  w.Sample("tessera_node_allocate_duration_seconds_sum", {{"node", node_name}}, latency.sum);
+  w.Sample("tessera_node_allocate_duration_seconds_count", {{"node", node_name}},
+           static_cast<double>(latency.count));
+  return w.str();
+}
+
+}  // namespace tessera::node

@@ -1,0 +1,99 @@
+#include "node/registry.h"
+
+namespace tessera::node {
+namespace {
+
+// Allocate is a local, in-memory answer: microseconds to milliseconds.
+const std::vector<double> kLatencyBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                            0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+
+}  // namespace
+
+Registry::Registry(Inventory inventory, std::map<unsigned, GpuMode> modes,
+                   std::vector<Resource> resources)
+    : inventory_(std::move(inventory)),
+      modes_(std::move(modes)),
+      resources_(std::move(resources)),
+      latency_counts_(kLatencyBounds.size() + 1, 0) {
+  for (const auto& gpu : inventory_.gpus) health_[gpu.uuid] = GpuHealth{};
+}
+
+const Resource* Registry::FindResource(const std::string& name) const {
+  for (const auto& resource : resources_) {
+    if (resource.name == name) return &resource;
+  }
+  return nullptr;
+}
+
+bool Registry::SetHealth(const std::string& gpu_uuid, GpuHealth health) {
+  std::lock_guard lock(mutex_);
+  auto& current = health_[gpu_uuid];
+  if (current.healthy == health.healthy) {
+    if (!health.healthy) current.reason = health.reason;
+    return false;
+  }
+  current = std::move(health);
+  ++version_;
+  changed_.notify_all();
+  return true;
+}
+
+GpuHealth Registry::Health(const std::string& gpu_uuid) const {
+  std::lock_guard lock(mutex_);
+  auto it = health_.find(gpu_uuid);
+  return it == health_.end() ? GpuHealth{} : it->second;
+}
+
+std::map<std::string, GpuHealth> Registry::AllHealth() const {
+  std::lock_guard lock(mutex_);
+  return health_;
+}
+
+void Registry::SetContainers(std::vector<ContainerDevices> containers) {
+  std::lock_guard lock(mutex_);
+  containers_ = std::move(containers);
+}
+
+std::vector<ContainerDevices> Registry::Containers() const {
+  std::lock_guard lock(mutex_);
+  return containers_;
+}
+
+void Registry::RecordAllocate(std::chrono::nanoseconds latency) {
+  const double seconds = std::chrono::duration<double>(latency).count();
+  std::lock_guard lock(mutex_);
+  size_t bucket = 0;
+  while (bucket < kLatencyBounds.size() && seconds > kLatencyBounds[bucket]) ++bucket;
+  ++latency_counts_[bucket];
+  latency_sum_ += seconds;
+  ++latency_count_;
+}
+
+Registry::Histogram Registry::AllocateLatency() const {
+  std::lock_guard lock(mutex_);
+  Histogram histogram;
+  histogram.bounds = kLatencyBounds;
+  uint64_t running = 0;
+  for (uint64_t count : latency_counts_) {
+    running += count;
+    histogram.cumulative.push_back(running);
+  }
+  histogram.sum = latency_sum_;
+  histogram.count = latency_count_;
+  return histogram;
+}
+
+uint64_t Registry::Version() const {
+  std::lock_guard lock(mutex_);
+  return version_;
+}
+
+uint64_t Registry::WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  changed_.wait_for(lock, timeout, [&] { return version_ != seen; });
+  return version_;
+}
+
+void Registry::WakeAll() { changed_.notify_all(); }
+
+}  // namespace tessera::node

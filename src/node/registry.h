@@ -1,0 +1,86 @@
+// The node agent's shared picture: the resources it advertises (fixed at start), each GPU's
+// health, what kubelet has given to which container, and Allocate latencies. Every plugin server,
+// the health monitor, the metrics endpoint and the Node publisher read and write it.
+//
+// Thread-safe. Watchers wait for Version() to change (ListAndWatch resends the full list then).
+#ifndef TESSERA_NODE_REGISTRY_H_
+#define TESSERA_NODE_REGISTRY_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "node/devices.h"
+#include "node/inventory.h"
+
+namespace tessera::node {
+
+struct GpuHealth {
+  bool healthy = true;
+  std::string reason;  // why not, e.g. "Xid 48 at 2026-12-01T16:00:00Z"
+};
+
+// A container kubelet has given devices to, as its PodResources API says.
+struct ContainerDevices {
+  std::string namespace_name;
+  std::string pod;
+  std::string container;
+  std::string resource;
+  std::vector<std::string> device_ids;
+};
+
+class Registry {
+ public:
+  Registry(Inventory inventory, std::map<unsigned, GpuMode> modes, std::vector<Resource> resources);
+
+  const Inventory& inventory() const { return inventory_; }
+  const std::map<unsigned, GpuMode>& modes() const { return modes_; }
+  const std::vector<Resource>& resources() const { return resources_; }
+  const Resource* FindResource(const std::string& name) const;
+
+  // Sets a GPU's health; returns whether it changed (and then bumps the version).
+  bool SetHealth(const std::string& gpu_uuid, GpuHealth health);
+  GpuHealth Health(const std::string& gpu_uuid) const;
+  std::map<std::string, GpuHealth> AllHealth() const;
+
+  void SetContainers(std::vector<ContainerDevices> containers);
+  std::vector<ContainerDevices> Containers() const;
+
+  void RecordAllocate(std::chrono::nanoseconds latency);
+  // Allocate latencies in seconds, in the histogram's buckets (cumulative counts), plus the sum.
+  struct Histogram {
+    std::vector<double> bounds;
+    std::vector<uint64_t> cumulative;  // per bound, then +Inf
+    double sum = 0;
+    uint64_t count = 0;
+  };
+  Histogram AllocateLatency() const;
+
+  uint64_t Version() const;
+  // Waits until Version() != `seen` or `timeout` passes; returns the version then.
+  uint64_t WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) const;
+  // Wakes every waiter without a change (shutdown).
+  void WakeAll();
+
+ private:
+  const Inventory inventory_;
+  const std::map<unsigned, GpuMode> modes_;
+  const std::vector<Resource> resources_;
+
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  uint64_t version_ = 1;
+  std::map<std::string, GpuHealth> health_;
+  std::vector<ContainerDevices> containers_;
+  std::vector<uint64_t> latency_counts_;
+  double latency_sum_ = 0;
+  uint64_t latency_count_ = 0;
+};
+
+}  // namespace tessera::node
+
+#endif  // TESSERA_NODE_REGISTRY_H_
