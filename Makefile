@@ -4,9 +4,10 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 FUZZ_SECONDS ?= 15
-FUZZERS = shim_config_fuzz fakegpu_config_fuzz alibaba_csv_fuzz mix_scenario_fuzz
+FUZZERS = shim_config_fuzz fakegpu_config_fuzz alibaba_csv_fuzz mix_scenario_fuzz node_config_fuzz kube_watch_fuzz kube_config_fuzz
 
-.PHONY: all deps build demo test test-fast test-asan test-tsan test-fuzz bench format tidy clean
+.PHONY: all deps build demo test test-fast test-asan test-tsan test-fuzz bench format tidy clean \
+	cluster cluster-down test-cluster
 
 all: build
 
@@ -26,8 +27,9 @@ demo: deps build
 # ASan+UBSan; short libFuzzer runs of every parser; the region under TSan.
 test: deps test-fast test-asan test-fuzz test-tsan
 
+# The cluster's tests (label `cluster`) need a running cluster: `make test-cluster`.
 test-fast: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE cluster
 
 test-asan:
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTESSERA_SANITIZE=address,undefined
@@ -51,6 +53,31 @@ test-fuzz:
 	    echo "fuzz: $$fuzzer ok ($$(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/$$fuzzer.log | grep -o '[0-9]*$$') inputs in $(FUZZ_SECONDS) s)"; \
 	  else tail -n 40 build-fuzz/$$fuzzer.log; echo "fuzz: $$fuzzer FAILED"; exit 1; fi; \
 	done
+
+# The local Kubernetes cluster with fake GPUs (deploy/dev-cluster/cluster.yaml, or CLUSTER=FILE;
+# CLUSTER_FLAGS=--no-agent starts it without tessera-node). Kubernetes 1.20 and tessera-cri are
+# built by scripts/cluster/build-kubernetes.sh (cached under ~/.cache/tessera).
+CLUSTER ?= deploy/dev-cluster/cluster.yaml
+CLUSTER_FLAGS ?=
+CLUSTER_TOOL = /usr/bin/python3 $(CURDIR)/scripts/cluster/cluster.py --build-dir $(abspath $(BUILD))
+
+cluster:
+	./scripts/cluster/build-kubernetes.sh
+	$(MAKE) build
+	$(CLUSTER_TOOL) up --cluster $(CLUSTER) $(CLUSTER_FLAGS)
+
+cluster-down:
+	$(CLUSTER_TOOL) down
+
+# Starts the cluster, runs the tests labelled `cluster`, and always stops the cluster; the
+# status is the tests' (or up's, or down's when only it failed).
+test-cluster:
+	./scripts/cluster/build-kubernetes.sh
+	$(MAKE) build
+	@trap 'status=$$?; $(CLUSTER_TOOL) down || { [ $$status -ne 0 ] || status=1; }; exit $$status' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(CLUSTER_TOOL) up --cluster $(CLUSTER) $(CLUSTER_FLAGS) && \
+	(cd $(BUILD) && TESSERA_CLUSTER_REQUIRED=1 ctest --output-on-failure -L cluster)
 
 bench: build
 	./scripts/bench-shim.sh $(BUILD)

@@ -83,7 +83,7 @@ Driver& Driver::Get() {
   return *driver;
 }
 
-Driver::Driver() : pid_(getpid()), next_address_(kDeviceAddressBase) {
+Driver::Driver() : pid_(NodePid()), next_address_(kDeviceAddressBase) {
   g_driver_created.store(true);
   pthread_atfork(&Driver::PrepareFork, &Driver::AfterForkInParent, &Driver::AfterForkInChild);
 }
@@ -95,7 +95,7 @@ void Driver::AfterForkInParent() { Get().mutex_.unlock(); }
 // first charge, and what the parent charged is never given back by the child.
 void Driver::AfterForkInChild() {
   Driver& driver = Get();
-  driver.pid_ = getpid();
+  driver.pid_ = NodePid();
   driver.slot_ = -1;
   driver.mutex_.unlock();
 }
@@ -173,7 +173,7 @@ CUresult Driver::Init() {
 
   devices_ = std::move(devices);
   state_ = std::move(state).value();
-  pid_ = getpid();
+  pid_ = NodePid();
   slot_ = -1;
   for (int device = 0; device < DeviceCount(); ++device) {
     CUctx_st* primary = contexts_.Create();
@@ -506,7 +506,7 @@ uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
 
 void Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count) {
   CUctx_st* context = g_current_context;
-  uint64_t end = state_->QueueKernels(devices_[static_cast<size_t>(context->device)].ref, getpid(),
+  uint64_t end = state_->QueueKernels(devices_[static_cast<size_t>(context->device)].ref, pid_,
                                       durations_ns, count);
   RaiseTo(context->work_end_ns, end);
   if (!IsDefaultStream(stream)) RaiseTo(stream->work_end_ns, end);

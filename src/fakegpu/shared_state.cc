@@ -163,6 +163,20 @@ std::string DefaultStatePath() {
   return "/tmp/tessera-fakegpu-" + std::to_string(getuid()) + ".state";
 }
 
+int NodePid() {
+  char target[32] = {};
+  const ssize_t n = readlink("/proc/self", target, sizeof target - 1);
+  if (n > 0) {
+    int pid = 0;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (target[i] < '0' || target[i] > '9') return getpid();
+      pid = pid * 10 + (target[i] - '0');
+    }
+    if (pid > 0) return pid;
+  }
+  return getpid();
+}
+
 uint64_t ProcessStartTime(int pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);

@@ -75,6 +75,12 @@ std::string DefaultStatePath();
 // zombie.
 uint64_t ProcessStartTime(int pid);
 
+// This process's pid as the node sees it: a real driver knows a containerised process by its host
+// pid, and the node's processes (in other pid namespaces) share one state file, so the fake keys
+// them the same way. /proc/self resolves in the namespace of the mounted /proc, which a
+// container on the local cluster keeps from the host; getpid() when that fails.
+int NodePid();
+
 // Thread-safe: every member takes the file's mutex.
 class SharedState {
  public:

@@ -79,10 +79,13 @@ namespace {
 
 std::atomic<bool> g_ready{false};
 
-unsigned long long InodeOf(const std::string& path) {
+// Which file `path` is: its inode and change time, {0, 0} when it does not exist. The inode alone
+// is not enough: a socket made right after the old one was removed often gets the same inode.
+FileIdentity IdentityOf(const std::string& path) {
   struct stat st = {};
-  if (stat(path.c_str(), &st) != 0) return 0;
-  return static_cast<unsigned long long>(st.st_ino);
+  if (stat(path.c_str(), &st) != 0) return {};
+  return {static_cast<unsigned long long>(st.st_ino),
+          static_cast<long long>(st.st_ctim.tv_sec) * 1000000000LL + st.st_ctim.tv_nsec};
 }
 
 bool Exists(const std::string& path) {
@@ -135,7 +138,7 @@ Agent::~Agent() {
 }
 
 void Agent::RegisterAll() {
-  kubelet_inode_ = InodeOf(kubelet_socket_);
+  kubelet_socket_identity_ = IdentityOf(kubelet_socket_);
   bool all = true;
   for (auto& server : servers_) {
     server->Stop();
@@ -156,9 +159,9 @@ void Agent::RegisterAll() {
 // kubelet wipes the device-plugin directory when it starts and makes a new kubelet.sock: a new
 // inode, or our sockets gone, means it restarted and has forgotten us.
 bool Agent::KubeletRestarted() {
-  const unsigned long long inode = InodeOf(kubelet_socket_);
-  if (inode == 0) return false;  // kubelet is not (yet) there; wait for it
-  if (inode != kubelet_inode_) return true;
+  const FileIdentity socket = IdentityOf(kubelet_socket_);
+  if (socket.inode == 0) return false;  // kubelet is not (yet) there; wait for it
+  if (!(socket == kubelet_socket_identity_)) return true;
   for (const auto& server : servers_) {
     if (!Exists(server->socket_path())) return true;
   }
@@ -199,7 +202,7 @@ Status Agent::Run(const std::atomic<bool>& stop) {
       next_register = now;
       retry_delay = std::chrono::milliseconds(250);
     }
-    if (!registered_ && now >= next_register && InodeOf(kubelet_socket_) != 0) {
+    if (!registered_ && now >= next_register && IdentityOf(kubelet_socket_).inode != 0) {
       RegisterAll();
       if (!registered_) {
         next_register = now + retry_delay;

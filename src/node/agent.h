@@ -33,10 +33,16 @@ struct AgentOptions {
   std::string metrics_address = "0.0.0.0:9394";
   std::string device_root = "/dev";
   std::string nvml_library = "libnvidia-ml.so.1";
-  std::chrono::milliseconds health_recovery{5000};
+  std::chrono::milliseconds health_recovery{2000};
 };
 
 class NodePublisher;
+
+struct FileIdentity {
+  unsigned long long inode = 0;
+  long long change_time_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
 class MetricsServer;
 
 class Agent {
@@ -67,7 +73,7 @@ class Agent {
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<NodePublisher> publisher_;
   std::string kubelet_socket_;
-  unsigned long long kubelet_inode_ = 0;
+  FileIdentity kubelet_socket_identity_;
   bool registered_ = false;
 };
 
