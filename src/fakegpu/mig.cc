@@ -10,7 +10,7 @@ constexpr unsigned kH100Multiprocessors = 132;
 
 // NVML_GPU_INSTANCE_PROFILE_* values (cuda/nvml_api.h), repeated so the table needs no NVML header.
 constexpr unsigned k1Slice = 0x0, k2Slice = 0x1, k3Slice = 0x2, k4Slice = 0x3, k7Slice = 0x4,
-                   k1SliceRev1 = 0x7;
+                   k1SliceRev2 = 0x9;  // NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2: 1 slice, 2 memory slices
 
 // An H100 80GB's GPU instance profiles (the MIG user guide's table and `nvidia-smi mig -lgip`),
 // without the media-extension variant 1g.10gb+me. Placements as on an A100/H100: starts in memory
@@ -21,7 +21,7 @@ constexpr MigProfile kProfiles[] = {
     //           placements: count, starts, GPU instance ids
     {"1g.10gb", k1Slice,      19, 1,      1,     7,    16,  1, 0,  0,   0,
                 7, {0, 1, 2, 3, 4, 5, 6}, {7, 8, 9, 10, 11, 12, 13}},
-    {"1g.20gb", k1SliceRev1,  15, 1,      2,     4,    26,  1, 1,  1,   0,
+    {"1g.20gb", k1SliceRev2,  15, 1,      2,     4,    26,  1, 1,  1,   0,
                 4, {0, 2, 4, 6},          {3, 4, 5, 6}},
     {"2g.20gb", k2Slice,      14, 2,      2,     3,    32,  2, 1,  1,   0,
                 3, {0, 2, 4},             {3, 4, 5}},

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "common/log.h"
@@ -42,6 +43,8 @@ class MetricsServer {
     if (thread_.joinable()) thread_.join();
   }
 
+  const std::string& bound_address() const { return bound_address_; }
+
   Status Start(const std::string& address) {
     const size_t colon = address.rfind(':');
     if (colon == std::string::npos || colon + 1 == address.size()) {
@@ -55,14 +58,24 @@ class MetricsServer {
       }
       port = port * 10 + (address[i] - '0');
     }
-    if (port == 0 || port > 65535) {
+    if (port > 65535) {
       return Status::Error("--metrics-address: \"" + address + "\" has no valid port");
     }
-    if (!server_.bind_to_port(host, port)) {
+    // Port 0: any free port (tests), said in the log.
+    const int bound =
+        port == 0 ? server_.bind_to_any_port(host) : (server_.bind_to_port(host, port) ? port : -1);
+    if (bound <= 0) {
       return Status::Error("--metrics-address: cannot listen on " + address +
                            " (in use, or not an address of this host)");
     }
+    bound_address_ = host + ":" + std::to_string(bound);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // cpp-httplib's stop() does nothing until the server runs: wait for that, so a stop right
+    // after start cannot leave the thread listening for ever.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!server_.is_running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     return Status::Ok();
   }
 
@@ -72,6 +85,7 @@ class MetricsServer {
   Nvml& nvml_;
   const std::atomic<bool>& ready_;
   httplib::Server server_;
+  std::string bound_address_;
   std::thread thread_;
 };
 
@@ -96,7 +110,9 @@ bool Exists(const std::string& path) {
 }  // namespace
 
 Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
-  if (options.node_name.empty()) return Status::Error("--node-name: empty (set it, or NODE_NAME)");
+  if (options.node_name.empty() && options.publish) {
+    return Status::Error("--node-name: empty (set it, or NODE_NAME)");
+  }
   auto config = LoadNodeConfig(options.config_path);
   if (!config.ok()) return config.status();
   auto nvml = Nvml::Load(options.nvml_library);
@@ -131,29 +147,47 @@ Agent::Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<R
     servers_.push_back(std::make_unique<PluginServer>(
         *registry_, resource, options_.device_plugin_dir, DeviceNodes{options_.device_root}));
   }
+  started_.assign(servers_.size(), false);
+  registered_.assign(servers_.size(), false);
 }
 
 Agent::~Agent() {
   for (auto& server : servers_) server->Stop();
 }
 
-void Agent::RegisterAll() {
+// Serves and registers every server not registered yet; those registered are left alone, so a
+// resource kubelet refuses never cuts the others' streams.
+void Agent::RegisterPending() {
   kubelet_socket_identity_ = IdentityOf(kubelet_socket_);
-  bool all = true;
-  for (auto& server : servers_) {
-    server->Stop();
-    if (auto status = server->Start(); !status.ok()) {
-      log::Write(log::Level::kError, "node", "%s", status.message().c_str());
-      all = false;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    if (registered_[i]) continue;
+    auto& server = *servers_[i];
+    if (!started_[i]) {
+      if (auto status = server.Start(); !status.ok()) {
+        log::Write(log::Level::kError, "node", "%s", status.message().c_str());
+        continue;
+      }
+      started_[i] = true;
+    }
+    if (auto status = server.Register(kubelet_socket_, std::chrono::seconds(3)); !status.ok()) {
+      log::Write(log::Level::kWarn, "node", "%s; retrying", status.message().c_str());
       continue;
     }
-    if (auto status = server->Register(kubelet_socket_, std::chrono::seconds(3)); !status.ok()) {
-      log::Write(log::Level::kWarn, "node", "%s; retrying", status.message().c_str());
-      all = false;
-    }
+    registered_[i] = true;
   }
-  registered_ = all;
-  g_ready = all;
+}
+
+bool Agent::AllRegistered() const {
+  return std::all_of(registered_.begin(), registered_.end(), [](bool r) { return r; });
+}
+
+// Every server again from scratch: kubelet restarted and forgot them (and removed their sockets).
+void Agent::ServeAgain() {
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    servers_[i]->Stop();
+    started_[i] = false;
+    registered_[i] = false;
+  }
 }
 
 // kubelet wipes the device-plugin directory when it starts and makes a new kubelet.sock: a new
@@ -162,8 +196,8 @@ bool Agent::KubeletRestarted() {
   const FileIdentity socket = IdentityOf(kubelet_socket_);
   if (socket.inode == 0) return false;  // kubelet is not (yet) there; wait for it
   if (!(socket == kubelet_socket_identity_)) return true;
-  for (const auto& server : servers_) {
-    if (!Exists(server->socket_path())) return true;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    if (started_[i] && !Exists(servers_[i]->socket_path())) return true;
   }
   return false;
 }
@@ -188,27 +222,29 @@ Status Agent::Run(const std::atomic<bool>& stop) {
   health_->Start();
   RefreshPodResources();
   log::Write(log::Level::kWarn, "node", "tessera-node on %s: %zu resources, metrics on %s",
-             options_.node_name.c_str(), servers_.size(), options_.metrics_address.c_str());
+             options_.node_name.c_str(), servers_.size(), metrics_->bound_address().c_str());
 
   auto next_register = std::chrono::steady_clock::now();
   auto next_pod_resources = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   auto retry_delay = std::chrono::milliseconds(250);
   while (!stop) {
     const auto now = std::chrono::steady_clock::now();
-    if (registered_ && KubeletRestarted()) {
+    if (kubelet_socket_identity_.inode != 0 && KubeletRestarted()) {
       log::Write(log::Level::kWarn, "node", "kubelet restarted (new %s); registering again",
                  kubelet_socket_.c_str());
-      registered_ = false;
+      ServeAgain();
       next_register = now;
       retry_delay = std::chrono::milliseconds(250);
     }
-    if (!registered_ && now >= next_register && IdentityOf(kubelet_socket_).inode != 0) {
-      RegisterAll();
-      if (!registered_) {
+    if (!AllRegistered() && now >= next_register && IdentityOf(kubelet_socket_).inode != 0) {
+      RegisterPending();
+      if (!AllRegistered()) {
         next_register = now + retry_delay;
         retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(4000));
       }
     }
+    g_ready = AllRegistered() && std::all_of(servers_.begin(), servers_.end(),
+                                             [](const auto& server) { return server->watched(); });
     if (now >= next_pod_resources) {
       RefreshPodResources();
       next_pod_resources = now + std::chrono::seconds(5);

@@ -60,7 +60,9 @@ class Agent {
 
  private:
   Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry);
-  void RegisterAll();
+  void RegisterPending();
+  bool AllRegistered() const;
+  void ServeAgain();
   bool KubeletRestarted();
   void RefreshPodResources();
 
@@ -74,7 +76,8 @@ class Agent {
   std::unique_ptr<NodePublisher> publisher_;
   std::string kubelet_socket_;
   FileIdentity kubelet_socket_identity_;
-  bool registered_ = false;
+  std::vector<bool> started_;     // per server: serving its socket
+  std::vector<bool> registered_;  // per server: kubelet accepted the registration
 };
 
 }  // namespace tessera::node

@@ -1,5 +1,7 @@
 #include "node/allocation.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <set>
 #include <tuple>
@@ -98,14 +100,18 @@ Result<ContainerAllocation> AllocateContainer(const Resource& resource,
   std::string list;
   for (const auto& id : visible) list += (list.empty() ? "" : ",") + id;
   allocation.envs["NVIDIA_VISIBLE_DEVICES"] = list;
-  for (const char* name : {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"}) {
-    allocation.devices.push_back({std::string("/dev/") + name, nodes.root + "/" + name});
-  }
-  for (unsigned minor : minors) {
-    const std::string name = "nvidia" + std::to_string(minor);
-    allocation.devices.push_back({"/dev/" + name, nodes.root + "/" + name});
+  std::vector<std::string> names = {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"};
+  for (unsigned minor : minors) names.push_back("nvidia" + std::to_string(minor));
+  for (const auto& name : names) {
+    const std::string host = nodes.root + "/" + name;
+    if (nodes.exists(host)) allocation.devices.push_back({"/dev/" + name, host});
   }
   return allocation;
+}
+
+bool DeviceNodes::DeviceNodeExists(const std::string& host_path) {
+  struct stat st = {};
+  return stat(host_path.c_str(), &st) == 0;
 }
 
 }  // namespace tessera::node

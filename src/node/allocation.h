@@ -4,6 +4,7 @@
 #ifndef TESSERA_NODE_ALLOCATION_H_
 #define TESSERA_NODE_ALLOCATION_H_
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,14 +38,20 @@ struct ContainerAllocation {
   std::vector<DeviceNode> devices;  // permissions "rw"
 };
 
-// Where the NVIDIA device nodes are on the host (a real node: "/dev").
+// Where the NVIDIA device nodes are on the host (a real node: "/dev"), and which exist: the
+// driver creates /dev/nvidia-uvm* only when CUDA is first used, and a container runtime refuses a
+// device node that is not there.
 struct DeviceNodes {
   std::string root = "/dev";
+  std::function<bool(const std::string& host_path)> exists = DeviceNodeExists;
+
+  static bool DeviceNodeExists(const std::string& host_path);
 };
 
 // What a container given `device_ids` of `resource` gets: NVIDIA_VISIBLE_DEVICES naming each
 // GPU or MIG instance once (the container toolkit mounts exactly those), and the device nodes
-// /dev/nvidiactl, /dev/nvidia-uvm, /dev/nvidia-uvm-tools and /dev/nvidia<minor> of each GPU.
+// /dev/nvidiactl, /dev/nvidia-uvm, /dev/nvidia-uvm-tools and /dev/nvidia<minor> of each GPU
+// that exist on the host.
 // An ID the resource does not know is an error naming it.
 Result<ContainerAllocation> AllocateContainer(const Resource& resource,
                                               const std::vector<std::string>& device_ids,

@@ -1,18 +1,22 @@
 #include "node/config.h"
 
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <set>
-#include <sstream>
 
 namespace tessera::node {
 namespace {
 
 constexpr std::string_view kModes = "whole, time-sliced, mig, shared";
 
-// A MIG profile name as NVIDIA writes it: "<slices>g.<memory>gb", optionally with a "+me" style
-// suffix ("1g.10gb+me"). Whether the GPU offers it is for CheckAgainstInventory.
+// A MIG profile name as NVIDIA writes it: "<slices>g.<memory>gb", optionally with a variant's
+// suffix ("1g.10gb+me", "1g.10gb-me", "1g.10gb+me.all", "1g.10gb+gfx"). Whether the GPU offers it
+// is for PlanResources.
 bool LooksLikeMigProfile(std::string_view name) {
   size_t i = 0;
   auto digits = [&] {
@@ -27,11 +31,12 @@ bool LooksLikeMigProfile(std::string_view name) {
   if (!digits() || name.substr(i, 2) != "gb") return false;
   i += 2;
   if (i == name.size()) return true;
-  if (name[i] != '+') return false;
+  if (name[i] != '+' && name[i] != '-') return false;
   ++i;
-  if (i == name.size()) return false;
+  if (i == name.size() || name.back() == '.') return false;
   for (; i < name.size(); ++i) {
-    if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9'))) return false;
+    const char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.')) return false;
   }
   return true;
 }
@@ -223,12 +228,18 @@ Result<NodeConfig> ParseNodeConfig(std::string_view text, const std::string& sou
 }
 
 Result<NodeConfig> LoadNodeConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::Error(path + ": cannot read the node configuration");
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Error(path + ": cannot read the node configuration");
-  return ParseNodeConfig(text.str(), path);
+  struct stat st = {};
+  if (stat(path.c_str(), &st) != 0) {
+    return Status::Error(path + ": cannot read the node configuration: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Status::Error(path + ": the node configuration must be a file" +
+                         (S_ISDIR(st.st_mode) ? " (this is a directory)" : ""));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) return Status::Error(path + ": cannot read the node configuration");
+  return ParseNodeConfig(text, path);
 }
 
 }  // namespace tessera::node

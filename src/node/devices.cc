@@ -58,6 +58,27 @@ Status CheckMig(const NodeConfig& config, const GpuConfig& entry, const Gpu& gpu
   return Status::Ok();
 }
 
+// An extended resource name's name part must be a qualified name (alphanumerics, '-', '_', '.',
+// beginning and ending alphanumeric, at most 63 characters); a MIG variant's '+' is not allowed,
+// so "1g.10gb+me" is advertised as nvidia.com/mig-1g.10gb.me.
+std::string MigResourceName(const std::string& profile) {
+  std::string name = profile;
+  std::replace(name.begin(), name.end(), '+', '.');
+  return kMigResourcePrefix + name;
+}
+
+bool IsQualifiedName(const std::string& resource) {
+  const size_t slash = resource.find('/');
+  const std::string name = slash == std::string::npos ? resource : resource.substr(slash + 1);
+  if (name.empty() || name.size() > 63) return false;
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(name.front()) || !alnum(name.back())) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+
 }  // namespace
 
 const PluginDevice* Resource::Find(const std::string& id) const {
@@ -121,7 +142,13 @@ Result<std::vector<Resource>> PlanResources(const NodeConfig& config, const Inve
           PluginDevice device = DeviceOf(gpu, mode);
           device.id = instance.uuid;
           device.visible_id = instance.uuid;
-          add(kMigResourcePrefix + instance.profile, std::move(device));
+          const std::string name = MigResourceName(instance.profile);
+          if (!IsQualifiedName(name)) {
+            return Status::Error("GPU " + std::to_string(gpu.index) + " (" + gpu.name +
+                                 ") has a MIG instance of profile \"" + instance.profile +
+                                 "\", which makes no valid resource name (" + name + ")");
+          }
+          add(name, std::move(device));
         }
         break;
       }

@@ -15,9 +15,9 @@ HealthMonitor::~HealthMonitor() { Stop(); }
 
 void HealthMonitor::Start() {
   auto status = nvml_.WatchXids(registry_.inventory());
-  events_ = status.ok();
-  if (!events_) {
-    log::Write(log::Level::kWarn, "node", "no Xid events (%s); health comes from probes only",
+  events_ = nvml_.watching_xids();
+  if (!status.ok()) {
+    log::Write(log::Level::kWarn, "node", "%s; health of those comes from probes only",
                status.message().c_str());
   }
   Check(std::chrono::steady_clock::now());
@@ -45,8 +45,13 @@ void HealthMonitor::Run() {
     if (events_) {
       auto event = nvml_.WaitXid(250);
       if (!event.ok()) {
-        log::Write(log::Level::kWarn, "node", "%s", event.status().message().c_str());
-        std::this_thread::sleep_for(std::chrono::milliseconds(250));  // NVML failing: do not spin
+        // NVML failing: say so once a minute at most, and do not spin.
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_wait_error_ > std::chrono::minutes(1)) {
+          log::Write(log::Level::kWarn, "node", "%s", event.status().message().c_str());
+          last_wait_error_ = now;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
       } else if (event->has_value()) {
         const XidEvent& xid = **event;
         const std::string gpu = GpuOf(xid.gpu_uuid);

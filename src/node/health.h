@@ -45,6 +45,7 @@ class HealthMonitor {
   bool events_ = false;
   std::map<std::string, std::chrono::steady_clock::time_point> last_xid_;
   std::map<std::string, std::string> xid_reason_;
+  std::chrono::steady_clock::time_point last_wait_error_{};
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

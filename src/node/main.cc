@@ -1,10 +1,13 @@
 // tessera-node: the node agent (kubelet device plugin + GPU monitor). See agent.h.
+#include <pthread.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
 
 #include "common/log.h"
 #include "node/agent.h"
@@ -13,7 +16,17 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-void OnSignal(int) { g_stop = true; }
+// SIGTERM and SIGINT are blocked in every thread (the mask is set before any starts) and taken
+// here: the first stops the agent cleanly, a second one exits at once.
+void WaitForSignals(sigset_t signals) {
+  int signal = 0;
+  sigwait(&signals, &signal);
+  std::fprintf(stderr, "tessera-node: %s: stopping\n", strsignal(signal));
+  g_stop = true;
+  sigwait(&signals, &signal);
+  std::fprintf(stderr, "tessera-node: %s again: exiting now\n", strsignal(signal));
+  std::_Exit(1);
+}
 
 }  // namespace
 
@@ -67,6 +80,13 @@ int main(int argc, char** argv) {
   options.health_recovery = std::chrono::milliseconds(recovery_ms);
   options.publish = !no_publish && !check_config;
 
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
   auto agent = tessera::node::Agent::Create(options);
   if (!agent.ok()) {
     std::fprintf(stderr, "tessera-node: %s\n", agent.status().message().c_str());
@@ -81,12 +101,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  struct sigaction action = {};
-  action.sa_handler = OnSignal;
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
+  std::thread(WaitForSignals, signals).detach();
   auto status = (*agent)->Run(g_stop);
   if (!status.ok()) {
     std::fprintf(stderr, "tessera-node: %s\n", status.message().c_str());

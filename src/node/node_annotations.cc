@@ -78,7 +78,10 @@ std::map<std::string, std::string> NodeAnnotations(const Registry& registry,
   }
   nlohmann::json tessera = {
       {"version", 1}, {"driver", registry.inventory().driver_version}, {"gpus", gpus}};
-  return {{kHamiRegisterAnnotation, hami.dump()}, {kTesseraGpusAnnotation, tessera.dump()}};
+  // Names come from the driver: bytes that are not UTF-8 become U+FFFD rather than an exception.
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+  return {{kHamiRegisterAnnotation, hami.dump(-1, ' ', false, kReplace)},
+          {kTesseraGpusAnnotation, tessera.dump(-1, ' ', false, kReplace)}};
 }
 
 }  // namespace tessera::node

@@ -32,6 +32,7 @@ namespace tessera::node {
   X(nvmlDeviceGetComputeInstanceId)         \
   X(nvmlDeviceGetGpuInstanceProfileInfo)    \
   X(nvmlDeviceGetRetiredPagesPendingStatus) \
+  X(nvmlDeviceGetRemappedRows)              \
   X(nvmlEventSetCreate)                     \
   X(nvmlEventSetFree)                       \
   X(nvmlEventSetWait_v2)                    \
@@ -49,7 +50,8 @@ namespace {
 // Functions older drivers lack: their absence is not an error.
 bool Optional(const char* name) {
   const std::string n = name;
-  return n == "nvmlDeviceGetNumaNodeId" || n == "nvmlDeviceGetRetiredPagesPendingStatus";
+  return n == "nvmlDeviceGetNumaNodeId" || n == "nvmlDeviceGetRetiredPagesPendingStatus" ||
+         n == "nvmlDeviceGetRemappedRows";
 }
 
 std::string Error(const Nvml::Table& t, const char* function, nvmlReturn_t result) {
@@ -60,16 +62,41 @@ std::string Error(const Nvml::Table& t, const char* function, nvmlReturn_t resul
 
 // The MIG profile name NVIDIA's tools use: "<GPU instance slices>g.<memory GB>gb", where the
 // memory is the instance's share of the GPU rounded up to eighths, times the GPU's whole GB
-// (so an H100's 80896 MiB instance is "7g.80gb", not 79).
-std::string MigProfileName(unsigned slices, unsigned long long memory_mib,
+// (so an H100's 80896 MiB instance is "7g.80gb", not 79), and the suffix of the profile's media
+// or graphics variant ("1g.10gb+me").
+std::string MigProfileName(unsigned profile_id, unsigned slices, unsigned long long memory_mib,
                            unsigned long long device_bytes) {
   constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
   const double fraction = std::ceil(static_cast<double>(memory_mib) * 1024.0 * 1024.0 /
                                     static_cast<double>(device_bytes) * 8.0) /
                           8.0;
   const double device_gb = std::ceil(static_cast<double>(device_bytes) / kGiB);
-  return std::to_string(slices) + "g." +
-         std::to_string(static_cast<unsigned long long>(std::llround(fraction * device_gb))) + "gb";
+  std::string name =
+      std::to_string(slices) + "g." +
+      std::to_string(static_cast<unsigned long long>(std::llround(fraction * device_gb))) + "gb";
+  switch (profile_id) {
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1:
+      return name + "+me";
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_GFX:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_GFX:
+    case NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX:
+      return name + "+gfx";
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_NO_ME:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME:
+      return name + "-me";
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME:
+      return name + "+me.all";
+    default:
+      return name;
+  }
+}
+
+// Whether a failed device query means the GPU itself is broken (rather than, say, a query this
+// GPU or this process may not make).
+bool MeansBroken(nvmlReturn_t result) {
+  return result == NVML_ERROR_GPU_IS_LOST || result == NVML_ERROR_RESET_REQUIRED ||
+         result == NVML_ERROR_UNKNOWN;
 }
 
 }  // namespace
@@ -133,11 +160,6 @@ Result<Inventory> Nvml::Discover() {
     gpu.uuid = text;
     char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE] = {};
     if (t.nvmlDeviceGetName(device, name, sizeof name) == NVML_SUCCESS) gpu.name = name;
-    nvmlMemory_t memory = {};
-    if (auto r = t.nvmlDeviceGetMemoryInfo(device, &memory); r != NVML_SUCCESS) {
-      return Status::Error(Error(t, "nvmlDeviceGetMemoryInfo", r) + " for GPU " + gpu.uuid);
-    }
-    gpu.memory_bytes = memory.total;
     unsigned minor = index;
     if (t.nvmlDeviceGetMinorNumber(device, &minor) == NVML_SUCCESS)
       gpu.minor = minor;
@@ -153,13 +175,26 @@ Result<Inventory> Nvml::Discover() {
     if (t.nvmlDeviceGetMigMode(device, &current, &pending) == NVML_SUCCESS) {
       gpu.mig_enabled = current == NVML_DEVICE_MIG_ENABLE;
     }
+    nvmlMemory_t memory = {};
+    if (auto r = t.nvmlDeviceGetMemoryInfo(device, &memory); r == NVML_SUCCESS) {
+      gpu.memory_bytes = memory.total;
+    } else if (gpu.mig_enabled && r == NVML_ERROR_NO_PERMISSION) {
+      // A MIG-enabled GPU's aggregate memory needs privilege; its full profile says the same.
+      nvmlGpuInstanceProfileInfo_t full = {};
+      if (t.nvmlDeviceGetGpuInstanceProfileInfo(device, NVML_GPU_INSTANCE_PROFILE_7_SLICE, &full) ==
+          NVML_SUCCESS) {
+        gpu.memory_bytes = full.memorySizeMB << 20;
+      }
+    } else {
+      return Status::Error(Error(t, "nvmlDeviceGetMemoryInfo", r) + " for GPU " + gpu.uuid);
+    }
     if (gpu.mig_enabled) {
       // Every profile id R580 knows; a GPU answers NOT_SUPPORTED for those it lacks.
       for (unsigned profile = 0; profile <= NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME; ++profile) {
         nvmlGpuInstanceProfileInfo_t info = {};
         if (t.nvmlDeviceGetGpuInstanceProfileInfo(device, profile, &info) != NVML_SUCCESS) continue;
         const std::string profile_name =
-            MigProfileName(info.sliceCount, info.memorySizeMB, gpu.memory_bytes);
+            MigProfileName(profile, info.sliceCount, info.memorySizeMB, gpu.memory_bytes);
         if (std::find(gpu.mig_profiles.begin(), gpu.mig_profiles.end(), profile_name) ==
             gpu.mig_profiles.end()) {
           gpu.mig_profiles.push_back(profile_name);
@@ -217,8 +252,19 @@ HealthProbe Nvml::Probe(const std::string& gpu_uuid) {
     return {false, Error(t, "nvmlDeviceGetHandleByUUID", r)};
   }
   nvmlMemory_t memory = {};
-  if (auto r = t.nvmlDeviceGetMemoryInfo(device, &memory); r != NVML_SUCCESS) {
+  if (auto r = t.nvmlDeviceGetMemoryInfo(device, &memory); MeansBroken(r)) {
     return {false, Error(t, "nvmlDeviceGetMemoryInfo", r)};
+  }
+  if (t.nvmlDeviceGetRemappedRows != nullptr) {
+    unsigned corrected = 0;
+    unsigned uncorrected = 0;
+    unsigned pending = 0;
+    unsigned failed = 0;
+    if (t.nvmlDeviceGetRemappedRows(device, &corrected, &uncorrected, &pending, &failed) ==
+        NVML_SUCCESS) {
+      if (failed != 0) return {false, "row remapping failed (the GPU needs servicing)"};
+      if (pending != 0) return {false, "row remapping pending (the GPU needs a reset)"};
+    }
   }
   if (t.nvmlDeviceGetRetiredPagesPendingStatus != nullptr) {
     nvmlEnableState_t pending = NVML_FEATURE_DISABLED;
@@ -257,21 +303,28 @@ Status Nvml::WatchXids(const Inventory& inventory) {
     return Status::Error(Error(t, "nvmlEventSetCreate", r));
   }
   event_set_ = set;
+  // A GPU that cannot be watched is left to the probe; the others are still watched.
+  std::string skipped;
   for (const auto& gpu : inventory.gpus) {
     nvmlDevice_t device = nullptr;
-    if (auto r = t.nvmlDeviceGetHandleByUUID(gpu.uuid.c_str(), &device); r != NVML_SUCCESS) {
-      return Status::Error(Error(t, "nvmlDeviceGetHandleByUUID", r) + " for " + gpu.uuid);
-    }
     unsigned long long supported = 0;
-    if (t.nvmlDeviceGetSupportedEventTypes(device, &supported) != NVML_SUCCESS) continue;
+    nvmlReturn_t r = t.nvmlDeviceGetHandleByUUID(gpu.uuid.c_str(), &device);
+    if (r == NVML_SUCCESS) r = t.nvmlDeviceGetSupportedEventTypes(device, &supported);
     const unsigned long long wanted =
         supported & (nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError);
-    if (wanted == 0) continue;
-    if (auto r = t.nvmlDeviceRegisterEvents(device, wanted, set); r != NVML_SUCCESS) {
-      return Status::Error(Error(t, "nvmlDeviceRegisterEvents", r) + " for " + gpu.uuid);
+    if (r == NVML_SUCCESS && wanted != 0) r = t.nvmlDeviceRegisterEvents(device, wanted, set);
+    if (r == NVML_SUCCESS && wanted != 0) {
+      event_devices_[device] = gpu.uuid;
+    } else {
+      skipped +=
+          (skipped.empty() ? "" : ", ") + gpu.uuid +
+          (r == NVML_SUCCESS ? std::string(" (no Xid events)") : " (" + Error(t, "NVML", r) + ")");
     }
-    event_devices_[device] = gpu.uuid;
   }
+  if (event_devices_.empty()) {
+    return Status::Error("no GPU can report Xid events: " + (skipped.empty() ? "no GPU" : skipped));
+  }
+  if (!skipped.empty()) return Status::Error("Xid events only from some GPUs; not from " + skipped);
   return Status::Ok();
 }
 

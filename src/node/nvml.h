@@ -47,8 +47,10 @@ class Nvml {
   HealthProbe Probe(const std::string& gpu_uuid);
   Result<GpuSample> Sample(const std::string& gpu_uuid);
 
-  // Registers every GPU of `inventory` for Xid events (those that support them).
+  // Registers every GPU of `inventory` for Xid events. An error says which GPUs cannot be
+  // watched; the others are watched all the same (watching_xids()).
   Status WatchXids(const Inventory& inventory);
+  bool watching_xids() const { return !event_devices_.empty(); }
   // Waits up to `timeout_ms` for an Xid; nothing when none came. REQUIRES: WatchXids succeeded.
   Result<std::optional<XidEvent>> WaitXid(unsigned timeout_ms);
 

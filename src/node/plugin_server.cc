@@ -28,6 +28,9 @@ class PluginService final : public dp::DevicePlugin::Service {
     registry_.WakeAll();
   }
 
+  // Whether kubelet has the device list: it connected and the first ListAndWatch answer went out.
+  bool watched() const { return watched_; }
+
   grpc::Status GetDevicePluginOptions(grpc::ServerContext*, const dp::Empty*,
                                       dp::DevicePluginOptions* options) override {
     options->set_pre_start_required(false);
@@ -45,6 +48,7 @@ class PluginService final : public dp::DevicePlugin::Service {
         dp::ListAndWatchResponse response = Devices();
         if (!writer->Write(response)) break;
         sent = version;
+        watched_ = true;
       }
       registry_.WaitForChange(sent, std::chrono::milliseconds(500));
     }
@@ -130,6 +134,7 @@ class PluginService final : public dp::DevicePlugin::Service {
   const Resource& resource_;
   const DeviceNodes nodes_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> watched_{false};
 };
 
 PluginServer::PluginServer(Registry& registry, const Resource& resource, std::string directory,
@@ -143,6 +148,8 @@ PluginServer::PluginServer(Registry& registry, const Resource& resource, std::st
 PluginServer::~PluginServer() { Stop(); }
 
 const std::string& PluginServer::resource_name() const { return resource_.name; }
+
+bool PluginServer::watched() const { return service_ != nullptr && service_->watched(); }
 
 Status PluginServer::Start() {
   const std::string path = socket_path();

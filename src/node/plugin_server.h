@@ -36,6 +36,8 @@ class PluginServer {
   void Stop();
 
   const std::string& resource_name() const;
+  // kubelet has connected since the last Start() and holds the device list.
+  bool watched() const;
   // The socket's file name in the directory, e.g. "tessera-gpu.shared.sock".
   const std::string& endpoint() const { return endpoint_; }
   std::string socket_path() const { return directory_ + "/" + endpoint_; }

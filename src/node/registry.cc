@@ -90,10 +90,15 @@ uint64_t Registry::Version() const {
 
 uint64_t Registry::WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
-  changed_.wait_for(lock, timeout, [&] { return version_ != seen; });
+  const uint64_t wakes = wakes_;
+  changed_.wait_for(lock, timeout, [&] { return version_ != seen || wakes_ != wakes; });
   return version_;
 }
 
-void Registry::WakeAll() { changed_.notify_all(); }
+void Registry::WakeAll() {
+  std::lock_guard lock(mutex_);
+  ++wakes_;
+  changed_.notify_all();
+}
 
 }  // namespace tessera::node

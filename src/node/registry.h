@@ -61,7 +61,7 @@ class Registry {
   Histogram AllocateLatency() const;
 
   uint64_t Version() const;
-  // Waits until Version() != `seen` or `timeout` passes; returns the version then.
+  // Waits until Version() != `seen`, WakeAll() or `timeout`; returns the version then.
   uint64_t WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) const;
   // Wakes every waiter without a change (shutdown).
   void WakeAll();
@@ -74,6 +74,7 @@ class Registry {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   uint64_t version_ = 1;
+  uint64_t wakes_ = 0;  // WakeAll() calls, so that a woken waiter returns
   std::map<std::string, GpuHealth> health_;
   std::vector<ContainerDevices> containers_;
   std::vector<uint64_t> latency_counts_;

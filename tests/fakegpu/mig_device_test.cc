@@ -161,7 +161,7 @@ TEST_F(FakeGpuMigDevices, ProfilesAndPlacementsAreAnH100s) {
   EXPECT_EQ(info.multiprocessorCount, 60u);
   EXPECT_EQ(info.memorySizeMB, 40u * 1024);
   ASSERT_EQ(
-      nvmlDeviceGetGpuInstanceProfileInfo(Gpu(0), NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, &info),
+      nvmlDeviceGetGpuInstanceProfileInfo(Gpu(0), NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, &info),
       NVML_SUCCESS)
       << "profiles answer for a GPU that could be in MIG mode";
   EXPECT_EQ(info.id, 15u);

@@ -88,7 +88,8 @@ TEST(FakeGpuMig, AnH100sProfilesHaveItsSizesSlicesAndPlacements) {
   EXPECT_EQ(one->placement_starts[6], 6u);
   EXPECT_EQ(FindMigProfileByName("2g.20gb")->placement_starts[2], 4u);
   EXPECT_EQ(FindMigProfileById(9)->name, "3g.40gb");
-  EXPECT_EQ(FindMigProfileByNvmlProfile(0x7)->name, "1g.20gb");  // 1_SLICE_REV1
+  EXPECT_EQ(FindMigProfileByNvmlProfile(0x9)->name, "1g.20gb");  // 1_SLICE_REV2
+  EXPECT_EQ(FindMigProfileByNvmlProfile(0x7), nullptr);  // 1_SLICE_REV1 is 1g.10gb+me, not offered
 }
 
 TEST(FakeGpuMig, MemoryAndSmsScaleWithTheDevice) {

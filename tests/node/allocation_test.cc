@@ -77,8 +77,8 @@ TEST(PreferredDevices, UnknownIdsAreIgnoredAndShortSupplyGivesWhatThereIs) {
 
 TEST(AllocateContainer, NamesEachGpuOnceAndGivesItsDeviceNodes) {
   const Resource resource = TimeSliced(4);
-  auto allocation = AllocateContainer(resource, {"GPU-1::0", "GPU-1::2", "GPU-3::1"},
-                                      DeviceNodes{"/run/fake/dev"});
+  DeviceNodes nodes{"/run/fake/dev", [](const std::string&) { return true; }};
+  auto allocation = AllocateContainer(resource, {"GPU-1::0", "GPU-1::2", "GPU-3::1"}, nodes);
   ASSERT_TRUE(allocation.ok()) << allocation.status().message();
   EXPECT_EQ(allocation->envs.at("NVIDIA_VISIBLE_DEVICES"), "GPU-1,GPU-3");
   std::vector<std::string> hosts;
@@ -87,6 +87,17 @@ TEST(AllocateContainer, NamesEachGpuOnceAndGivesItsDeviceNodes) {
                                              "/run/fake/dev/nvidia-uvm-tools",
                                              "/run/fake/dev/nvidia1", "/run/fake/dev/nvidia3"}));
   EXPECT_EQ(allocation->devices[3].container_path, "/dev/nvidia1");
+}
+
+TEST(AllocateContainer, LeavesOutDeviceNodesTheHostDoesNotHave) {
+  // The driver makes /dev/nvidia-uvm* on first use; a runtime refuses a node that is missing.
+  DeviceNodes nodes{"/dev",
+                    [](const std::string& path) { return path.find("uvm") == std::string::npos; }};
+  auto allocation = AllocateContainer(TimeSliced(1), {"GPU-2::0"}, nodes);
+  ASSERT_TRUE(allocation.ok());
+  std::vector<std::string> containers;
+  for (const auto& node : allocation->devices) containers.push_back(node.container_path);
+  EXPECT_EQ(containers, (std::vector<std::string>{"/dev/nvidiactl", "/dev/nvidia2"}));
 }
 
 TEST(AllocateContainer, AnUnknownDeviceIsAnError) {
