@@ -23,9 +23,10 @@ build: $(BUILD)/build.ninja
 demo: deps build
 	./scripts/demo.sh $(BUILD)
 
-# Everything CI runs: the normal build's tests; the shim, region and fake GPU again under
-# ASan+UBSan; short libFuzzer runs of every parser; the region under TSan.
-test: deps test-fast test-asan test-fuzz test-tsan
+# Everything CI runs: the normal build's tests; the shim, region, fake GPU and node agent again
+# under ASan+UBSan; short libFuzzer runs of every parser; the region under TSan; then the suite
+# on the local Kubernetes cluster (built from Debian's source package the first time).
+test: deps test-fast test-asan test-fuzz test-tsan test-cluster
 
 # The cluster's tests (label `cluster`) need a running cluster: `make test-cluster`.
 test-fast: build

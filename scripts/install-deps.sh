@@ -10,7 +10,7 @@ packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev libbenchmark-dev 
           libcurl4-openssl-dev libssl-dev libcpp-httplib-dev libyaml-cpp-dev libcli11-dev
           # the local cluster (make cluster): Kubernetes is built from Debian's source package
           golang-go etcd-server rsync dpkg-dev prometheus python3-yaml python3-prometheus-client
-          iproute2 util-linux)
+          iproute2 util-linux curl openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
