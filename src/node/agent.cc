@@ -218,7 +218,8 @@ Status Agent::Run(const std::atomic<bool>& stop) {
   }
   metrics_ = std::make_unique<MetricsServer>(options_.node_name, *registry_, *nvml_, g_ready);
   if (auto status = metrics_->Start(options_.metrics_address); !status.ok()) return status;
-  health_ = std::make_unique<HealthMonitor>(*nvml_, *registry_, options_.health_recovery);
+  health_ = std::make_unique<HealthMonitor>(*nvml_, *registry_, options_.health_recovery,
+                                            options_.xid_hold);
   health_->Start();
   RefreshPodResources();
   log::Write(log::Level::kWarn, "node", "tessera-node on %s: %zu resources, metrics on %s",

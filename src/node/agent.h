@@ -34,6 +34,7 @@ struct AgentOptions {
   std::string device_root = "/dev";
   std::string nvml_library = "libnvidia-ml.so.1";
   std::chrono::milliseconds health_recovery{2000};
+  std::chrono::milliseconds xid_hold{300000};
 };
 
 class NodePublisher;

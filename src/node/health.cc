@@ -8,8 +8,9 @@ bool IsApplicationXid(unsigned long long xid) {
   return xid == 13 || xid == 31 || xid == 43 || xid == 45 || xid == 68 || xid == 109;
 }
 
-HealthMonitor::HealthMonitor(Nvml& nvml, Registry& registry, std::chrono::milliseconds recovery)
-    : nvml_(nvml), registry_(registry), recovery_(recovery) {}
+HealthMonitor::HealthMonitor(Nvml& nvml, Registry& registry, std::chrono::milliseconds recovery,
+                             std::chrono::milliseconds xid_hold)
+    : nvml_(nvml), registry_(registry), recovery_(recovery), xid_hold_(xid_hold) {}
 
 HealthMonitor::~HealthMonitor() { Stop(); }
 
@@ -60,11 +61,14 @@ void HealthMonitor::Run() {
                      "GPU %s: Xid %llu (an application's error; ignored)", gpu.c_str(), xid.xid);
         } else {
           last_xid_[gpu] = std::chrono::steady_clock::now();
+          xid_at_[gpu] = last_xid_[gpu];  // until the probe shows it, it is held for xid_hold
           xid_reason_[gpu] = "Xid " + std::to_string(xid.xid);
           if (registry_.SetHealth(gpu, {false, xid_reason_[gpu]})) {
             log::Write(log::Level::kWarn, "node", "GPU %s is unhealthy: Xid %llu", gpu.c_str(),
                        xid.xid);
           }
+          // Probe now: whether NVML shows the fault decides how it clears (see health.h).
+          Check(std::chrono::steady_clock::now());
         }
       }
     } else {
@@ -86,12 +90,19 @@ void HealthMonitor::Check(std::chrono::steady_clock::time_point now) {
         log::Write(log::Level::kWarn, "node", "GPU %s is unhealthy: %s", gpu.uuid.c_str(),
                    probe.reason.c_str());
       }
-      // Recovery counts from the last time anything was wrong.
+      // Recovery counts from the last time anything was wrong; NVML shows this fault, so NVML
+      // will say when it is over.
       last_xid_[gpu.uuid] = now;
+      xid_at_.erase(gpu.uuid);
       continue;
     }
     auto last = last_xid_.find(gpu.uuid);
     if (last != last_xid_.end() && now - last->second < recovery_) continue;
+    auto unseen = xid_at_.find(gpu.uuid);
+    if (unseen != xid_at_.end()) {
+      if (now - unseen->second < xid_hold_) continue;
+      xid_at_.erase(unseen);
+    }
     if (registry_.SetHealth(gpu.uuid, {true, ""})) {
       log::Write(log::Level::kWarn, "node", "GPU %s is healthy again", gpu.uuid.c_str());
     }

@@ -1,8 +1,10 @@
 // Keeps each GPU's health in the Registry from NVML: a critical Xid event marks the GPU (and every
 // device advertised on it) Unhealthy at once; a probe every second marks it Unhealthy while NVML
-// says it is lost or has page retirement pending. It is Healthy again once the probe has passed
-// for `recovery` after the last critical Xid, so a GPU that was reset or whose fault cleared comes
-// back without restarting the agent (the device plugin HAMi forked never recovers).
+// says it is lost, or has page retirement or row remapping pending. A fault NVML shows clears
+// when NVML says so: the GPU is Healthy again once the probe has passed for `recovery`, so a GPU
+// that was reset comes back without restarting the agent (the device plugin HAMi forked never
+// recovers). A critical Xid that NVML never showed in the probe keeps the GPU out for
+// `xid_hold` after it, since nothing tells when such a fault is over.
 //
 // Xids that an application causes (13, 31, 43, 45, 68, 109) say nothing about the GPU and are
 // ignored, as NVIDIA's device plugin does.
@@ -24,7 +26,8 @@ bool IsApplicationXid(unsigned long long xid);
 
 class HealthMonitor {
  public:
-  HealthMonitor(Nvml& nvml, Registry& registry, std::chrono::milliseconds recovery);
+  HealthMonitor(Nvml& nvml, Registry& registry, std::chrono::milliseconds recovery,
+                std::chrono::milliseconds xid_hold);
   ~HealthMonitor();
   HealthMonitor(const HealthMonitor&) = delete;
   HealthMonitor& operator=(const HealthMonitor&) = delete;
@@ -42,9 +45,11 @@ class HealthMonitor {
   Nvml& nvml_;
   Registry& registry_;
   const std::chrono::milliseconds recovery_;
+  const std::chrono::milliseconds xid_hold_;
   bool events_ = false;
   std::map<std::string, std::chrono::steady_clock::time_point> last_xid_;
   std::map<std::string, std::string> xid_reason_;
+  std::map<std::string, std::chrono::steady_clock::time_point> xid_at_;  // last unseen critical Xid
   std::chrono::steady_clock::time_point last_wait_error_{};
   std::atomic<bool> stopping_{false};
   std::thread thread_;

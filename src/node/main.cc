@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   bool no_publish = false;
   bool check_config = false;
   int recovery_ms = static_cast<int>(options.health_recovery.count());
+  int xid_hold_ms = static_cast<int>(options.xid_hold.count());
 
   CLI::App app{
       "tessera-node: advertises this node's GPUs to kubelet, per GPU as whole GPUs "
@@ -70,6 +71,11 @@ int main(int argc, char** argv) {
                  "advertised Healthy again")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
+  app.add_option("--xid-hold-ms", xid_hold_ms,
+                 "how long a critical Xid that NVML's health queries do not show keeps its GPU "
+                 "Unhealthy")
+      ->check(CLI::Range(0, 86400000))
+      ->capture_default_str();
   app.add_flag("--check-config", check_config,
                "check the configuration against this node's GPUs and exit");
   try {
@@ -78,6 +84,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   options.health_recovery = std::chrono::milliseconds(recovery_ms);
+  options.xid_hold = std::chrono::milliseconds(xid_hold_ms);
   options.publish = !no_publish && !check_config;
 
   sigset_t signals;

@@ -89,13 +89,21 @@ class Agent : public ::testing::Test {
     std::ofstream(node_.Path("node.yaml")) << kConfig;
   }
 
-  std::unique_ptr<testing::Child> Start(const std::string& config) {
-    return std::make_unique<testing::Child>(
-        std::vector<std::string>{TESSERA_NODE_BINARY, "--node-name", "test-node", "--config",
-                                 config, "--no-publish", "--device-plugin-dir", plugins_,
-                                 "--pod-resources-socket", node_.Path("no-pod-resources.sock"),
-                                 "--metrics-address", "127.0.0.1:0", "--health-recovery-ms", "500"},
-        node_.Environment({"TESSERA_LOG_LEVEL=info"}));
+  std::unique_ptr<testing::Child> Start(const std::string& config,
+                                        const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {TESSERA_NODE_BINARY, "--node-name", "test-node", "--config",
+                                     config, "--no-publish", "--device-plugin-dir", plugins_,
+                                     "--pod-resources-socket", node_.Path("no-pod-resources.sock"),
+                                     "--metrics-address", "127.0.0.1:0", "--health-recovery-ms",
+                                     "500"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<testing::Child>(argv, node_.Environment({"TESSERA_LOG_LEVEL=info"}));
+  }
+
+  int FakeGpu(std::vector<std::string> args) {
+    args.insert(args.begin(), TESSERA_FAKEGPU_TOOL);
+    testing::Child tool(args, node_.Environment({}));
+    return tool.Finish();
   }
 
   std::unique_ptr<dp::DevicePlugin::Stub> Plugin(const std::string& endpoint) {
@@ -237,6 +245,34 @@ TEST_F(Agent, RegistersEachResourceAndAnswersKubeletsCalls) {
   ASSERT_TRUE(stream->Read(&list));
   EXPECT_EQ(health_of(list, gpu1), "Healthy Healthy ");
   watch_context.TryCancel();
+}
+
+TEST_F(Agent, AnXidNvmlDoesNotShowHoldsTheGpuOutAndAnApplicationsXidIsIgnored) {
+  FakeKubelet kubelet(plugins_ + "/kubelet.sock");
+  auto agent = Start(node_.Path("node.yaml"), {"--xid-hold-ms", "1500"});
+  auto requests = kubelet.WaitFor(5);
+  ASSERT_EQ(requests.size(), 5u);
+  auto whole = Plugin("tessera-gpu.sock");
+  grpc::ClientContext context;
+  dp::Empty empty;
+  auto stream = whole->ListAndWatch(&context, empty);
+  dp::ListAndWatchResponse list;
+  ASSERT_TRUE(stream->Read(&list));
+  ASSERT_EQ(list.devices_size(), 1);
+  ASSERT_EQ(list.devices(0).health(), "Healthy");
+  // Xid 13 (an application's illegal address) says nothing about the GPU.
+  ASSERT_EQ(FakeGpu({"fault", "raise", "--gpu", "3", "--xid", "13"}), 0);
+  ASSERT_TRUE(agent->WaitFor("Xid 13 (an application's error; ignored)"));
+  // Xid 74 (NVLink): Unhealthy at once, and, with nothing in NVML's health queries to say when it
+  // is over, Healthy again only after the hold, although the fault was never cleared.
+  ASSERT_EQ(FakeGpu({"fault", "raise", "--gpu", "3", "--xid", "74"}), 0);
+  const auto raised = std::chrono::steady_clock::now();
+  ASSERT_TRUE(stream->Read(&list));
+  EXPECT_EQ(list.devices(0).health(), "Unhealthy");
+  ASSERT_TRUE(stream->Read(&list));
+  EXPECT_EQ(list.devices(0).health(), "Healthy");
+  EXPECT_GE(std::chrono::steady_clock::now() - raised, 1500ms);
+  context.TryCancel();
 }
 
 TEST_F(Agent, RegistersAgainWhenKubeletRestarts) {
