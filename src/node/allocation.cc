@@ -10,7 +10,8 @@ namespace tessera::node {
 
 std::vector<std::string> PreferredDevices(const Resource& resource,
                                           const std::vector<std::string>& available,
-                                          const std::vector<std::string>& must_include, int size) {
+                                          const std::vector<std::string>& must_include, int size,
+                                          const TopologyLevels& topology) {
   std::vector<const PluginDevice*> chosen;
   std::set<std::string> taken;
   for (const auto& id : must_include) {
@@ -62,11 +63,57 @@ std::vector<std::string> PreferredDevices(const Resource& resource,
     gpus_chosen.insert(device->gpu_uuid);
     ++in_use[device->gpu_uuid];
   }
+  // The farthest link from `device`'s GPU to a GPU already chosen (0 when none is).
+  auto distance = [&](const PluginDevice* device) {
+    int farthest = 0;
+    for (const auto* other : chosen) {
+      if (other->gpu_index == device->gpu_index) continue;
+      const auto pair = std::minmax(other->gpu_index, device->gpu_index);
+      const auto it = topology.find({pair.first, pair.second});
+      farthest = std::max(farthest, it == topology.end() ? 0 : it->second);
+    }
+    return farthest;
+  };
+  // A multi-GPU container with nothing chosen yet starts from the GPU with the closest partners:
+  // of four GPUs where 2 and 3 share a switch, a two-GPU container gets 2 and 3, not 0 and 2.
+  if (chosen.empty() && wanted >= 2 && !topology.empty()) {
+    auto level = [&](unsigned a, unsigned b) {
+      const auto pair = std::minmax(a, b);
+      const auto it = topology.find({pair.first, pair.second});
+      return it == topology.end() ? 0 : it->second;
+    };
+    const PluginDevice* seed = nullptr;
+    int seed_cost = 0;
+    for (const auto* device : candidates) {
+      if (device->numa_node != anchor) continue;
+      std::map<unsigned, int> partners;  // other GPUs on the anchor, by index: their distance
+      for (const auto* other : candidates) {
+        if (other->gpu_index != device->gpu_index && other->numa_node == anchor) {
+          partners[other->gpu_index] = level(device->gpu_index, other->gpu_index);
+        }
+      }
+      std::vector<int> distances;
+      for (const auto& [index, link] : partners) distances.push_back(link);
+      std::sort(distances.begin(), distances.end());
+      if (distances.size() < wanted - 1) continue;
+      const int cost = distances[wanted - 2];
+      if (seed == nullptr || cost < seed_cost) {
+        seed = device;
+        seed_cost = cost;
+      }
+    }
+    if (seed != nullptr) {
+      chosen.push_back(seed);
+      gpus_chosen.insert(seed->gpu_uuid);
+      ++in_use[seed->gpu_uuid];
+      candidates.erase(std::find(candidates.begin(), candidates.end(), seed));
+    }
+  }
   while (chosen.size() < wanted && !candidates.empty()) {
     auto key = [&](const PluginDevice* device) {
       const auto it = in_use.find(device->gpu_uuid);
       return std::make_tuple(gpus_chosen.count(device->gpu_uuid) ? 1 : 0,
-                             device->numa_node == anchor ? 0 : 1,
+                             device->numa_node == anchor ? 0 : 1, distance(device),
                              it == in_use.end() ? 0 : it->second, device->gpu_index, device->id);
     };
     auto best = std::min_element(candidates.begin(), candidates.end(),

@@ -21,12 +21,15 @@ namespace tessera::node {
 //    the fewest available devices that still has enough (best fit keeps big groups whole);
 //  - a time-sliced replica goes to the GPU with the fewest replicas in use (those of its replicas
 //    that are not available), so that sharers spread over the GPUs instead of queueing on one;
+//  - among those, GPUs closest to the ones already chosen (NVML's topology: a shared PCIe switch
+//    before a host bridge before the NUMA node), for multi-GPU containers that talk peer to peer;
 //  - otherwise lower GPU indices and then device IDs first (stable answers).
 // IDs that the resource does not know are ignored; fewer than `size` IDs come back only when
 // fewer are available.
 std::vector<std::string> PreferredDevices(const Resource& resource,
                                           const std::vector<std::string>& available,
-                                          const std::vector<std::string>& must_include, int size);
+                                          const std::vector<std::string>& must_include, int size,
+                                          const TopologyLevels& topology = {});
 
 struct DeviceNode {
   std::string container_path;

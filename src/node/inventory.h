@@ -4,6 +4,7 @@
 #define TESSERA_NODE_INVENTORY_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,9 +30,15 @@ struct Gpu {
   std::vector<std::string> mig_profiles;  // the GPU instance profiles it offers, e.g. "1g.10gb"
 };
 
+// How close two GPUs are, as NVML's nvmlGpuTopologyLevel_t says: 0 the same board, 10 one PCIe
+// switch, 20 several switches, 30 one host bridge, 40 one NUMA node, 50 across the system.
+// Keyed by (lower index, higher index); a pair NVML did not answer for is absent.
+using TopologyLevels = std::map<std::pair<unsigned, unsigned>, int>;
+
 struct Inventory {
   std::string driver_version;
   std::vector<Gpu> gpus;  // in index order
+  TopologyLevels topology;
 };
 
 }  // namespace tessera::node

@@ -25,6 +25,7 @@ namespace tessera::node {
   X(nvmlDeviceGetUtilizationRates)          \
   X(nvmlDeviceGetMinorNumber)               \
   X(nvmlDeviceGetNumaNodeId)                \
+  X(nvmlDeviceGetTopologyCommonAncestor)    \
   X(nvmlDeviceGetMigMode)                   \
   X(nvmlDeviceGetMaxMigDeviceCount)         \
   X(nvmlDeviceGetMigDeviceHandleByIndex)    \
@@ -50,8 +51,8 @@ namespace {
 // Functions older drivers lack: their absence is not an error.
 bool Optional(const char* name) {
   const std::string n = name;
-  return n == "nvmlDeviceGetNumaNodeId" || n == "nvmlDeviceGetRetiredPagesPendingStatus" ||
-         n == "nvmlDeviceGetRemappedRows";
+  return n == "nvmlDeviceGetNumaNodeId" || n == "nvmlDeviceGetTopologyCommonAncestor" ||
+         n == "nvmlDeviceGetRetiredPagesPendingStatus" || n == "nvmlDeviceGetRemappedRows";
 }
 
 std::string Error(const Nvml::Table& t, const char* function, nvmlReturn_t result) {
@@ -241,6 +242,20 @@ Result<Inventory> Nvml::Discover() {
       }
     }
     inventory.gpus.push_back(std::move(gpu));
+  }
+  if (t.nvmlDeviceGetTopologyCommonAncestor != nullptr) {
+    for (unsigned a = 0; a < count; ++a) {
+      for (unsigned b = a + 1; b < count; ++b) {
+        nvmlDevice_t first = nullptr;
+        nvmlDevice_t second = nullptr;
+        nvmlGpuTopologyLevel_t level = NVML_TOPOLOGY_SYSTEM;
+        if (t.nvmlDeviceGetHandleByIndex_v2(a, &first) == NVML_SUCCESS &&
+            t.nvmlDeviceGetHandleByIndex_v2(b, &second) == NVML_SUCCESS &&
+            t.nvmlDeviceGetTopologyCommonAncestor(first, second, &level) == NVML_SUCCESS) {
+          inventory.topology[{a, b}] = static_cast<int>(level);
+        }
+      }
+    }
   }
   return inventory;
 }

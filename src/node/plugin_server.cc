@@ -64,7 +64,8 @@ class PluginService final : public dp::DevicePlugin::Service {
       std::vector<std::string> must(container.must_include_deviceids().begin(),
                                     container.must_include_deviceids().end());
       auto* out = response->add_container_responses();
-      for (auto& id : PreferredDevices(resource_, available, must, container.allocation_size())) {
+      for (auto& id : PreferredDevices(resource_, available, must, container.allocation_size(),
+                                         registry_.inventory().topology)) {
         out->add_deviceids(std::move(id));
       }
     }

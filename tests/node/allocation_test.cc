@@ -75,6 +75,37 @@ TEST(PreferredDevices, UnknownIdsAreIgnoredAndShortSupplyGivesWhatThereIs) {
   EXPECT_EQ(chosen, (std::vector<std::string>{"GPU-0::0"}));
 }
 
+// Four whole GPUs on one NUMA node: 0-1 and 2-3 each share a PCIe switch.
+Resource WholeOnOneNumaNode() {
+  Resource resource;
+  resource.name = kWholeResource;
+  for (unsigned gpu = 0; gpu < 4; ++gpu) {
+    PluginDevice device;
+    device.id = device.visible_id = device.gpu_uuid = "GPU-" + std::to_string(gpu);
+    device.gpu_index = device.minor = gpu;
+    device.numa_node = 0;
+    resource.devices.push_back(device);
+  }
+  return resource;
+}
+
+const TopologyLevels kTwoSwitches = {{{0, 1}, 10}, {{2, 3}, 10}, {{0, 2}, 30},
+                                     {{0, 3}, 30}, {{1, 2}, 30}, {{1, 3}, 30}};
+
+TEST(PreferredDevices, AMultiGpuContainerGetsGpusBehindOneSwitch) {
+  const Resource resource = WholeOnOneNumaNode();
+  // GPU 1 is taken: 0 has no partner on its switch, 2 and 3 do.
+  auto chosen = PreferredDevices(resource, {"GPU-0", "GPU-2", "GPU-3"}, {}, 2, kTwoSwitches);
+  EXPECT_EQ(chosen, (std::vector<std::string>{"GPU-2", "GPU-3"}));
+  // With a GPU kubelet must include, its switch partner comes next.
+  chosen =
+      PreferredDevices(resource, {"GPU-0", "GPU-1", "GPU-2", "GPU-3"}, {"GPU-3"}, 2, kTwoSwitches);
+  EXPECT_EQ(chosen, (std::vector<std::string>{"GPU-3", "GPU-2"}));
+  // Without topology, index order.
+  chosen = PreferredDevices(resource, {"GPU-0", "GPU-2", "GPU-3"}, {}, 2);
+  EXPECT_EQ(chosen, (std::vector<std::string>{"GPU-0", "GPU-2"}));
+}
+
 TEST(AllocateContainer, NamesEachGpuOnceAndGivesItsDeviceNodes) {
   const Resource resource = TimeSliced(4);
   DeviceNodes nodes{"/run/fake/dev", [](const std::string&) { return true; }};
