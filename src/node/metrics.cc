@@ -63,40 +63,28 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
                   {"device_type", gpu.name}};
   };
 
-  w.Family("hami_host_gpu_memory_used_bytes", "gauge", "Device memory in use on the GPU (NVML).");
-  for (const auto& gpu : inventory.gpus) {
-    auto it = samples.find(gpu.uuid);
-    if (it != samples.end())
-      w.Sample("hami_host_gpu_memory_used_bytes", gpu_labels(gpu),
-               static_cast<double>(it->second.memory_used_bytes));
-  }
-  w.Family("hami_host_gpu_utilization_ratio", "gauge",
-           "Share of the last sample period the GPU ran a kernel (NVML), 0-1.");
-  for (const auto& gpu : inventory.gpus) {
-    auto it = samples.find(gpu.uuid);
-    if (it != samples.end())
-      w.Sample("hami_host_gpu_utilization_ratio", gpu_labels(gpu),
-               it->second.utilization_percent / 100.0);
-  }
+  // One family of one series per GPU that has an NVML sample.
+  auto sampled = [&](const char* name, const char* help, double (*value)(const GpuSample&)) {
+    w.Family(name, "gauge", help);
+    for (const auto& gpu : inventory.gpus) {
+      auto it = samples.find(gpu.uuid);
+      if (it != samples.end()) w.Sample(name, gpu_labels(gpu), value(it->second));
+    }
+  };
+  auto memory_used = [](const GpuSample& s) { return static_cast<double>(s.memory_used_bytes); };
+  auto utilization = [](const GpuSample& s) { return s.utilization_percent / 100.0; };
+  constexpr char kMemoryUsed[] = "Device memory in use on the GPU (NVML).";
+  constexpr char kUtilization[] =
+      "Share of the last sample period the GPU ran a kernel (NVML), 0-1.";
+  // HAMi's names, for its dashboards; Tessera's own beside them.
+  sampled("hami_host_gpu_memory_used_bytes", kMemoryUsed, memory_used);
+  sampled("hami_host_gpu_utilization_ratio", kUtilization, utilization);
+  sampled("tessera_gpu_memory_used_bytes", kMemoryUsed, memory_used);
+  sampled("tessera_gpu_utilization_ratio", kUtilization, utilization);
   w.Family("tessera_gpu_memory_total_bytes", "gauge", "Device memory of the GPU.");
   for (const auto& gpu : inventory.gpus) {
     w.Sample("tessera_gpu_memory_total_bytes", gpu_labels(gpu),
              static_cast<double>(gpu.memory_bytes));
-  }
-  w.Family("tessera_gpu_memory_used_bytes", "gauge", "Device memory in use on the GPU (NVML).");
-  for (const auto& gpu : inventory.gpus) {
-    auto it = samples.find(gpu.uuid);
-    if (it != samples.end())
-      w.Sample("tessera_gpu_memory_used_bytes", gpu_labels(gpu),
-               static_cast<double>(it->second.memory_used_bytes));
-  }
-  w.Family("tessera_gpu_utilization_ratio", "gauge",
-           "Share of the last sample period the GPU ran a kernel (NVML), 0-1.");
-  for (const auto& gpu : inventory.gpus) {
-    auto it = samples.find(gpu.uuid);
-    if (it != samples.end())
-      w.Sample("tessera_gpu_utilization_ratio", gpu_labels(gpu),
-               it->second.utilization_percent / 100.0);
   }
   w.Family("tessera_gpu_mode", "gauge",
            "1 for the sharing mode the GPU is in (whole, time-sliced, mig, shared).");
