@@ -495,11 +495,14 @@ def http_ok(url, token=None):
     return lambda: http_get(url, token)[0] == 200
 
 
-def port_listening(address):
+def agent_ready(address):
+    """Whether the node agent's /readyz answers 200."""
     host, port = address.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
+        with socket.create_connection((host, int(port)), timeout=1) as connection:
+            connection.sendall(f"GET /readyz HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            status_line = connection.recv(64).split(b"\r\n", 1)[0].split(b" ")
+            return len(status_line) >= 2 and status_line[1] == b"200"
     except OSError:
         return False
 
@@ -752,8 +755,8 @@ def cmd_up(args, paths):
                watch=[r for e in state["nodes"] for r in (e["kubelet"], e["cri"])] + [cp["controller_manager"]])
     for entry in state["nodes"]:
         if entry["agent"]:
-            wait_until(f"tessera-node of {entry['name']} serving {entry['metrics_address']}",
-                       lambda: port_listening(entry["metrics_address"]), DEADLINE_START, watch=[entry["agent"]])
+            wait_until(f"tessera-node of {entry['name']} ready on {entry['metrics_address']}",
+                       lambda: agent_ready(entry["metrics_address"]), DEADLINE_START, watch=[entry["agent"]])
     state["complete"] = True
     state["up_seconds"] = round(time.monotonic() - started, 1)
     starter.save()
@@ -1271,8 +1274,9 @@ def cmd_start_agent(args, paths):
     record = start_agent(Starter(paths, state), paths, node)
     node["agent"] = record
     save_state(paths, state)
-    wait_until(f"tessera-node of {node['name']} serving {node['metrics_address']}",
-               lambda: port_listening(node["metrics_address"]), DEADLINE_START, watch=[record])
+    # Ready: every resource registered and kubelet holding its device list again.
+    wait_until(f"tessera-node of {node['name']} ready on {node['metrics_address']}",
+               lambda: agent_ready(node["metrics_address"]), DEADLINE_START, watch=[record])
     log(f"started tessera-node on {node['name']} (pid {record['pid']})")
     return 0
 
