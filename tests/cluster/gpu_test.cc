@@ -138,6 +138,12 @@ class Gpus : public ClusterTest {
     return {st.st_ino, st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec};
   }
 
+  static bool AgentReady(const std::string& node) {
+    return RunCommand({"/usr/bin/curl", "-sf",
+                       "http://" + Node(node)["metrics_address"].get<std::string>() + "/readyz"})
+               .status == 0;
+  }
+
   static std::string Metrics(const std::string& node) {
     return RunCommand({"/usr/bin/curl", "-sf",
                        "http://" + Node(node)["metrics_address"].get<std::string>() + "/metrics"})
@@ -275,9 +281,11 @@ TEST_F(Gpus, AKubeletRestartFindsTheAgentRegisteredAgainWithinFiveSecondsAndPods
   ASSERT_TRUE(Apply(GpuPod(name, "gpu-whole", "nvidia.com/gpu", "[\"sleep\", \"600\"]")));
   ASSERT_TRUE(WaitRunning(name));
   const std::string dir = DevicePluginDir("gpu-whole");
+  // Settled first: an earlier test may have restarted this kubelet or agent moments ago.
+  ASSERT_TRUE(
+      WaitUntil([&] { return AgentReady("gpu-whole") && Exists(dir + "/tessera-gpu.sock"); }, 60s));
   const auto old_socket = Inode(dir + "/kubelet.sock");
   ASSERT_NE(old_socket.first, 0u);
-  ASSERT_TRUE(Exists(dir + "/tessera-gpu.sock"));
   const std::string agent_log = Node("gpu-whole")["agent"]["log"].get<std::string>();
   auto registrations = [&] {
     const std::string log = ReadFile(agent_log);
@@ -326,14 +334,7 @@ TEST_F(Gpus, AKilledAgentDisturbsNoPodAndARestartedOneServesNewPods) {
   ASSERT_EQ(Tool({"kill-agent", "gpu-mig"}).status, 0);
   ASSERT_EQ(Tool({"start-agent", "gpu-mig"}).status, 0);
   // Ready: registered, and kubelet holds the device lists again.
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return RunCommand(
-                   {"/usr/bin/curl", "-sf",
-                    "http://" + Node("gpu-mig")["metrics_address"].get<std::string>() + "/readyz"})
-                   .status == 0;
-      },
-      60s));
+  ASSERT_TRUE(WaitUntil([&] { return AgentReady("gpu-mig"); }, 60s));
   const std::string next = Unique("after-agent");
   const std::string log =
       RunToCompletion(next, GpuPod(next, "gpu-mig", "nvidia.com/mig-2g.20gb", Report()));
