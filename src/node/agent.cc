@@ -91,8 +91,6 @@ class MetricsServer {
 
 namespace {
 
-std::atomic<bool> g_ready{false};
-
 // Which file `path` is: its inode and change time, {0, 0} when it does not exist. The inode alone
 // is not enough: a socket made right after the old one was removed often gets the same inode.
 FileIdentity IdentityOf(const std::string& path) {
@@ -216,7 +214,7 @@ Status Agent::Run(const std::atomic<bool>& stop) {
     return Status::Error("--device-plugin-dir: " + options_.device_plugin_dir +
                          " does not exist (is kubelet running on this node?)");
   }
-  metrics_ = std::make_unique<MetricsServer>(options_.node_name, *registry_, *nvml_, g_ready);
+  metrics_ = std::make_unique<MetricsServer>(options_.node_name, *registry_, *nvml_, ready_);
   if (auto status = metrics_->Start(options_.metrics_address); !status.ok()) return status;
   health_ = std::make_unique<HealthMonitor>(*nvml_, *registry_, options_.health_recovery,
                                             options_.xid_hold);
@@ -228,6 +226,7 @@ Status Agent::Run(const std::atomic<bool>& stop) {
   auto next_register = std::chrono::steady_clock::now();
   auto next_pod_resources = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   auto retry_delay = std::chrono::milliseconds(250);
+  uint64_t published_version = 0;
   while (!stop) {
     const auto now = std::chrono::steady_clock::now();
     if (kubelet_socket_identity_.inode != 0 && KubeletRestarted()) {
@@ -244,14 +243,19 @@ Status Agent::Run(const std::atomic<bool>& stop) {
         retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(4000));
       }
     }
-    g_ready = AllRegistered() && std::all_of(servers_.begin(), servers_.end(),
-                                             [](const auto& server) { return server->watched(); });
+    ready_ = AllRegistered() && std::all_of(servers_.begin(), servers_.end(),
+                                            [](const auto& server) { return server->watched(); });
     if (now >= next_pod_resources) {
       RefreshPodResources();
       next_pod_resources = now + std::chrono::seconds(5);
     }
-    if (publisher_ != nullptr) publisher_->Publish(NodeAnnotations(*registry_, config_));
-    registry_->WaitForChange(registry_->Version(), std::chrono::milliseconds(250));
+    // The annotations change only with the registry (health); the publisher re-patches on its own.
+    const uint64_t version = registry_->Version();
+    if (publisher_ != nullptr && version != published_version) {
+      publisher_->Publish(NodeAnnotations(*registry_, config_));
+      published_version = version;
+    }
+    registry_->WaitForChange(version, std::chrono::milliseconds(250));
   }
   log::Write(log::Level::kWarn, "node", "stopping: removing the device-plugin sockets");
   health_->Stop();

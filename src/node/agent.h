@@ -73,6 +73,8 @@ class Agent {
   std::unique_ptr<Registry> registry_;
   std::vector<std::unique_ptr<PluginServer>> servers_;
   std::unique_ptr<HealthMonitor> health_;
+  std::atomic<bool> ready_{false};  // every server registered and watched (/readyz); before
+                                    // metrics_, which reads it, so that it outlives it
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<NodePublisher> publisher_;
   std::string kubelet_socket_;

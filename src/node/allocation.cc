@@ -6,6 +6,8 @@
 #include <set>
 #include <tuple>
 
+#include "common/strings.h"
+
 namespace tessera::node {
 
 std::vector<std::string> PreferredDevices(const Resource& resource,
@@ -144,9 +146,7 @@ Result<ContainerAllocation> AllocateContainer(const Resource& resource,
     }
     minors.insert(device->minor);
   }
-  std::string list;
-  for (const auto& id : visible) list += (list.empty() ? "" : ",") + id;
-  allocation.envs["NVIDIA_VISIBLE_DEVICES"] = list;
+  allocation.envs["NVIDIA_VISIBLE_DEVICES"] = Join(visible, ",");
   std::vector<std::string> names = {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"};
   for (unsigned minor : minors) names.push_back("nvidia" + std::to_string(minor));
   for (const auto& name : names) {

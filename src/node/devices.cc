@@ -2,14 +2,10 @@
 
 #include <algorithm>
 
+#include "common/strings.h"
+
 namespace tessera::node {
 namespace {
-
-std::string Join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
 
 std::string IndexRange(const Inventory& inventory) {
   if (inventory.gpus.empty()) return "this node has no GPU";
@@ -41,7 +37,7 @@ Status CheckMig(const NodeConfig& config, const GpuConfig& entry, const Gpu& gpu
         gpu.mig_profiles.end()) {
       return Status::Error(where + ".mig[" + std::to_string(i) + "]: GPU " +
                            std::to_string(gpu.index) + " (" + gpu.name + ") has no MIG profile \"" +
-                           profile + "\" (it offers " + Join(gpu.mig_profiles) + ")");
+                           profile + "\" (it offers " + Join(gpu.mig_profiles, ", ") + ")");
     }
   }
   if (!entry.mig_layout.empty()) {
@@ -51,8 +47,8 @@ Status CheckMig(const NodeConfig& config, const GpuConfig& entry, const Gpu& gpu
     std::sort(expected.begin(), expected.end());
     std::sort(present.begin(), present.end());
     if (expected != present) {
-      return Status::Error(where + ".mig: [" + Join(entry.mig_layout) + "], but GPU " +
-                           std::to_string(gpu.index) + " has [" + Join(present) + "]");
+      return Status::Error(where + ".mig: [" + Join(entry.mig_layout, ", ") + "], but GPU " +
+                           std::to_string(gpu.index) + " has [" + Join(present, ", ") + "]");
     }
   }
   return Status::Ok();

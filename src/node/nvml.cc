@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cuda/nvml_api.h"
 
@@ -146,12 +147,14 @@ Result<Inventory> Nvml::Discover() {
   if (auto r = t.nvmlDeviceGetCount_v2(&count); r != NVML_SUCCESS) {
     return Status::Error(Error(t, "nvmlDeviceGetCount_v2", r));
   }
+  std::vector<nvmlDevice_t> handles;
   for (unsigned index = 0; index < count; ++index) {
     nvmlDevice_t device = nullptr;
     if (auto r = t.nvmlDeviceGetHandleByIndex_v2(index, &device); r != NVML_SUCCESS) {
       return Status::Error(Error(t, "nvmlDeviceGetHandleByIndex_v2", r) + " for GPU " +
                            std::to_string(index));
     }
+    handles.push_back(device);
     Gpu gpu;
     gpu.index = index;
     char text[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = {};
@@ -246,12 +249,8 @@ Result<Inventory> Nvml::Discover() {
   if (t.nvmlDeviceGetTopologyCommonAncestor != nullptr) {
     for (unsigned a = 0; a < count; ++a) {
       for (unsigned b = a + 1; b < count; ++b) {
-        nvmlDevice_t first = nullptr;
-        nvmlDevice_t second = nullptr;
         nvmlGpuTopologyLevel_t level = NVML_TOPOLOGY_SYSTEM;
-        if (t.nvmlDeviceGetHandleByIndex_v2(a, &first) == NVML_SUCCESS &&
-            t.nvmlDeviceGetHandleByIndex_v2(b, &second) == NVML_SUCCESS &&
-            t.nvmlDeviceGetTopologyCommonAncestor(first, second, &level) == NVML_SUCCESS) {
+        if (t.nvmlDeviceGetTopologyCommonAncestor(handles[a], handles[b], &level) == NVML_SUCCESS) {
           inventory.topology[{a, b}] = static_cast<int>(level);
         }
       }

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "common/strings.h"
 #include "node/proto/deviceplugin/v1beta1/api.grpc.pb.h"
 
 namespace tessera::node {
@@ -65,7 +66,7 @@ class PluginService final : public dp::DevicePlugin::Service {
                                     container.must_include_deviceids().end());
       auto* out = response->add_container_responses();
       for (auto& id : PreferredDevices(resource_, available, must, container.allocation_size(),
-                                         registry_.inventory().topology)) {
+                                       registry_.inventory().topology)) {
         out->add_deviceids(std::move(id));
       }
     }
@@ -79,12 +80,12 @@ class PluginService final : public dp::DevicePlugin::Service {
       std::vector<std::string> ids(container.devicesids().begin(), container.devicesids().end());
       for (const auto& id : ids) {
         const PluginDevice* device = resource_.Find(id);
-        if (device != nullptr && !registry_.Health(device->gpu_uuid).healthy) {
-          // kubelet only offers healthy devices; one that turned unhealthy since is refused
-          // rather than handed to a workload.
+        if (device == nullptr) continue;  // AllocateContainer names it
+        // kubelet only offers healthy devices; one that turned unhealthy since is refused
+        // rather than handed to a workload.
+        if (const GpuHealth health = registry_.Health(device->gpu_uuid); !health.healthy) {
           return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                              resource_.name + " device " + id +
-                                  " is unhealthy: " + registry_.Health(device->gpu_uuid).reason);
+                              resource_.name + " device " + id + " is unhealthy: " + health.reason);
         }
       }
       auto allocation = AllocateContainer(resource_, ids, nodes_);
@@ -101,7 +102,7 @@ class PluginService final : public dp::DevicePlugin::Service {
         spec->set_permissions("rw");
       }
       log::Write(log::Level::kInfo, "node", "Allocate %s: %s -> NVIDIA_VISIBLE_DEVICES=%s",
-                 resource_.name.c_str(), JoinIds(ids).c_str(),
+                 resource_.name.c_str(), Join(ids, ",").c_str(),
                  allocation->envs["NVIDIA_VISIBLE_DEVICES"].c_str());
     }
     registry_.RecordAllocate(std::chrono::steady_clock::now() - start);
@@ -114,18 +115,14 @@ class PluginService final : public dp::DevicePlugin::Service {
   }
 
  private:
-  static std::string JoinIds(const std::vector<std::string>& ids) {
-    std::string out;
-    for (const auto& id : ids) out += (out.empty() ? "" : ",") + id;
-    return out;
-  }
-
   dp::ListAndWatchResponse Devices() const {
     dp::ListAndWatchResponse response;
+    const auto health = registry_.AllHealth();
     for (const auto& device : resource_.devices) {
       auto* out = response.add_devices();
       out->set_id(device.id);
-      out->set_health(registry_.Health(device.gpu_uuid).healthy ? "Healthy" : "Unhealthy");
+      const auto it = health.find(device.gpu_uuid);
+      out->set_health(it == health.end() || it->second.healthy ? "Healthy" : "Unhealthy");
       if (device.numa_node >= 0) out->mutable_topology()->add_nodes()->set_id(device.numa_node);
     }
     return response;

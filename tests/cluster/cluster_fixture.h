@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,7 +34,8 @@ struct CommandResult {
 };
 
 // Runs argv (argv[0] a path) with `input` on its stdin.
-inline CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "") {
+inline CommandResult RunCommand(const std::vector<std::string>& argv,
+                                const std::string& input = "") {
   testing::Child child(argv);
   if (!input.empty()) child.WriteLine(input);
   CommandResult result;
@@ -50,6 +53,15 @@ inline bool WaitUntil(const std::function<bool()>& condition,
     std::this_thread::sleep_for(200ms);
   }
   return true;
+}
+
+// A name no other run uses (pods, config maps, process markers): `prefix`-<8 hex digits>.
+inline std::string Unique(const std::string& prefix) {
+  static std::mt19937_64 random(std::random_device{}());
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08llx",
+                static_cast<unsigned long long>(random() & 0xffffffff));
+  return prefix + "-" + suffix;
 }
 
 inline std::string ReadFile(const std::string& path) {
@@ -101,11 +113,20 @@ class ClusterTest : public ::testing::Test {
   }
 
   // kubectl of the cluster (built by scripts/cluster/build-kubernetes.sh) with its kubeconfig.
-  static CommandResult Kubectl(const std::vector<std::string>& args, const std::string& input = "") {
+  static CommandResult Kubectl(const std::vector<std::string>& args,
+                               const std::string& input = "") {
     std::vector<std::string> argv = {state_["kubectl"].get<std::string>(), "--kubeconfig",
                                      state_["kubeconfig"].get<std::string>()};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv, input);
+  }
+
+  // scripts/cluster/cluster.py on this cluster, e.g. {"restart-kubelet", "gpu-whole"}.
+  static CommandResult ClusterTool(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"/usr/bin/python3", TESSERA_CLUSTER_TOOL, "--build-dir",
+                                     state_["state_dir"].get<std::string>() + "/.."};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
   }
 
   // kubectl in the test's namespace.

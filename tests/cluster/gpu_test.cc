@@ -17,14 +17,6 @@
 namespace tessera::cluster_test {
 namespace {
 
-std::string Unique(const std::string& prefix) {
-  static std::mt19937_64 random(std::random_device{}());
-  char suffix[16];
-  std::snprintf(suffix, sizeof suffix, "%08llx",
-                static_cast<unsigned long long>(random() & 0xffffffff));
-  return prefix + "-" + suffix;
-}
-
 // Every "key=value" of the line of `text` that starts with `prefix`.
 std::map<std::string, std::string> LineFields(const std::string& text, const std::string& prefix) {
   std::map<std::string, std::string> fields;
@@ -104,13 +96,6 @@ class Gpus : public ClusterTest {
     std::set<std::string> uuids;
     for (const auto& gpu : Node(node)["gpus"]) uuids.insert(gpu["uuid"].get<std::string>());
     return uuids;
-  }
-
-  static CommandResult Tool(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"/usr/bin/python3", TESSERA_CLUSTER_TOOL, "--build-dir",
-                                     State()["state_dir"].get<std::string>() + "/.."};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
   }
 
   static CommandResult FakeGpu(const std::string& node, const std::vector<std::string>& args) {
@@ -297,7 +282,7 @@ TEST_F(Gpus, AKubeletRestartFindsTheAgentRegisteredAgainWithinFiveSecondsAndPods
     return count;
   };
   const size_t before = registrations();
-  ASSERT_EQ(Tool({"restart-kubelet", "gpu-whole"}).status, 0);
+  ASSERT_EQ(ClusterTool({"restart-kubelet", "gpu-whole"}).status, 0);
   // kubelet made a new socket (and removed ours); the agent serves and registers again.
   ASSERT_TRUE(WaitUntil(
       [&] {
@@ -331,8 +316,8 @@ TEST_F(Gpus, AKilledAgentDisturbsNoPodAndARestartedOneServesNewPods) {
   ASSERT_TRUE(Apply(GpuPod(name, "gpu-mig", "nvidia.com/mig-2g.20gb",
                            "[\"/bin/sh\", \"-c\", \"echo started; exec sleep 600\"]")));
   ASSERT_TRUE(WaitRunning(name));
-  ASSERT_EQ(Tool({"kill-agent", "gpu-mig"}).status, 0);
-  ASSERT_EQ(Tool({"start-agent", "gpu-mig"}).status, 0);
+  ASSERT_EQ(ClusterTool({"kill-agent", "gpu-mig"}).status, 0);
+  ASSERT_EQ(ClusterTool({"start-agent", "gpu-mig"}).status, 0);
   // Ready: registered, and kubelet holds the device lists again.
   ASSERT_TRUE(WaitUntil([&] { return AgentReady("gpu-mig"); }, 60s));
   const std::string next = Unique("after-agent");

@@ -14,14 +14,6 @@
 namespace tessera::cluster_test {
 namespace {
 
-// A name no other run uses (pods, config maps, process markers).
-std::string Unique(const std::string& prefix) {
-  static std::mt19937_64 random(std::random_device{}());
-  char suffix[16];
-  std::snprintf(suffix, sizeof suffix, "%08llx", static_cast<unsigned long long>(random() & 0xffffffff));
-  return prefix + "-" + suffix;
-}
-
 std::string NamespaceLink(pid_t pid, const std::string& kind) {
   char target[128] = {};
   std::string path = "/proc/" + std::to_string(pid) + "/ns/" + kind;
@@ -109,7 +101,8 @@ TEST_F(Runtime, DeletingALongRunningPodEndsItsProcessesEvenWhenTheyIgnoreSigterm
   // The marker is sh's $0, so it is in the command line of the container's shell; the shell
   // ignores SIGTERM, so only the SIGKILL after the grace period (2 s) ends it.
   ASSERT_TRUE(Apply(PodManifest(
-      pod, "[sh, -c, 'trap \"\" TERM; echo started; while true; do sleep 1; done', " + marker + "]")));
+      pod,
+      "[sh, -c, 'trap \"\" TERM; echo started; while true; do sleep 1; done', " + marker + "]")));
   ASSERT_TRUE(WaitRunning(pod));
   std::set<pid_t> pids;
   ASSERT_TRUE(WaitUntil([&] { return !(pids = ProcessesWith(marker)).empty(); }, 60s))
@@ -127,11 +120,12 @@ TEST_F(Runtime, DeletingALongRunningPodEndsItsProcessesEvenWhenTheyIgnoreSigterm
 TEST_F(Runtime, ConfigMapVolumeIsVisibleToTheCommand) {
   std::string pod = Unique("configmap");
   std::string value = Unique("greeting");
-  ASSERT_EQ(KubectlHere({"create", "configmap", pod, "--from-literal=greeting=" + value}).status, 0);
-  ASSERT_TRUE(Apply(PodManifest(
-      pod, "[sh, -c, 'cat /etc/tessera-test/greeting']",
-      "    volumeMounts: [{name: config, mountPath: /etc/tessera-test}]\n",
-      "  volumes: [{name: config, configMap: {name: " + pod + "}}]\n")));
+  ASSERT_EQ(KubectlHere({"create", "configmap", pod, "--from-literal=greeting=" + value}).status,
+            0);
+  ASSERT_TRUE(
+      Apply(PodManifest(pod, "[sh, -c, 'cat /etc/tessera-test/greeting']",
+                        "    volumeMounts: [{name: config, mountPath: /etc/tessera-test}]\n",
+                        "  volumes: [{name: config, configMap: {name: " + pod + "}}]\n")));
   ASSERT_EQ(WaitFinished(pod), "Succeeded") << Logs(pod);
   EXPECT_EQ(Logs(pod), value);  // the file has no newline, so neither has the log
   struct stat info {};
@@ -170,9 +164,10 @@ TEST_F(Runtime, ContainerHasItsOwnPidAndMountNamespaces) {
   std::string node = State()["nodes"][0]["name"];
   // `$$$$` is `$$` once Kubernetes has expanded the command; the container keeps the host's
   // /proc, so /proc/self/ns shows the namespaces the process is in.
-  ASSERT_TRUE(Apply(PodManifest(
-      pod, "[sh, -c, 'echo pid=$$$$; echo pidns=$(readlink /proc/self/ns/pid); echo mntns=$(readlink /proc/self/ns/mnt)']",
-      "", "  nodeName: " + node + "\n")));
+  ASSERT_TRUE(Apply(PodManifest(pod,
+                                "[sh, -c, 'echo pid=$$$$; echo pidns=$(readlink "
+                                "/proc/self/ns/pid); echo mntns=$(readlink /proc/self/ns/mnt)']",
+                                "", "  nodeName: " + node + "\n")));
   ASSERT_EQ(WaitFinished(pod), "Succeeded");
   std::string logs = Logs(pod);
   int pid = std::atoi(Field(logs, "pid").c_str());
@@ -190,11 +185,11 @@ TEST_F(Runtime, ContainerHasItsOwnPidAndMountNamespaces) {
 TEST_F(Runtime, ContainerWithoutAGpuSeesNoneAndTheNodesFakeGpu) {
   std::string pod = Unique("nogpu");
   std::string node = State()["nodes"][0]["name"];
-  ASSERT_TRUE(Apply(PodManifest(
-      pod,
-      "[sh, -c, 'echo visible=$NVIDIA_VISIBLE_DEVICES; echo libs=$LD_LIBRARY_PATH; "
-      "echo config=$TESSERA_FAKEGPU_CONFIG; echo state=$TESSERA_FAKEGPU_STATE']",
-      "", "  nodeName: " + node + "\n")));
+  ASSERT_TRUE(Apply(
+      PodManifest(pod,
+                  "[sh, -c, 'echo visible=$NVIDIA_VISIBLE_DEVICES; echo libs=$LD_LIBRARY_PATH; "
+                  "echo config=$TESSERA_FAKEGPU_CONFIG; echo state=$TESSERA_FAKEGPU_STATE']",
+                  "", "  nodeName: " + node + "\n")));
   ASSERT_EQ(WaitFinished(pod), "Succeeded");
   std::string logs = Logs(pod);
   EXPECT_EQ(Field(logs, "visible"), "void") << logs;
@@ -212,10 +207,12 @@ TEST_F(Runtime, ContainersNvidiaVisibleDevicesIsPassedOnUnchanged) {
 }
 
 TEST_F(Runtime, GpuContainerGetsTheAgentsDevicesAndVisibleDevices) {
-  if (!State().value("agent_enabled", false)) GTEST_SKIP() << "the cluster runs without tessera-node";
+  if (!State().value("agent_enabled", false))
+    GTEST_SKIP() << "the cluster runs without tessera-node";
   std::string pod = Unique("gpu");
   ASSERT_TRUE(Apply(PodManifest(
-      pod, "[sh, -c, 'echo visible=$NVIDIA_VISIBLE_DEVICES; test -c /dev/nvidiactl && echo ctl=yes']",
+      pod,
+      "[sh, -c, 'echo visible=$NVIDIA_VISIBLE_DEVICES; test -c /dev/nvidiactl && echo ctl=yes']",
       "    resources: {limits: {nvidia.com/gpu: 1}}\n")));
   ASSERT_EQ(WaitFinished(pod), "Succeeded") << Logs(pod);
   std::string logs = Logs(pod);
@@ -238,8 +235,9 @@ TEST_F(Runtime, ContainerRunsAsTheUserOfItsSecurityContext) {
 
 TEST_F(Runtime, ContainerWithoutACommandFailsSayingSo) {
   std::string pod = Unique("nocommand");
-  ASSERT_TRUE(Apply("apiVersion: v1\nkind: Pod\nmetadata: {name: " + pod +
-                    "}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: main, image: busybox}\n"));
+  ASSERT_TRUE(
+      Apply("apiVersion: v1\nkind: Pod\nmetadata: {name: " + pod +
+            "}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: main, image: busybox}\n"));
   ASSERT_EQ(WaitFinished(pod), "Failed");
   json state = Pod(pod)["status"]["containerStatuses"][0]["state"]["terminated"];
   EXPECT_EQ(state["reason"], "StartError");
@@ -265,15 +263,12 @@ TEST_F(Runtime, SecondPodOfTheSameImageRunsToo) {
 void Runtime::ExpectRestartLeavesRunningContainersAlone(const std::string& command) {
   const json& node = State()["nodes"].back();
   std::string pod = Unique("survivor"), marker = Unique("tessera-marker");
-  ASSERT_TRUE(Apply(PodManifest(
-      pod, "[sh, -c, 'while true; do sleep 1; done', " + marker + "]", "",
-      "  nodeName: " + node["name"].get<std::string>() + "\n")));
+  ASSERT_TRUE(Apply(PodManifest(pod, "[sh, -c, 'while true; do sleep 1; done', " + marker + "]", "",
+                                "  nodeName: " + node["name"].get<std::string>() + "\n")));
   ASSERT_TRUE(WaitRunning(pod));
   std::set<pid_t> before;
   ASSERT_TRUE(WaitUntil([&] { return !(before = ProcessesWith(marker)).empty(); }, 60s));
-  CommandResult restart = RunCommand({"/usr/bin/python3", TESSERA_CLUSTER_TOOL, "--build-dir",
-                                      State()["state_dir"].get<std::string>() + "/..",
-                                      command, node["name"].get<std::string>()});
+  CommandResult restart = ClusterTool({command, node["name"].get<std::string>()});
   ASSERT_EQ(restart.status, 0);
   EXPECT_EQ(ProcessesWith(marker), before) << "the container's processes changed";
   EXPECT_EQ(Phase(pod), "Running");

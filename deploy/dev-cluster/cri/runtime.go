@@ -68,6 +68,19 @@ type containerInfo struct {
 	exited chan struct{}
 }
 
+// markExited closes `exited` once (a container's end can be learnt twice: from its init and at a
+// failed start). REQUIRES: the runtime's lock.
+func (c *containerInfo) markExited() {
+	if c.exited == nil {
+		return
+	}
+	select {
+	case <-c.exited:
+	default:
+		close(c.exited)
+	}
+}
+
 // persistedState is state.json: enough to carry on after a restart of the runtime.
 type persistedState struct {
 	Sandboxes     map[string]*apitest.FakePodSandbox `json:"sandboxes"`
@@ -442,13 +455,7 @@ func (r *runtime) startFailed(id string, c *containerInfo, message string) error
 		fc.Message = message
 	}
 	r.RuntimeService.Unlock()
-	if c.exited != nil {
-		select {
-		case <-c.exited:
-		default:
-			close(c.exited)
-		}
-	}
+	c.markExited()
 	r.persistLocked()
 	r.mu.Unlock()
 	r.log.Printf("start %s id=%s failed: %s", c.Display, id, message)
@@ -504,13 +511,7 @@ func (r *runtime) finish(id string, ws *syscall.WaitStatus) {
 		ran = time.Duration(fc.FinishedAt - fc.StartedAt)
 	}
 	r.RuntimeService.Unlock()
-	if c.exited != nil {
-		select {
-		case <-c.exited:
-		default:
-			close(c.exited)
-		}
-	}
+	c.markExited()
 	r.persistLocked()
 	r.log.Printf("exit %s id=%s code=%d reason=%s after %.3fs %s", c.Display, id, record.ExitCode,
 		record.Reason, ran.Seconds(), record.Message)
