@@ -47,6 +47,8 @@ Status ValidateGpu(const NodeSpec& node, size_t index, const GpuSpec& gpu) {
       }
       break;
     case SharingMode::kShared:
+      if (gpu.max_tenants < 0) return Status::Error(where() + "max_tenants must be >= 0");
+      break;
     case SharingMode::kWhole:
       break;
   }
@@ -97,7 +99,8 @@ Result<Cluster> Cluster::Create(std::vector<NodeSpec> nodes) {
         for (const MigSlice& slice : gpu.mig_slices) compute += slice.compute_milli;
         gpu_state.free_milli = compute;
       }
-      simple = simple && gpu.mode == SharingMode::kShared && gpu.memory_mib == 0;
+      simple = simple && gpu.mode == SharingMode::kShared && gpu.memory_mib == 0 &&
+               gpu.max_tenants == 0;
       cluster.states_.back().free_gpu_milli += gpu_state.free_milli;
       cluster.gpu_states_.push_back(gpu_state);
     }

@@ -48,6 +48,8 @@ struct GpuSpec {
   SharingMode mode = SharingMode::kShared;
   std::vector<MigSlice> mig_slices;  // kMig: the fixed layout (at most 64 slices)
   int32_t time_slice_replicas = 1;   // kTimeSliced: tenants at most
+  int32_t max_tenants = 0;           // kShared: tenants at most (the replicas the node
+                                     // advertises); 0: no limit but the share itself
 };
 
 struct NodeSpec {
@@ -97,8 +99,8 @@ class Cluster {
   }
   // The model id of a node's GPUs when they are all one model (the usual case), else -1.
   int node_model(size_t node) const { return node_model_[node]; }
-  // True when every GPU on the node is kShared with unmodelled memory: fit is then just
-  // free_milli >= share, which the hot loops exploit.
+  // True when every GPU on the node is kShared with unmodelled memory and no tenant limit: fit
+  // is then just free_milli >= share, which the hot loops exploit.
   bool node_is_simple(size_t node) const { return node_simple_[node]; }
 
   // Model ids are dense, 0..model_count()-1, in order of first appearance.

@@ -99,6 +99,9 @@ bool FitsGpu(const Cluster& cluster, size_t node, int gpu, const Demand& demand,
   result.gpu = gpu;
   switch (spec.mode) {
     case SharingMode::kShared: {
+      if (spec.max_tenants > 0 && state.tenants >= static_cast<uint32_t>(spec.max_tenants)) {
+        return false;
+      }
       int32_t share = ShareOn(spec, demand);
       if (state.free_milli < share) return false;
       int64_t memory = spec.memory_mib > 0 ? MemoryOn(spec, demand) : 0;
@@ -108,7 +111,7 @@ bool FitsGpu(const Cluster& cluster, size_t node, int gpu, const Demand& demand,
       break;
     }
     case SharingMode::kWhole:
-      if (state.tenants > 0) return false;
+      if (demand.shares_only || state.tenants > 0) return false;
       if (spec.memory_mib > 0 && MemoryOn(spec, demand) > spec.memory_mib) return false;
       result.milli = state.free_milli;
       result.memory_mib = state.free_memory_mib;
@@ -149,6 +152,7 @@ bool FitsGpu(const Cluster& cluster, size_t node, int gpu, const Demand& demand,
 }
 
 bool FitsNode(const Cluster& cluster, size_t node, const Demand& demand) {
+  if (demand.candidate_nodes != nullptr && !(*demand.candidate_nodes)[node]) return false;
   if (!FitsHost(cluster.state(node), demand)) return false;
   if (!demand.needs_gpu()) return true;
   int need = demand.gpu_count;

@@ -45,6 +45,13 @@ struct Demand {
   int64_t memory_mib = 0;
   uint64_t allowed_models = ~uint64_t{0};     // bit per cluster model id
   const Request* uuid_constraints = nullptr;  // set only when the request names UUIDs
+  // Set by a scheduler that only considers some nodes (kube-scheduler's candidates): node i may
+  // serve the demand only if (*candidate_nodes)[i]. REQUIRES: one entry per cluster node.
+  const std::vector<bool>* candidate_nodes = nullptr;
+  // A share of a GPU (not all of it): only kShared GPUs may serve it, never a kWhole GPU, which
+  // would give it the whole GPU. The simulators leave it false (their traces model whole GPUs as
+  // taking any request).
+  bool shares_only = false;
 
   bool needs_gpu() const { return gpu_count > 0; }
   // The fraction of one GPU that this demand occupies in share form (whole GPU = 1000).

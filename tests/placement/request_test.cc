@@ -106,3 +106,70 @@ TEST(ChooseGpusBestFit, TakesTheFullestGpuThatFits) {
 
 }  // namespace
 }  // namespace tessera::placement
+
+namespace tessera::placement {
+namespace {
+
+NodeSpec SharedNode(std::string name, SharingMode mode, int32_t max_tenants) {
+  NodeSpec node;
+  node.name = std::move(name);
+  node.cpu_milli = 8000;
+  node.memory_mib = 65536;
+  GpuSpec gpu;
+  gpu.uuid = "GPU-" + node.name;
+  gpu.model = "A100";
+  gpu.memory_mib = 81920;
+  gpu.mode = mode;
+  gpu.max_tenants = max_tenants;
+  node.gpus.push_back(gpu);
+  return node;
+}
+
+Request Memory(int64_t mib) {
+  Request r;
+  r.gpu_count = 1;
+  r.gpu_memory_mib = mib;
+  return r;
+}
+
+TEST(Fit, ASharedGpuTakesNoMoreTenantsThanItsReplicas) {
+  Result<Cluster> cluster = Cluster::Create({SharedNode("n", SharingMode::kShared, 2)});
+  ASSERT_TRUE(cluster.ok());
+  Ledger ledger(std::move(cluster).value());
+  Request small = Memory(1024);
+  Assignment on_gpu0{0, {1, {0}}};
+  ASSERT_TRUE(ledger.Place(small, on_gpu0).ok());
+  ASSERT_TRUE(ledger.Place(small, on_gpu0).ok());
+  Demand third = CompileDemand(ledger.cluster(), small);
+  EXPECT_FALSE(FitsNode(ledger.cluster(), 0, third));  // memory is left, replicas are not
+  EXPECT_FALSE(ledger.Place(small, on_gpu0).ok());
+}
+
+TEST(Fit, AShareNeverLandsOnAWholeGpuWhenSharesOnly) {
+  Result<Cluster> cluster = Cluster::Create({SharedNode("n", SharingMode::kWhole, 0)});
+  ASSERT_TRUE(cluster.ok());
+  Request share = Memory(3000);
+  Demand demand = CompileDemand(*cluster, share);
+  EXPECT_TRUE(FitsNode(*cluster, 0, demand));  // the simulators' model: a whole GPU takes it
+  demand.shares_only = true;
+  EXPECT_FALSE(FitsNode(*cluster, 0, demand));
+}
+
+TEST(Fit, OnlyCandidateNodesServeWhenTheSchedulerNamesThem) {
+  Result<Cluster> cluster = Cluster::Create({SharedNode("a", SharingMode::kShared, 0),
+                                             SharedNode("b", SharingMode::kShared, 0)});
+  ASSERT_TRUE(cluster.ok());
+  Request share = Memory(3000);
+  Demand demand = CompileDemand(*cluster, share);
+  std::vector<bool> only_b = {false, true};
+  demand.candidate_nodes = &only_b;
+  EXPECT_FALSE(FitsNode(*cluster, 0, demand));
+  EXPECT_TRUE(FitsNode(*cluster, 1, demand));
+}
+
+TEST(Cluster, RefusesANegativeTenantLimit) {
+  EXPECT_FALSE(Cluster::Create({SharedNode("n", SharingMode::kShared, -1)}).ok());
+}
+
+}  // namespace
+}  // namespace tessera::placement
