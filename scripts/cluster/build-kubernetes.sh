@@ -40,9 +40,11 @@ ensure_deb_src() {
 
 components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 cri_src=$repo/deploy/dev-cluster/cri
+patches=$repo/scripts/cluster/patches  # fixes to the 1.20 tree for today's Go, each with its reason
 stamp_inputs() {
   # What the cached binaries depend on: the version, the list of programs, the runtime's source.
-  { echo "$k8s_version ${components[*]} ldflags-v2"; cat "$cri_src"/*.go; } | sha256sum | cut -d' ' -f1
+  { echo "$k8s_version ${components[*]} ldflags-v2"; cat "$cri_src"/*.go "$patches"/*.sh; } |
+    sha256sum | cut -d' ' -f1
 }
 all_built() {
   local name
@@ -94,6 +96,10 @@ if [ ! -s pkg/generated/openapi/zz_generated.openapi.go ]; then
     exit 1
   }
 fi
+
+for patch in "$patches"/*.sh; do
+  bash "$patch" || { log "$patch failed"; exit 1; }
+done
 
 rm -rf cmd/tessera-cri
 mkdir -p cmd/tessera-cri

@@ -18,12 +18,14 @@ Commands:
   restart-kubelet NODE                stop a node's kubelet and start it again with the same flags
   restart-cri NODE                    the same for its tessera-cri (containers keep running)
   kill-agent NODE / start-agent NODE  SIGKILL / start again a node's tessera-node
+  kill-scheduler N / start-scheduler N   SIGKILL / start again tessera-scheduler replica N (0, 1)
   exec NODE -- CMD...                 run CMD in NODE's mount namespace with its fake GPU
 
 Runs as root. Python 3 from Debian (/usr/bin/python3, for python3-yaml).
 """
 
 import argparse
+import base64
 import ctypes
 import json
 import os
@@ -48,6 +50,10 @@ except ImportError:
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CLUSTER = os.path.join(REPO, "deploy", "dev-cluster", "cluster.yaml")
+# Tessera's control plane runs with deploy/'s own configuration, rewritten for host processes.
+SCHEDULER_CONFIG = os.path.join(REPO, "deploy", "tessera-scheduler", "scheduler-config-v1beta1.yaml")
+WEBHOOK_CONFIG = os.path.join(REPO, "deploy", "tessera-scheduler", "webhook.yaml")
+SCHEDULER_REPLICAS = 2  # active and standby
 BUILD_KUBERNETES = os.path.join(REPO, "scripts", "cluster", "build-kubernetes.sh")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -59,6 +65,8 @@ DEFAULT_PORTS = {
     "scheduler": 10259,
     "schedulerInsecure": 10251,  # 1.20's scheduler cannot be without its plain-HTTP healthz
     "prometheus": 9090,
+    "tesseraScheduler": 9443,         # the leader's HTTPS extender and webhook
+    "tesseraSchedulerMetrics": 9395,  # replica i: this + i (plain-HTTP health and metrics)
     # Per node, on the node's own address:
     "kubelet": 10250,
     "kubeletHealthz": 10248,
@@ -425,6 +433,7 @@ class Paths:
         self.kubeconfig = os.path.join(self.state, "kubeconfig")
         self.fakegpu = os.path.join(self.build, "fakegpu")
         self.agent = os.path.join(self.build, "bin", "tessera-node")
+        self.scheduler = os.path.join(self.build, "bin", "tessera-scheduler")
         self.bin = subprocess.run([BUILD_KUBERNETES, "--print-bin-dir"], check=True, capture_output=True,
                                   text=True).stdout.strip()
 
@@ -465,6 +474,8 @@ def all_records(state):
         records.append((f"tessera-cri on {node['name']}", node.get("cri")))
     cp = state.get("control_plane", {})
     records.append(("prometheus", state.get("prometheus")))
+    for i, record in enumerate(state.get("tessera_schedulers", [])):
+        records.append((f"tessera-scheduler {i}", record))
     for key in ("scheduler", "controller_manager", "apiserver", "etcd"):
         records.append((key.replace("_", "-"), cp.get(key)))
     for node in state.get("nodes", []):
@@ -604,6 +615,14 @@ def make_pki(paths, tokens):
          "-subj", "/CN=kube-apiserver", "-out", p("apiserver.csr")])
     run(["openssl", "x509", "-req", "-in", p("apiserver.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
          "-CAcreateserial", "-days", "365", "-extfile", p("apiserver.ext"), "-out", p("apiserver.crt")])
+    # tessera-scheduler's serving certificate (kube-scheduler and the API server verify it).
+    with open(p("tessera-scheduler.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:tessera-scheduler.tessera-system.svc\n")
+    run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", p("tessera-scheduler.key"),
+         "-subj", "/CN=tessera-scheduler", "-out", p("tessera-scheduler.csr")])
+    run(["openssl", "x509", "-req", "-in", p("tessera-scheduler.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
+         "-CAcreateserial", "-days", "365", "-extfile", p("tessera-scheduler.ext"),
+         "-out", p("tessera-scheduler.crt")])
     run(["openssl", "genrsa", "-out", p("sa.key"), "2048"])
     run(["openssl", "rsa", "-in", p("sa.key"), "-pubout", "-out", p("sa.pub")])
     with open(p("tokens.csv"), "w") as f:
@@ -697,14 +716,16 @@ def cmd_up(args, paths):
     fresh_state_dir(paths)
     tokens = {"admin": (secrets.token_hex(16), "system:masters"),
               "system:kube-controller-manager": (secrets.token_hex(16), "system:masters"),
-              "system:kube-scheduler": (secrets.token_hex(16), "system:masters")}
+              "system:kube-scheduler": (secrets.token_hex(16), "system:masters"),
+              "system:tessera-scheduler": (secrets.token_hex(16), "system:masters")}
     for node in cluster["nodes"]:
         tokens[f"system:node:{node['name']}"] = (secrets.token_hex(16), "system:nodes")
     make_pki(paths, tokens)
     ports = cluster["ports"]
     api_url = f"https://127.0.0.1:{ports['apiserver']}"
     for user, name in (("admin", "kubeconfig"), ("system:kube-controller-manager", "controller-manager.kubeconfig"),
-                       ("system:kube-scheduler", "scheduler.kubeconfig")):
+                       ("system:kube-scheduler", "scheduler.kubeconfig"),
+                       ("system:tessera-scheduler", "tessera-scheduler.kubeconfig")):
         write_kubeconfig(os.path.join(paths.state, name), api_url, user, tokens[user][0])
     state = {
         "complete": False,
@@ -722,6 +743,13 @@ def cmd_up(args, paths):
     start_keeper(starter)
     log(f"starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (state in {paths.state})")
     start_control_plane(starter, cluster, tokens)
+    state["tessera_schedulers"] = []
+    if os.path.exists(paths.scheduler):
+        log(f"starting tessera-scheduler ({SCHEDULER_REPLICAS} replicas: one serves, the other stands by)")
+        for replica in range(SCHEDULER_REPLICAS):
+            state["tessera_schedulers"].append(start_tessera_scheduler(starter, paths, state, replica))
+        starter.save()
+        register_webhook(paths, state)
     log(f"starting {len(cluster['nodes'])} nodes: " +
         ", ".join(f"{n['name']} ({n['address']}, {len(n['gpus'])} GPUs)" for n in cluster["nodes"]))
     start_nodes(starter, cluster, tokens)
@@ -757,6 +785,10 @@ def cmd_up(args, paths):
         if entry["agent"]:
             wait_until(f"tessera-node of {entry['name']} ready on {entry['metrics_address']}",
                        lambda: agent_ready(entry["metrics_address"]), DEADLINE_START, watch=[entry["agent"]])
+    if state["tessera_schedulers"]:
+        wait_until("a tessera-scheduler replica serving (leader, cluster listed)",
+                   lambda: scheduler_leader(state) is not None, DEADLINE_START,
+                   watch=state["tessera_schedulers"])
     state["complete"] = True
     state["up_seconds"] = round(time.monotonic() - started, 1)
     starter.save()
@@ -817,7 +849,10 @@ def planned_ports(cluster, with_agent):
               ("127.0.0.1", ports["controllerManager"], "kube-controller-manager"),
               ("127.0.0.1", ports["scheduler"], "kube-scheduler"),
               ("127.0.0.1", ports["schedulerInsecure"], "kube-scheduler plain-HTTP healthz"),
-              ("127.0.0.1", ports["prometheus"], "prometheus")]
+              ("127.0.0.1", ports["prometheus"], "prometheus"),
+              ("127.0.0.1", ports["tesseraScheduler"], "tessera-scheduler")]
+    wanted += [("127.0.0.1", ports["tesseraSchedulerMetrics"] + i, f"tessera-scheduler {i} metrics")
+               for i in range(SCHEDULER_REPLICAS)]
     for node in cluster["nodes"]:
         wanted += [(node["address"], ports["kubelet"], f"kubelet of {node['name']}"),
                    (node["address"], ports["kubeletHealthz"], f"kubelet healthz of {node['name']}")]
@@ -928,6 +963,7 @@ def start_control_plane(starter, cluster, tokens):
                     # 1.20 refuses port 0 here: its plain-HTTP healthz stays, on loopback only.
                     "healthzBindAddress": f"127.0.0.1:{ports['schedulerInsecure']}",
                     "metricsBindAddress": f"127.0.0.1:{ports['schedulerInsecure']}"}
+    sched_config.update(extender_config(paths, ports))
     sched_config.update(cluster["scheduler"])
     sched_config_path = os.path.join(paths.state, "scheduler-config.yaml")
     with open(sched_config_path, "w") as f:
@@ -941,6 +977,56 @@ def start_control_plane(starter, cluster, tokens):
     cp["scheduler"]["port"] = ports["scheduler"]
     cp["scheduler"]["config"] = sched_config_path
     starter.save()
+
+
+def extender_config(paths, ports):
+    """deploy/'s KubeSchedulerConfiguration, for host processes: tessera-scheduler's port and CA
+    here, and both scheduler names served (pods the webhook has not seen keep default-scheduler)."""
+    with open(SCHEDULER_CONFIG) as f:
+        deployed = yaml.safe_load(f)
+    extenders = deployed["extenders"]
+    for extender in extenders:
+        extender["urlPrefix"] = f"https://127.0.0.1:{ports['tesseraScheduler']}"
+        extender["tlsConfig"] = {"caFile": os.path.join(paths.pki, "ca.crt")}
+    profiles = [{"schedulerName": "default-scheduler"}] + deployed["profiles"]
+    return {"profiles": profiles, "extenders": extenders}
+
+
+def start_tessera_scheduler(starter, paths, state, replica):
+    ports = state["ports"]
+    p = lambda name: os.path.join(paths.pki, name)
+    argv = [paths.scheduler, "--kubeconfig", os.path.join(paths.state, "tessera-scheduler.kubeconfig"),
+            "--bind", f"127.0.0.1:{ports['tesseraScheduler']}",
+            "--metrics-bind", f"127.0.0.1:{ports['tesseraSchedulerMetrics'] + replica}",
+            "--cert-file", p("tessera-scheduler.crt"), "--key-file", p("tessera-scheduler.key"),
+            "--lease-identity", f"tessera-scheduler-{replica}-{secrets.token_hex(3)}",
+            "--lease-duration-s", "10", "--lease-retry-ms", "2000"]
+    record = starter.start(f"tessera-scheduler {replica}", argv, base_env({"TESSERA_LOG_LEVEL": "info"}),
+                           f"--metrics-bind 127.0.0.1:{ports['tesseraSchedulerMetrics'] + replica}",
+                           f"tessera-scheduler-{replica}.log")
+    record["metrics_address"] = f"127.0.0.1:{ports['tesseraSchedulerMetrics'] + replica}"
+    return record
+
+
+def scheduler_leader(state):
+    """The index of the replica that serves, or None."""
+    for i, record in enumerate(state.get("tessera_schedulers", [])):
+        if record and alive(record) and http_ok(f"http://{record['metrics_address']}/readyz")():
+            return i
+    return None
+
+
+def register_webhook(paths, state):
+    """deploy/'s MutatingWebhookConfiguration, pointing at the host's tessera-scheduler."""
+    with open(WEBHOOK_CONFIG) as f:
+        webhook = yaml.safe_load(f)
+    with open(os.path.join(paths.pki, "ca.crt"), "rb") as f:
+        ca_bundle = base64.b64encode(f.read()).decode()
+    for hook in webhook["webhooks"]:
+        hook["clientConfig"] = {"url": f"https://127.0.0.1:{state['ports']['tesseraScheduler']}/webhook",
+                                "caBundle": ca_bundle}
+    run([paths.tool("kubectl"), f"--kubeconfig={paths.kubeconfig}", "apply", "-f", "-"],
+        input=json.dumps(webhook))
 
 
 def start_nodes(starter, cluster, tokens):
@@ -1049,7 +1135,11 @@ def start_agent(starter, paths, entry):
             "--node-name", entry["name"], "--config", entry["node_config"],
             "--kubeconfig", paths.kubeconfig, "--metrics-address", entry["metrics_address"],
             "--pod-resources-socket", entry["kubelet"]["pod_resources_socket"],
-            "--device-root", entry["device_root"]]
+            "--device-root", entry["device_root"],
+            # Shared GPUs: the per-container allocation directories (limits file, region) of this
+            # node, and the shim that is mounted into each of its containers.
+            "--state-dir", os.path.join(entry["dir"], "tessera"),
+            "--shim-path", os.path.join(paths.build, "lib", "libtessera-cuda.so")]
     env = fakegpu_env(entry)
     env["TESSERA_LOG_LEVEL"] = "info"  # registrations, Allocates and health changes in the log
     record = starter.start(f"tessera-node {entry['name']}", argv, base_env(env),
@@ -1281,6 +1371,43 @@ def cmd_start_agent(args, paths):
     return 0
 
 
+def cmd_kill_scheduler(args, paths):
+    state = running_state(paths)
+    replica = scheduler_replica(state, args.replica)
+    record = state["tessera_schedulers"][replica]
+    if not alive(record):
+        log(f"tessera-scheduler {replica} is not running")
+    else:
+        os.kill(record["pid"], signal.SIGKILL)
+        wait_until(f"tessera-scheduler {replica} to die", lambda: not alive(record), DEADLINE_START)
+        log(f"killed tessera-scheduler {replica} (pid {record['pid']})")
+    state["tessera_schedulers"][replica] = None
+    save_state(paths, state)
+    return 0
+
+
+def cmd_start_scheduler(args, paths):
+    state = running_state(paths)
+    replica = scheduler_replica(state, args.replica)
+    if alive(state["tessera_schedulers"][replica]):
+        log(f"tessera-scheduler {replica} already runs")
+        return 0
+    record = start_tessera_scheduler(Starter(paths, state), paths, state, replica)
+    state["tessera_schedulers"][replica] = record
+    save_state(paths, state)
+    wait_until(f"tessera-scheduler {replica} healthy", http_ok(f"http://{record['metrics_address']}/healthz"),
+               DEADLINE_START, watch=[record])
+    log(f"started tessera-scheduler {replica} (pid {record['pid']})")
+    return 0
+
+
+def scheduler_replica(state, text):
+    replicas = state.get("tessera_schedulers") or []
+    if not text.isdigit() or int(text) >= len(replicas):
+        raise ClusterError(f"tessera-scheduler replica {text!r}: the cluster has replicas 0..{len(replicas) - 1}")
+    return int(text)
+
+
 def cmd_exec(args, paths):
     state = running_state(paths)
     node = find_node(state, args.node)
@@ -1319,6 +1446,10 @@ def main():
                        ("start-agent", "start a node's tessera-node again")):
         p = sub.add_parser(name, help=text)
         p.add_argument("node")
+    for name, text in (("kill-scheduler", "SIGKILL a tessera-scheduler replica"),
+                       ("start-scheduler", "start a tessera-scheduler replica again")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("replica")
     ex = sub.add_parser("exec", help="run a command in a node's mount namespace with its fake GPU")
     ex.add_argument("node")
     ex.add_argument("command", nargs=argparse.REMAINDER)
@@ -1332,7 +1463,8 @@ def main():
     paths = Paths(args.build_dir)
     commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "restart-kubelet": cmd_restart_kubelet,
                 "restart-cri": cmd_restart_cri,
-                "kill-agent": cmd_kill_agent, "start-agent": cmd_start_agent, "exec": cmd_exec}
+                "kill-agent": cmd_kill_agent, "start-agent": cmd_start_agent, "exec": cmd_exec,
+                "kill-scheduler": cmd_kill_scheduler, "start-scheduler": cmd_start_scheduler}
     try:
         return commands[args.cmd](args, paths)
     except ClusterError as error:

@@ -7,11 +7,15 @@
 #include <thread>
 
 #include "common/log.h"
+#include "kube/client.h"
+#include "kube/config.h"
 #include "node/devices.h"
 #include "node/metrics.h"
 #include "node/node_annotations.h"
 #include "node/node_publisher.h"
+#include "node/pod_cache.h"
 #include "node/pod_resources.h"
+#include "node/shared_gpus.h"
 
 namespace tessera::node {
 
@@ -128,7 +132,52 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
   auto modes = GpuModes(*config, *inventory);
   auto registry =
       std::make_unique<Registry>(std::move(*inventory), std::move(modes), std::move(*resources));
-  std::unique_ptr<Agent> agent(new Agent(options, std::move(*nvml), std::move(registry)));
+  std::unique_ptr<PodCache> pod_cache;
+  std::unique_ptr<SharedGpus> shared;
+  const Resource* gpu_resource = registry->FindResource(kWholeResource);
+  const bool has_shared =
+      gpu_resource != nullptr &&
+      std::any_of(gpu_resource->devices.begin(), gpu_resource->devices.end(),
+                  [](const PluginDevice& device) { return device.mode == GpuMode::kShared; });
+  if (has_shared) {
+    auto store = AllocationStore::Open(options.state_dir);
+    if (!store.ok()) return store.status();
+    SharedGpuOptions shared_options;
+    shared_options.node_name = options.node_name;
+    shared_options.shim_path = options.shim_path;
+    if (options.publish) {
+      auto kube_config = options.kubeconfig.empty() ? kube::LoadInClusterConfig()
+                                                    : kube::LoadKubeconfig(options.kubeconfig);
+      if (!kube_config.ok()) return kube_config.status();
+      auto client = kube::Client::FromConfig(*kube_config);
+      if (!client.ok()) return client.status();
+      pod_cache = std::make_unique<PodCache>();
+      pod_cache->Start(std::move(*client), options.node_name);
+    } else {
+      shared_options.unavailable =
+          "tessera-node runs without an API server (--no-publish), so it cannot learn which pod "
+          "a device is for nor the limits the scheduler decided";
+      log::Write(log::Level::kError, "node",
+                 "shared GPUs are advertised but cannot be served: %s; Allocate and "
+                 "PreStartContainer refuse their replicas",
+                 shared_options.unavailable.c_str());
+    }
+    struct stat st = {};
+    if (stat(options.shim_path.c_str(), &st) != 0) {
+      log::Write(log::Level::kError, "node",
+                 "--shim-path %s does not exist: containers on shared GPUs are refused until it "
+                 "does",
+                 options.shim_path.c_str());
+    }
+    const std::string socket = options.pod_resources_socket;
+    shared = std::make_unique<SharedGpus>(
+        *registry, *gpu_resource, std::move(*store), pod_cache.get(),
+        [socket] { return ListPodResourcesPods(socket, std::chrono::seconds(2)); },
+        std::move(shared_options));
+    shared->Recover();
+  }
+  std::unique_ptr<Agent> agent(new Agent(options, std::move(*nvml), std::move(registry),
+                                         std::move(pod_cache), std::move(shared)));
   agent->config_ = std::move(*config);
   if (options.publish) {
     auto publisher = NodePublisher::Create(options.kubeconfig, options.node_name);
@@ -138,12 +187,19 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
   return agent;
 }
 
-Agent::Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry)
-    : options_(std::move(options)), nvml_(std::move(nvml)), registry_(std::move(registry)) {
+Agent::Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry,
+             std::unique_ptr<PodCache> pod_cache, std::unique_ptr<SharedGpus> shared)
+    : options_(std::move(options)),
+      nvml_(std::move(nvml)),
+      registry_(std::move(registry)),
+      pod_cache_(std::move(pod_cache)),
+      shared_(std::move(shared)) {
   kubelet_socket_ = options_.device_plugin_dir + "/kubelet.sock";
   for (const auto& resource : registry_->resources()) {
-    servers_.push_back(std::make_unique<PluginServer>(
-        *registry_, resource, options_.device_plugin_dir, DeviceNodes{options_.device_root}));
+    SharedGpus* shared_gpus = resource.name == kWholeResource ? shared_.get() : nullptr;
+    servers_.push_back(
+        std::make_unique<PluginServer>(*registry_, resource, options_.device_plugin_dir,
+                                       DeviceNodes{options_.device_root}, shared_gpus));
   }
   started_.assign(servers_.size(), false);
   registered_.assign(servers_.size(), false);
@@ -201,12 +257,14 @@ bool Agent::KubeletRestarted() {
 }
 
 void Agent::RefreshPodResources() {
-  auto containers = ListPodResources(options_.pod_resources_socket, std::chrono::seconds(2));
-  if (!containers.ok()) {
-    log::Write(log::Level::kDebug, "node", "%s", containers.status().message().c_str());
+  auto pods = ListPodResourcesPods(options_.pod_resources_socket, std::chrono::seconds(2));
+  if (!pods.ok()) {
+    log::Write(log::Level::kDebug, "node", "%s", pods.status().message().c_str());
     return;
   }
-  registry_->SetContainers(std::move(*containers));
+  registry_->SetContainers(NvidiaContainerDevices(*pods));
+  // Allocations whose devices kubelet no longer lists belong to pods that are gone.
+  if (shared_ != nullptr) shared_->Reconcile(*pods);
 }
 
 Status Agent::Run(const std::atomic<bool>& stop) {

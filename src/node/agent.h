@@ -33,11 +33,17 @@ struct AgentOptions {
   std::string metrics_address = "0.0.0.0:9394";
   std::string device_root = "/dev";
   std::string nvml_library = "libnvidia-ml.so.1";
+  // Shared GPUs: where the per-container allocation directories live on the host, and the shim
+  // (host path) that is mounted into each container (docs/pod-identity.md).
+  std::string state_dir = "/var/lib/tessera";
+  std::string shim_path = "/usr/lib/tessera/libtessera-cuda.so";
   std::chrono::milliseconds health_recovery{2000};
   std::chrono::milliseconds xid_hold{300000};
 };
 
 class NodePublisher;
+class PodCache;
+class SharedGpus;
 
 struct FileIdentity {
   unsigned long long inode = 0;
@@ -60,7 +66,8 @@ class Agent {
   const Registry& registry() const { return *registry_; }
 
  private:
-  Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry);
+  Agent(AgentOptions options, std::unique_ptr<Nvml> nvml, std::unique_ptr<Registry> registry,
+        std::unique_ptr<PodCache> pod_cache, std::unique_ptr<SharedGpus> shared);
   void RegisterPending();
   bool AllRegistered() const;
   void ServeAgain();
@@ -71,6 +78,8 @@ class Agent {
   NodeConfig config_;
   std::unique_ptr<Nvml> nvml_;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<PodCache> pod_cache_;  // null without an API server or shared GPUs
+  std::unique_ptr<SharedGpus> shared_;   // null when the node has no shared GPU
   std::vector<std::unique_ptr<PluginServer>> servers_;
   std::unique_ptr<HealthMonitor> health_;
   std::atomic<bool> ready_{false};  // every server registered and watched (/readyz); before

@@ -36,9 +36,16 @@ struct DeviceNode {
   std::string host_path;
 };
 
+struct Mount {
+  std::string container_path;
+  std::string host_path;
+  bool read_only = true;
+};
+
 struct ContainerAllocation {
   std::map<std::string, std::string> envs;
   std::vector<DeviceNode> devices;  // permissions "rw"
+  std::vector<Mount> mounts;        // shared GPUs: the shim, its limits and region
 };
 
 // Where the NVIDIA device nodes are on the host (a real node: "/dev"), and which exist: the

@@ -167,8 +167,15 @@ class Parser {
         auto count = Integer(*replicas, field + ".replicas", 1, kMaxReplicas);
         if (!count.ok()) return count.status();
         entry.replicas = static_cast<int>(*count);
+      } else if (entry.mode == GpuMode::kShared) {
+        entry.replicas = kDefaultSharedReplicas;
+        if (replicas) {
+          auto count = Integer(*replicas, field + ".replicas", 1, kMaxReplicas);
+          if (!count.ok()) return count.status();
+          entry.replicas = static_cast<int>(*count);
+        }
       } else if (replicas) {
-        return Fail(field + ".replicas", "only a time-sliced GPU has replicas");
+        return Fail(field + ".replicas", "only a time-sliced or shared GPU has replicas");
       }
       if (mig) {
         if (entry.mode != GpuMode::kMig)
@@ -221,6 +228,17 @@ const GpuConfig* NodeConfig::Find(unsigned index) const {
     if (gpu.index == index) return &gpu;
   }
   return nullptr;
+}
+
+GpuMode NodeConfig::ModeOf(unsigned index) const {
+  const GpuConfig* entry = Find(index);
+  return entry != nullptr ? entry->mode : default_mode;
+}
+
+int NodeConfig::ReplicasOf(unsigned index) const {
+  const GpuConfig* entry = Find(index);
+  if (entry != nullptr) return entry->replicas;
+  return default_mode == GpuMode::kShared ? kDefaultSharedReplicas : 0;
 }
 
 Result<NodeConfig> ParseNodeConfig(std::string_view text, const std::string& source) {

@@ -5,7 +5,8 @@
 //   gpus:
 //     - index: 0                  # NVML index on this node
 //       mode: time-sliced         # whole | time-sliced | mig | shared
-//       replicas: 4               # time-sliced only: how many containers may share it (1-64)
+//       replicas: 4               # time-sliced (required) or shared (default 32): how many
+//                                 # containers may share it (1-64)
 //     - index: 1
 //       mode: mig
 //       mig: [3g.40gb, 2g.20gb, 1g.10gb, 1g.10gb]   # mig only, optional: the layout expected
@@ -31,11 +32,17 @@ std::string_view GpuModeName(GpuMode mode);
 std::optional<GpuMode> ParseGpuMode(std::string_view text);
 
 inline constexpr int kMaxReplicas = 64;
+// A shared GPU's replicas when its entry names none (or it is shared by defaultMode): the most
+// containers that may hold a share of it at once. It plays the part of HAMi's deviceSplitCount
+// (HAMi's chart default is 10); 32 lets small shares (1/32 of a GPU) fill a GPU, while the
+// scheduler's memory and compute accounting, not this count, is what normally limits sharers.
+inline constexpr int kDefaultSharedReplicas = 32;
 
 struct GpuConfig {
   unsigned index = 0;
   GpuMode mode = GpuMode::kWhole;
-  int replicas = 0;                     // time-sliced: 1..kMaxReplicas; otherwise 0
+  int replicas = 0;                     // time-sliced and shared: 1..kMaxReplicas (shared:
+                                        // kDefaultSharedReplicas when not given); otherwise 0
   std::vector<std::string> mig_layout;  // mig: expected profiles, in any order; may be empty
   std::string field;                    // where it came from, e.g. "gpus[1]", for messages
 };
@@ -47,6 +54,9 @@ struct NodeConfig {
 
   // The entry for GPU `index`, or nullptr when it takes the default mode.
   const GpuConfig* Find(unsigned index) const;
+  // GPU `index`'s mode and replicas (0 unless time-sliced or shared), entry or default.
+  GpuMode ModeOf(unsigned index) const;
+  int ReplicasOf(unsigned index) const;
 };
 
 // Parses `text`; `source` names it in messages ("<source>: <field>: ...").

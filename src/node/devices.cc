@@ -77,6 +77,10 @@ bool IsQualifiedName(const std::string& resource) {
 
 }  // namespace
 
+std::string ReplicaId(const std::string& gpu_uuid, int replica) {
+  return gpu_uuid + "::" + std::to_string(replica);
+}
+
 const PluginDevice* Resource::Find(const std::string& id) const {
   for (const auto& device : devices) {
     if (device.id == id) return &device;
@@ -120,15 +124,15 @@ Result<std::vector<Resource>> PlanResources(const NodeConfig& config, const Inve
     }
     switch (mode) {
       case GpuMode::kWhole:
-      case GpuMode::kShared:
         add(kWholeResource, DeviceOf(gpu, mode));
         break;
+      case GpuMode::kShared:
       case GpuMode::kTimeSliced:
-        for (int replica = 0; replica < entry->replicas; ++replica) {
+        for (int replica = 0; replica < config.ReplicasOf(gpu.index); ++replica) {
           PluginDevice device = DeviceOf(gpu, mode);
-          device.id = gpu.uuid + "::" + std::to_string(replica);
+          device.id = ReplicaId(gpu.uuid, replica);
           device.replica = replica;
-          add(kTimeSlicedResource, std::move(device));
+          add(mode == GpuMode::kShared ? kWholeResource : kTimeSlicedResource, std::move(device));
         }
         break;
       case GpuMode::kMig: {

@@ -3,9 +3,14 @@
 //
 //   mode          resource                    device IDs
 //   whole         nvidia.com/gpu              the GPU's UUID
-//   shared        nvidia.com/gpu              the GPU's UUID (fractional shares come with the
-//   scheduler) time-sliced   nvidia.com/gpu.shared       "<GPU UUID>::<replica>", replica 0..N-1
+//   shared        nvidia.com/gpu              "<GPU UUID>::<replica>", replica 0..N-1 (N: the
+//                                             entry's replicas, default kDefaultSharedReplicas)
+//   time-sliced   nvidia.com/gpu.shared       "<GPU UUID>::<replica>", replica 0..N-1
 //   mig           nvidia.com/mig-<profile>    the MIG instance's UUID
+//
+// A shared GPU's replicas sit under the same resource as whole GPUs, as HAMi advertises its
+// shares: a pod asks for `nvidia.com/gpu: 1` plus memory/cores, and tessera-scheduler decides
+// which GPU (kube-scheduler only counts the replicas).
 //
 // The names are NVIDIA's (its device plugin's mixed MIG strategy and renamed time-sliced
 // replicas), so pod specs written for NVIDIA's plugin run unchanged, and modes mix on one node.
@@ -34,8 +39,11 @@ struct PluginDevice {
   unsigned minor = 0;
   int numa_node = -1;
   GpuMode mode = GpuMode::kWhole;
-  int replica = -1;  // time-sliced: which replica
+  int replica = -1;  // time-sliced and shared: which replica
 };
+
+// "<GPU UUID>::<replica>", the ID of a time-sliced or shared replica.
+std::string ReplicaId(const std::string& gpu_uuid, int replica);
 
 struct Resource {
   std::string name;  // "nvidia.com/gpu"

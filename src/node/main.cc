@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
   int xid_hold_ms = static_cast<int>(options.xid_hold.count());
 
   CLI::App app{
-      "tessera-node: advertises this node's GPUs to kubelet, per GPU as whole GPUs "
-      "(nvidia.com/gpu), time-sliced replicas (nvidia.com/gpu.shared) or MIG instances "
+      "tessera-node: advertises this node's GPUs to kubelet, per GPU as whole GPUs or shares "
+      "of shared GPUs (nvidia.com/gpu), time-sliced replicas (nvidia.com/gpu.shared) or MIG instances "
       "(nvidia.com/mig-<profile>); keeps their health from NVML; publishes the node's GPU "
       "inventory on its Node object; serves Prometheus metrics.",
       "tessera-node"};
@@ -65,6 +65,14 @@ int main(int argc, char** argv) {
                  "where the NVIDIA device nodes are on the host")
       ->capture_default_str();
   app.add_option("--nvml-library", options.nvml_library, "the NVML library to load")
+      ->capture_default_str();
+  app.add_option("--state-dir", options.state_dir,
+                 "shared GPUs: host directory for the per-container allocation directories "
+                 "(limits file, region) and ld.so.preload")
+      ->capture_default_str();
+  app.add_option("--shim-path", options.shim_path,
+                 "shared GPUs: the shim (libtessera-cuda.so) on the host, mounted read-only "
+                 "into each container at /usr/lib/tessera/libtessera-cuda.so")
       ->capture_default_str();
   app.add_option("--health-recovery-ms", recovery_ms,
                  "how long a GPU must pass its health probe after a fault before it is "

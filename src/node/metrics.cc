@@ -96,6 +96,16 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
         std::string(GpuModeName(mode == registry.modes().end() ? GpuMode::kWhole : mode->second)));
     w.Sample("tessera_gpu_mode", labels, 1);
   }
+  w.Family("tessera_gpu_memory_limit_sum_bytes", "gauge",
+           "Sum of the memory limits of the live shares of a shared GPU (never above its memory).");
+  const auto limit_sums = registry.MemoryLimitSums();
+  for (const auto& gpu : inventory.gpus) {
+    auto mode = registry.modes().find(gpu.index);
+    if (mode == registry.modes().end() || mode->second != GpuMode::kShared) continue;
+    auto it = limit_sums.find(gpu.uuid);
+    w.Sample("tessera_gpu_memory_limit_sum_bytes", gpu_labels(gpu),
+             it == limit_sums.end() ? 0 : static_cast<double>(it->second));
+  }
   w.Family("tessera_gpu_healthy", "gauge",
            "1 when the GPU is healthy, 0 when its devices are advertised Unhealthy.");
   for (const auto& gpu : inventory.gpus) {

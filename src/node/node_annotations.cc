@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "node/devices.h"
+
 namespace tessera::node {
 namespace {
 
@@ -20,6 +22,19 @@ std::string HamiMode(GpuMode mode) {
   }
 }
 
+// The resource a GPU's devices are advertised under; "" for MIG, whose instances each have
+// their profile's.
+std::string ResourceOf(GpuMode mode) {
+  switch (mode) {
+    case GpuMode::kTimeSliced:
+      return kTimeSlicedResource;
+    case GpuMode::kMig:
+      return "";
+    default:
+      return kWholeResource;
+  }
+}
+
 }  // namespace
 
 std::map<std::string, std::string> NodeAnnotations(const Registry& registry,
@@ -30,21 +45,19 @@ std::map<std::string, std::string> NodeAnnotations(const Registry& registry,
   for (const auto& gpu : registry.inventory().gpus) {
     auto mode_it = registry.modes().find(gpu.index);
     const GpuMode mode = mode_it == registry.modes().end() ? GpuMode::kWhole : mode_it->second;
-    const GpuConfig* entry = config.Find(gpu.index);
-    const int replicas = entry != nullptr ? entry->replicas : 0;
+    const int replicas = config.ReplicasOf(gpu.index);
+    // Devices advertised for this GPU: HAMi's `count` (for a shared GPU, its deviceSplitCount:
+    // how many containers may hold a share of it at once).
+    const int count = mode == GpuMode::kTimeSliced || mode == GpuMode::kShared ? replicas
+                      : mode == GpuMode::kMig ? static_cast<int>(gpu.mig_instances.size())
+                                              : 1;
     auto h = health.find(gpu.uuid);
     const bool healthy = h == health.end() || h->second.healthy;
 
     // HAMi's DeviceInfo: zero values are left out, as its omitempty tags do.
     nlohmann::json device = {
-        {"id", gpu.uuid},
-        {"count", mode == GpuMode::kTimeSliced ? replicas
-                  : mode == GpuMode::kMig      ? static_cast<int>(gpu.mig_instances.size())
-                                               : 1},
-        {"devmem", gpu.memory_bytes / kMiB},
-        {"devcore", 100},
-        {"type", gpu.name},
-        {"mode", HamiMode(mode)},
+        {"id", gpu.uuid},   {"count", count},   {"devmem", gpu.memory_bytes / kMiB},
+        {"devcore", 100},   {"type", gpu.name}, {"mode", HamiMode(mode)},
         {"health", healthy}};
     if (gpu.index != 0) device["index"] = gpu.index;
     if (gpu.numa_node > 0) device["numa"] = gpu.numa_node;
@@ -63,7 +76,11 @@ std::map<std::string, std::string> NodeAnnotations(const Registry& registry,
                            {"numa", gpu.numa_node}, {"mode", std::string(GpuModeName(mode))},
                            {"healthy", healthy}};
     if (!healthy) ours["reason"] = h->second.reason;
-    if (mode == GpuMode::kTimeSliced) ours["replicas"] = replicas;
+    if (mode == GpuMode::kTimeSliced || mode == GpuMode::kShared) ours["replicas"] = replicas;
+    // Added in place (version stays 1: readers of the old fields are unaffected): what the
+    // scheduler needs to match a GPU to kubelet's devices.
+    ours["count"] = count;
+    if (mode != GpuMode::kMig) ours["resource"] = ResourceOf(mode);
     if (mode == GpuMode::kMig) {
       nlohmann::json instances = nlohmann::json::array();
       for (const auto& instance : gpu.mig_instances) {

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "node/proto/deviceplugin/v1beta1/api.grpc.pb.h"
+#include "node/shared_gpus.h"
 
 namespace tessera::node {
 
@@ -21,8 +22,8 @@ std::string EndpointFor(const std::string& resource_name) {
 
 class PluginService final : public dp::DevicePlugin::Service {
  public:
-  PluginService(Registry& registry, const Resource& resource, DeviceNodes nodes)
-      : registry_(registry), resource_(resource), nodes_(std::move(nodes)) {}
+  PluginService(Registry& registry, const Resource& resource, DeviceNodes nodes, SharedGpus* shared)
+      : registry_(registry), resource_(resource), nodes_(std::move(nodes)), shared_(shared) {}
 
   void Shutdown() {
     stopping_ = true;
@@ -34,7 +35,7 @@ class PluginService final : public dp::DevicePlugin::Service {
 
   grpc::Status GetDevicePluginOptions(grpc::ServerContext*, const dp::Empty*,
                                       dp::DevicePluginOptions* options) override {
-    options->set_pre_start_required(false);
+    options->set_pre_start_required(shared_ != nullptr);
     options->set_get_preferred_allocation_available(true);
     return grpc::Status::OK;
   }
@@ -65,10 +66,11 @@ class PluginService final : public dp::DevicePlugin::Service {
       std::vector<std::string> must(container.must_include_deviceids().begin(),
                                     container.must_include_deviceids().end());
       auto* out = response->add_container_responses();
-      for (auto& id : PreferredDevices(resource_, available, must, container.allocation_size(),
-                                       registry_.inventory().topology)) {
-        out->add_deviceids(std::move(id));
-      }
+      auto chosen = shared_ != nullptr
+                        ? shared_->Prefer(available, must, container.allocation_size())
+                        : PreferredDevices(resource_, available, must, container.allocation_size(),
+                                           registry_.inventory().topology);
+      for (auto& id : chosen) out->add_deviceids(std::move(id));
     }
     return grpc::Status::OK;
   }
@@ -93,6 +95,12 @@ class PluginService final : public dp::DevicePlugin::Service {
         log::Write(log::Level::kError, "node", "%s", allocation.status().message().c_str());
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, allocation.status().message());
       }
+      if (shared_ != nullptr && shared_->AnyShared(ids)) {
+        if (Status status = shared_->Allocate(ids, *allocation); !status.ok()) {
+          log::Write(log::Level::kError, "node", "Allocate: %s", status.message().c_str());
+          return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, status.message());
+        }
+      }
       auto* out = response->add_container_responses();
       for (const auto& [key, value] : allocation->envs) (*out->mutable_envs())[key] = value;
       for (const auto& node : allocation->devices) {
@@ -100,6 +108,12 @@ class PluginService final : public dp::DevicePlugin::Service {
         spec->set_container_path(node.container_path);
         spec->set_host_path(node.host_path);
         spec->set_permissions("rw");
+      }
+      for (const auto& mount : allocation->mounts) {
+        auto* spec = out->add_mounts();
+        spec->set_container_path(mount.container_path);
+        spec->set_host_path(mount.host_path);
+        spec->set_read_only(mount.read_only);
       }
       log::Write(log::Level::kInfo, "node", "Allocate %s: %s -> NVIDIA_VISIBLE_DEVICES=%s",
                  resource_.name.c_str(), Join(ids, ",").c_str(),
@@ -109,8 +123,13 @@ class PluginService final : public dp::DevicePlugin::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status PreStartContainer(grpc::ServerContext*, const dp::PreStartContainerRequest*,
+  grpc::Status PreStartContainer(grpc::ServerContext*, const dp::PreStartContainerRequest* request,
                                  dp::PreStartContainerResponse*) override {
+    if (shared_ == nullptr) return grpc::Status::OK;
+    std::vector<std::string> ids(request->devicesids().begin(), request->devicesids().end());
+    if (Status status = shared_->PreStart(ids); !status.ok()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, status.message());
+    }
     return grpc::Status::OK;
   }
 
@@ -131,17 +150,19 @@ class PluginService final : public dp::DevicePlugin::Service {
   Registry& registry_;
   const Resource& resource_;
   const DeviceNodes nodes_;
+  SharedGpus* const shared_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> watched_{false};
 };
 
 PluginServer::PluginServer(Registry& registry, const Resource& resource, std::string directory,
-                           DeviceNodes device_nodes)
+                           DeviceNodes device_nodes, SharedGpus* shared)
     : registry_(registry),
       resource_(resource),
       directory_(std::move(directory)),
       endpoint_(EndpointFor(resource.name)),
-      device_nodes_(std::move(device_nodes)) {}
+      device_nodes_(std::move(device_nodes)),
+      shared_(shared) {}
 
 PluginServer::~PluginServer() { Stop(); }
 
@@ -152,7 +173,7 @@ bool PluginServer::watched() const { return service_ != nullptr && service_->wat
 Status PluginServer::Start() {
   const std::string path = socket_path();
   unlink(path.c_str());  // a socket left by an earlier run
-  service_ = std::make_unique<PluginService>(registry_, resource_, device_nodes_);
+  service_ = std::make_unique<PluginService>(registry_, resource_, device_nodes_, shared_);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials(), &port);
@@ -173,7 +194,9 @@ Status PluginServer::Register(const std::string& kubelet_socket,
   request.set_version("v1beta1");
   request.set_endpoint(endpoint_);
   request.set_resource_name(resource_.name);
+  // kubelet keeps the options it is registered with (it does not ask GetDevicePluginOptions).
   request.mutable_options()->set_get_preferred_allocation_available(true);
+  request.mutable_options()->set_pre_start_required(shared_ != nullptr);
   dp::Empty reply;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);

@@ -20,12 +20,15 @@
 namespace tessera::node {
 
 class PluginService;
+class SharedGpus;
 
 class PluginServer {
  public:
   // `directory` is kubelet's device-plugin directory (/var/lib/kubelet/device-plugins).
+  // `shared`: non-null for nvidia.com/gpu when some of its devices are shares of shared GPUs;
+  // kubelet then calls PreStartContainer, and those devices are served by it.
   PluginServer(Registry& registry, const Resource& resource, std::string directory,
-               DeviceNodes device_nodes);
+               DeviceNodes device_nodes, SharedGpus* shared = nullptr);
   ~PluginServer();
   PluginServer(const PluginServer&) = delete;
   PluginServer& operator=(const PluginServer&) = delete;
@@ -48,6 +51,7 @@ class PluginServer {
   const std::string directory_;
   const std::string endpoint_;
   const DeviceNodes device_nodes_;
+  SharedGpus* const shared_;
   std::unique_ptr<PluginService> service_;
   std::unique_ptr<grpc::Server> server_;
 };

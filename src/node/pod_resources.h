@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "node/pod_identity.h"
 #include "node/registry.h"
 
 namespace tessera::node {
@@ -16,6 +17,15 @@ namespace tessera::node {
 // (<kubelet root-dir>/pod-resources/kubelet.sock).
 Result<std::vector<ContainerDevices>> ListPodResources(const std::string& socket,
                                                        std::chrono::milliseconds timeout);
+
+// Every pod kubelet lists, each with all its (app) containers and their devices of every
+// resource, also containers without any: what the identity joins (pod_identity.h) read.
+Result<std::vector<PodResourcesPod>> ListPodResourcesPods(const std::string& socket,
+                                                          std::chrono::milliseconds timeout);
+
+// The containers of `pods` with devices of resources named `nvidia.com/*`, one entry per
+// (container, resource).
+std::vector<ContainerDevices> NvidiaContainerDevices(const std::vector<PodResourcesPod>& pods);
 
 }  // namespace tessera::node
 

@@ -59,6 +59,16 @@ std::vector<ContainerDevices> Registry::Containers() const {
   return containers_;
 }
 
+void Registry::SetMemoryLimitSums(std::map<std::string, uint64_t> sums) {
+  std::lock_guard lock(mutex_);
+  memory_limit_sums_ = std::move(sums);
+}
+
+std::map<std::string, uint64_t> Registry::MemoryLimitSums() const {
+  std::lock_guard lock(mutex_);
+  return memory_limit_sums_;
+}
+
 void Registry::RecordAllocate(std::chrono::nanoseconds latency) {
   const double seconds = std::chrono::duration<double>(latency).count();
   std::lock_guard lock(mutex_);

@@ -50,6 +50,10 @@ class Registry {
   void SetContainers(std::vector<ContainerDevices> containers);
   std::vector<ContainerDevices> Containers() const;
 
+  // Per shared GPU (by UUID), the sum of the memory limits of its live shares, in bytes.
+  void SetMemoryLimitSums(std::map<std::string, uint64_t> sums);
+  std::map<std::string, uint64_t> MemoryLimitSums() const;
+
   void RecordAllocate(std::chrono::nanoseconds latency);
   // Allocate latencies in seconds, in the histogram's buckets (cumulative counts), plus the sum.
   struct Histogram {
@@ -77,6 +81,7 @@ class Registry {
   uint64_t wakes_ = 0;  // WakeAll() calls, so that a woken waiter returns
   std::map<std::string, GpuHealth> health_;
   std::vector<ContainerDevices> containers_;
+  std::map<std::string, uint64_t> memory_limit_sums_;
   std::vector<uint64_t> latency_counts_;
   double latency_sum_ = 0;
   uint64_t latency_count_ = 0;

@@ -64,6 +64,11 @@ int64_t MonotonicNs() {
   return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
+// A device's UUID, never read past its field (a forged region need not NUL-terminate it).
+std::string_view UuidOf(const DeviceRecord& record) {
+  return std::string_view(record.uuid, strnlen(record.uuid, kUuidBytes));
+}
+
 std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 }  // namespace
@@ -278,17 +283,17 @@ Status Region::BindDevice(int device, std::string_view uuid) {
     bound[uuid.size()] = '\0';
     return Status::Ok();
   }
-  if (std::string_view(bound) == uuid) return Status::Ok();
+  if (UuidOf(layout_->devices[device]) == uuid) return Status::Ok();
   return Status::Error("region " + path_ + ": device " + std::to_string(device) + " is " +
-                       std::string(bound) + ", but this process sees " + std::string(uuid) +
-                       " as device " + std::to_string(device) +
+                       std::string(UuidOf(layout_->devices[device])) + ", but this process sees " +
+                       std::string(uuid) + " as device " + std::to_string(device) +
                        " (do the container's processes see different CUDA_VISIBLE_DEVICES?)");
 }
 
 int Region::FindDevice(std::string_view uuid) const {
   Lock lock(layout_);
   for (int device = 0; device < kMaxDevices; ++device) {
-    if (std::string_view(layout_->devices[device].uuid) == uuid) return device;
+    if (UuidOf(layout_->devices[device]) == uuid) return device;
   }
   return -1;
 }
@@ -297,7 +302,10 @@ Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view c
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
       Lock lock(layout_);
-      uint32_t high_water = layout_->slot_high_water.load(std::memory_order_relaxed);
+      // Clamped: the file is writable by the container's processes, and a forged value must not
+      // send us past the mapping.
+      uint32_t high_water = std::min<uint32_t>(
+          layout_->slot_high_water.load(std::memory_order_relaxed), kMaxProcesses);
       int chosen = -1;
       for (uint32_t i = 0; i < high_water; ++i) {
         Slot& slot = layout_->slots[i];
@@ -336,6 +344,14 @@ void Region::ReleaseSlot(int slot) {
 }
 
 bool Region::Reserve(int slot, int device, uint64_t bytes) {
+  return ReserveWithin(slot, device, bytes, nullptr);
+}
+
+bool Region::Reserve(int slot, int device, uint64_t bytes, uint64_t limit) {
+  return ReserveWithin(slot, device, bytes, &limit);
+}
+
+bool Region::ReserveWithin(int slot, int device, uint64_t bytes, const uint64_t* given_limit) {
   if (bytes == 0) return true;
   Reap(false);
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -343,7 +359,7 @@ bool Region::Reserve(int slot, int device, uint64_t bytes) {
       Lock lock(layout_);
       DeviceRecord& record = layout_->devices[device];
       uint64_t used = record.used.load(std::memory_order_relaxed);
-      uint64_t limit = record.memory_limit;
+      uint64_t limit = given_limit != nullptr ? *given_limit : record.memory_limit;
       bool fits = used <= UINT64_MAX - bytes && (limit == 0 || used + bytes <= limit);
       if (fits) {
         std::atomic<uint64_t>& mine = layout_->slots[slot].used[device];
@@ -434,9 +450,12 @@ int Region::Reap(bool force) {
 }
 
 int64_t Region::ChargeCompute(int device, int64_t cost_ns, int64_t now_ns) {
+  return ChargeCompute(device, cost_ns, now_ns, layout_->devices[device].sm_percent);
+}
+
+int64_t Region::ChargeCompute(int device, int64_t cost_ns, int64_t now_ns, uint32_t percent) {
   DeviceRecord& record = layout_->devices[device];
-  uint32_t percent = record.sm_percent;
-  if (percent == 0) return now_ns;
+  if (percent == 0 || percent > 100) return now_ns;
   // The bucket as a single time (a GCRA): holding `tokens` of device time at share s is
   // tat = now - tokens / s; a charge of c moves tat on by c / s; the bucket is full (capped at
   // s * kComputeBurstNs) when tat = now - kComputeBurstNs, and in debt while tat > now.
@@ -453,9 +472,12 @@ int64_t Region::ChargeCompute(int device, int64_t cost_ns, int64_t now_ns) {
 }
 
 void Region::AdjustCompute(int device, int64_t delta_ns) {
+  AdjustCompute(device, delta_ns, layout_->devices[device].sm_percent);
+}
+
+void Region::AdjustCompute(int device, int64_t delta_ns, uint32_t percent) {
   DeviceRecord& record = layout_->devices[device];
-  uint32_t percent = record.sm_percent;
-  if (percent == 0 || delta_ns == 0) return;
+  if (percent == 0 || percent > 100 || delta_ns == 0) return;
   record.compute_tat_ns.fetch_add(delta_ns * 100 / static_cast<int64_t>(percent),
                                   std::memory_order_relaxed);
   record.compute_charged_ns.fetch_add(delta_ns, std::memory_order_relaxed);
@@ -501,7 +523,7 @@ Snapshot Region::TakeSnapshot() const {
       const DeviceRecord& record = layout_->devices[device];
       DeviceUsage usage;
       usage.index = device;
-      usage.uuid = record.uuid;
+      usage.uuid = std::string(UuidOf(record));
       usage.limits = {record.memory_limit, record.sm_percent};
       usage.used = record.used.load(std::memory_order_relaxed);
       // The last window's share holds while the window after it is still open.

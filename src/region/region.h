@@ -109,6 +109,11 @@ class Region {
   // when it has none). When refused, dead processes are reaped and the check is made once more.
   // REQUIRES: slot was claimed by this process; 0 <= device < kMaxDevices.
   bool Reserve(int slot, int device, uint64_t bytes);
+  // The same against `limit` (0: none) instead of the limit the region holds: for a caller whose
+  // limit comes from somewhere the region's writers cannot reach (the shim's limits file). The
+  // region's total can still be forged by a process that writes the file; the caller must bound
+  // what it charges itself (see the shim's Reserve).
+  bool Reserve(int slot, int device, uint64_t bytes, uint64_t limit);
   // Drops `bytes` of `slot`'s charge on `device` (never below zero).
   void Release(int slot, int device, uint64_t bytes);
 
@@ -126,8 +131,12 @@ class Region {
   // and returns the time from which the bucket is out of debt again (<= now_ns: no debt); the
   // caller waits until then. Lock-free. Without an sm limit it charges nothing and returns now_ns.
   int64_t ChargeCompute(int device, int64_t cost_ns, int64_t now_ns);
+  // The same with the share `percent` given by the caller rather than the region's sm limit (the
+  // shim with a limits file: see Reserve(slot, device, bytes, limit)).
+  int64_t ChargeCompute(int device, int64_t cost_ns, int64_t now_ns, uint32_t percent);
   // Corrects an earlier charge once the cost is measured (`delta_ns` may be negative).
   void AdjustCompute(int device, int64_t delta_ns);
+  void AdjustCompute(int device, int64_t delta_ns, uint32_t percent);
   // Clears the debt (work-conserving mode: time nobody else wanted is not owed).
   void ForgiveComputeDebt(int device, int64_t now_ns);
   // The time from which the bucket is out of debt.
@@ -144,6 +153,8 @@ class Region {
  private:
   Region(std::string path, Layout* layout, size_t mapped_bytes);
   void UpdateShareWindow(int device, int64_t now_ns);
+  // Reserve against `*limit`, or the region's own limit when `limit` is null.
+  bool ReserveWithin(int slot, int device, uint64_t bytes, const uint64_t* limit);
   class Lock;
 
   std::string path_;

@@ -1,8 +1,11 @@
 #include "shim/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <map>
+#include <cerrno>
+#include <cstring>
 
 #include "common/units.h"
 
@@ -18,6 +21,7 @@ constexpr std::string_view kDisable = "CUDA_DISABLE_CONTROL";
 constexpr std::string_view kWorkConserving = "TESSERA_SM_WORK_CONSERVING";
 constexpr std::string_view kPriority = "CUDA_TASK_PRIORITY";
 constexpr std::string_view kNodeBoard = "TESSERA_NODE_BOARD";
+constexpr std::string_view kLimitsFileVariable = "TESSERA_LIMITS_FILE";
 
 // "true"/"1" or "false"/"0"; anything else is an error naming the variable.
 void ParseFlag(std::string_view name, std::string_view value, bool* flag,
@@ -49,46 +53,109 @@ std::optional<int> DeviceSuffix(std::string_view name, std::string_view prefix,
 }
 
 bool HasPrefix(std::string_view name, std::string_view prefix) {
-  return name == prefix ||
-         (name.size() > prefix.size() + 1 && name.substr(0, prefix.size()) == prefix &&
-          name[prefix.size()] == '_');
+  return name == prefix || (name.size() > prefix.size() + 1 &&
+                            name.substr(0, prefix.size()) == prefix && name[prefix.size()] == '_');
 }
 
-}  // namespace
+// The limit variables' values as parsed, before per-device values override the default:
+// index 0 is the all-devices value, index i + 1 device i's. Fixed arrays: no allocation.
+struct LimitValues {
+  std::optional<uint64_t> memory[region::kMaxDevices + 1];
+  std::optional<uint32_t> sm[region::kMaxDevices + 1];
+};
 
-Config ParseConfig(const std::vector<std::string_view>& environment) {
-  Config config;
-  // Per-device values override the all-devices value whatever their order in the environment.
-  std::map<int, uint64_t> memory;
-  std::map<int, uint32_t> sm;
+enum class LimitParse { kNotALimit, kSet, kBad };
+
+// Parses `name`=`value` if it is a limit variable. On kSet, `*slot` is the LimitValues index it
+// set and `*memory` whether it was a memory limit. Errors name the variable.
+LimitParse ParseLimitVariable(std::string_view name, std::string_view value, LimitValues& values,
+                              std::vector<std::string>& errors, int* slot, bool* memory) {
+  if (HasPrefix(name, kMemoryLimit)) {
+    std::optional<int> device = DeviceSuffix(name, kMemoryLimit, errors);
+    if (!device) return LimitParse::kBad;
+    Result<uint64_t> bytes = ParseBytes(value, name);
+    if (!bytes.ok()) {
+      errors.push_back(bytes.status().message());
+      return LimitParse::kBad;
+    }
+    if (*bytes == 0) {
+      errors.push_back(std::string(name) +
+                       "=\"0\": a limit of zero bytes admits nothing; unset the variable for no "
+                       "limit");
+      return LimitParse::kBad;
+    }
+    *slot = *device + 1;
+    *memory = true;
+    values.memory[*slot] = *bytes;
+    return LimitParse::kSet;
+  }
+  if (HasPrefix(name, kSmLimit)) {
+    std::optional<int> device = DeviceSuffix(name, kSmLimit, errors);
+    if (!device) return LimitParse::kBad;
+    Result<int> percent = ParsePercent(value, name);
+    if (!percent.ok()) {
+      errors.push_back(percent.status().message());
+      return LimitParse::kBad;
+    }
+    *slot = *device + 1;
+    *memory = false;
+    values.sm[*slot] = static_cast<uint32_t>(*percent);
+    return LimitParse::kSet;
+  }
+  return LimitParse::kNotALimit;
+}
+
+// Per-device values override the all-devices value whatever their order.
+region::RegionConfig ResolveLimits(const LimitValues& values) {
+  region::RegionConfig limits;
+  for (int device = 0; device < region::kMaxDevices; ++device) {
+    const std::optional<uint64_t>& memory =
+        values.memory[device + 1] ? values.memory[device + 1] : values.memory[0];
+    const std::optional<uint32_t>& sm =
+        values.sm[device + 1] ? values.sm[device + 1] : values.sm[0];
+    limits.devices[device].memory_bytes = memory.value_or(0);
+    limits.devices[device].sm_percent = sm.value_or(0);
+  }
+  return limits;
+}
+
+bool SameLimits(const region::RegionConfig& a, const region::RegionConfig& b) {
+  for (int device = 0; device < region::kMaxDevices; ++device) {
+    if (a.devices[device].memory_bytes != b.devices[device].memory_bytes ||
+        a.devices[device].sm_percent != b.devices[device].sm_percent) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The environment's variables. With `limits_file` empty its limit variables go to `limits`;
+// otherwise they, CUDA_DISABLE_CONTROL and TESSERA_LIMITS_FILE are ignored (with a notice).
+void ParseEnvironment(const std::vector<std::string_view>& environment,
+                      std::string_view limits_file, Config& config, LimitValues& limits) {
+  bool authoritative = !limits_file.empty();
+  LimitValues ignored;
+  std::vector<std::string> ignored_errors;
+  bool disable_ignored = false;
+  bool limits_ignored = false;
   for (std::string_view entry : environment) {
     size_t equals = entry.find('=');
     if (equals == std::string_view::npos) continue;
     std::string_view name = entry.substr(0, equals);
     std::string_view value = entry.substr(equals + 1);
-    if (HasPrefix(name, kMemoryLimit)) {
-      std::optional<int> device = DeviceSuffix(name, kMemoryLimit, config.errors);
-      if (!device) continue;
-      Result<uint64_t> bytes = ParseBytes(value, name);
-      if (!bytes.ok()) {
-        config.errors.push_back(bytes.status().message());
-      } else if (*bytes == 0) {
-        config.errors.push_back(std::string(name) +
-                                "=\"0\": a limit of zero bytes admits nothing; unset the "
-                                "variable for no limit");
-      } else {
-        memory[*device] = *bytes;
+    int slot = 0;
+    bool memory = false;
+    if (!authoritative) {
+      if (ParseLimitVariable(name, value, limits, config.errors, &slot, &memory) !=
+          LimitParse::kNotALimit) {
+        continue;
       }
-    } else if (HasPrefix(name, kSmLimit)) {
-      std::optional<int> device = DeviceSuffix(name, kSmLimit, config.errors);
-      if (!device) continue;
-      Result<int> percent = ParsePercent(value, name);
-      if (!percent.ok()) {
-        config.errors.push_back(percent.status().message());
-      } else {
-        sm[*device] = static_cast<uint32_t>(*percent);
-      }
-    } else if (name == kRegion) {
+    } else if (ParseLimitVariable(name, value, ignored, ignored_errors, &slot, &memory) !=
+               LimitParse::kNotALimit) {
+      limits_ignored = true;
+      continue;
+    }
+    if (name == kRegion) {
       if (value.empty()) {
         config.errors.push_back(std::string(kRegion) +
                                 "=\"\": is empty; expected the path of the region file");
@@ -96,7 +163,11 @@ Config ParseConfig(const std::vector<std::string_view>& environment) {
         config.region_path = std::string(value);
       }
     } else if (name == kDisable) {
-      ParseFlag(name, value, &config.disabled, config.errors);
+      if (authoritative) {
+        disable_ignored = true;
+      } else {
+        ParseFlag(name, value, &config.disabled, config.errors);
+      }
     } else if (name == kWorkConserving) {
       ParseFlag(name, value, &config.work_conserving, config.errors);
     } else if (name == kPriority) {
@@ -115,26 +186,229 @@ Config ParseConfig(const std::vector<std::string_view>& environment) {
       }
     }
   }
-  for (int device = 0; device < region::kMaxDevices; ++device) {
-    auto specific = memory.find(device);
-    auto all = memory.find(-1);
-    if (specific != memory.end()) {
-      config.limits.devices[device].memory_bytes = specific->second;
-    } else if (all != memory.end()) {
-      config.limits.devices[device].memory_bytes = all->second;
+  if (!authoritative) return;
+  if (disable_ignored) {
+    config.notices.push_back(std::string(kDisable) +
+                             " in the environment is ignored: the limits "
+                             "file " +
+                             std::string(limits_file) + " governs this process");
+  }
+  // Said only when the environment asks for something else: tessera-node may set the same
+  // limits in both places.
+  if (limits_ignored &&
+      (!ignored_errors.empty() || !SameLimits(ResolveLimits(ignored), ResolveLimits(limits)))) {
+    config.notices.push_back("the environment's " + std::string(kMemoryLimit) + "/" +
+                             std::string(kSmLimit) + " variables are ignored: the limits file " +
+                             std::string(limits_file) + " sets the limits");
+  }
+}
+
+void Finish(const LimitValues& values, Config& config) {
+  config.limits = ResolveLimits(values);
+  config.any_limit = false;
+  for (const region::DeviceLimits& device : config.limits.devices) {
+    if (device.memory_bytes != 0 || device.sm_percent != 0) config.any_limit = true;
+  }
+}
+
+// `text` for an error message: at most 64 bytes, anything unprintable as '?'.
+std::string Printable(std::string_view text) {
+  constexpr size_t kMost = 64;
+  std::string shown(text.substr(0, kMost));
+  for (char& c : shown) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  if (text.size() > kMost) shown += "...";
+  return shown;
+}
+
+// Makes a message quoting bytes from a file safe to print: unprintable bytes become '?', and it
+// is cut at 200 bytes.
+void MakePrintable(std::string& message) {
+  constexpr size_t kMost = 200;
+  if (message.size() > kMost) message.replace(kMost, std::string::npos, "...");
+  for (char& c : message) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+}
+
+bool IsBlank(char c) { return c == ' ' || c == '\t'; }
+
+// Parses the limits file's text into `values`; errors name the file and the line.
+void ParseLimitsText(std::string_view path, std::string_view text, LimitValues& values,
+                     std::vector<std::string>& errors) {
+  constexpr int kMostErrors = 8;  // garbage of 64 KiB must not become thousands of messages
+  int error_count = 0;
+  int set_on_line[2][region::kMaxDevices + 1] = {};  // [memory?][slot]: the line, 0 = not yet
+  size_t start = 0;
+  int line_number = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++line_number;
+    size_t first = 0;
+    while (first < line.size() && IsBlank(line[first])) ++first;
+    if (first == line.size() || line[first] == '#') continue;
+    if (error_count == kMostErrors) {
+      errors.push_back(std::string(path) + ": more bad lines follow; only the first " +
+                       std::to_string(kMostErrors) + " are shown");
+      return;
     }
-    auto sm_specific = sm.find(device);
-    auto sm_all = sm.find(-1);
-    if (sm_specific != sm.end()) {
-      config.limits.devices[device].sm_percent = sm_specific->second;
-    } else if (sm_all != sm.end()) {
-      config.limits.devices[device].sm_percent = sm_all->second;
+    std::string where = std::string(path) + ":" + std::to_string(line_number) + ": ";
+    size_t errors_before = errors.size();
+    size_t equals = line.find('=');
+    if (equals == std::string_view::npos) {
+      errors.push_back(where + "\"" + Printable(line) + "\": expected NAME=value");
+    } else {
+      std::string_view name = line.substr(0, equals);
+      std::string_view value = line.substr(equals + 1);
+      int slot = 0;
+      bool memory = false;
+      switch (ParseLimitVariable(name, value, values, errors, &slot, &memory)) {
+        case LimitParse::kNotALimit:
+          errors.push_back(where + Printable(name) + ": only " + std::string(kMemoryLimit) +
+                           "[_<i>] and " + std::string(kSmLimit) +
+                           "[_<i>] may be set in a limits file");
+          break;
+        case LimitParse::kBad:
+          break;
+        case LimitParse::kSet: {
+          int& earlier = set_on_line[memory ? 1 : 0][slot];
+          if (earlier != 0) {
+            errors.push_back(where + Printable(name) + ": set again (first on line " +
+                             std::to_string(earlier) + ")");
+          } else {
+            earlier = line_number;
+          }
+          break;
+        }
+      }
     }
-    if (config.limits.devices[device].memory_bytes != 0 ||
-        config.limits.devices[device].sm_percent != 0) {
-      config.any_limit = true;
+    // ParseLimitVariable's messages name the variable; the file and line go in front, and what
+    // they quote of the line is made printable and short.
+    for (size_t i = errors_before; i < errors.size(); ++i) {
+      if (errors[i].rfind(where, 0) != 0) errors[i].insert(0, where);
+      MakePrintable(errors[i]);
+    }
+    if (errors.size() > errors_before) ++error_count;
+  }
+}
+
+// Reads the file `fd` (at `path`) into `text`, or says why not in `error`.
+bool ReadLimitsFile(int fd, std::string_view path, std::string& text, std::string& error) {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    error = "limits file " + std::string(path) + ": cannot stat: " + std::strerror(errno);
+    return false;
+  }
+  if (!S_ISREG(info.st_mode)) {
+    error = "limits file " + std::string(path) + ": is not a regular file";
+    return false;
+  }
+  if (info.st_size > static_cast<off_t>(kMaxLimitsFileBytes)) {
+    error = "limits file " + std::string(path) + ": is larger than " +
+            std::to_string(kMaxLimitsFileBytes) + " bytes";
+    return false;
+  }
+  // One byte more than the limit, to notice a file that grew since fstat.
+  text.resize(kMaxLimitsFileBytes + 1);
+  size_t length = 0;
+  while (length < text.size()) {
+    ssize_t got = ::read(fd, text.data() + length, text.size() - length);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      error = "limits file " + std::string(path) + ": cannot read: " + std::strerror(errno);
+      return false;
+    }
+    if (got == 0) break;
+    length += static_cast<size_t>(got);
+  }
+  if (length > kMaxLimitsFileBytes) {
+    error = "limits file " + std::string(path) + ": is larger than " +
+            std::to_string(kMaxLimitsFileBytes) + " bytes";
+    return false;
+  }
+  text.resize(length);
+  return true;
+}
+
+std::optional<std::string_view> Find(const std::vector<std::string_view>& environment,
+                                     std::string_view name) {
+  std::optional<std::string_view> found;
+  for (std::string_view entry : environment) {
+    if (entry.size() > name.size() && entry.substr(0, name.size()) == name &&
+        entry[name.size()] == '=') {
+      found = entry.substr(name.size() + 1);
     }
   }
+  return found;
+}
+
+int OpenForReading(const char* path) {
+  // O_NONBLOCK: a FIFO put there must not hang the process; it is refused as not regular.
+  return ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+}  // namespace
+
+Config ParseConfig(const std::vector<std::string_view>& environment) {
+  Config config;
+  LimitValues values;
+  ParseEnvironment(environment, /*limits_file=*/{}, config, values);
+  Finish(values, config);
+  return config;
+}
+
+Config ParseConfigWithLimitsFile(const std::vector<std::string_view>& environment,
+                                 std::string_view limits_path, std::string_view limits_text) {
+  Config config;
+  config.limits_file =
+      limits_path.empty() ? std::string("(unnamed limits file)") : std::string(limits_path);
+  LimitValues values;
+  ParseLimitsText(config.limits_file, limits_text, values, config.errors);
+  ParseEnvironment(environment, config.limits_file, config, values);
+  Finish(values, config);
+  return config;
+}
+
+Config ReadConfig(const std::vector<std::string_view>& environment, const char* fixed_limits_path) {
+  int saved_errno = errno;  // a guest: the caller's errno is not ours to change
+  std::string path = fixed_limits_path;
+  std::optional<std::string_view> named = Find(environment, kLimitsFileVariable);
+  std::string error;
+  int fd = OpenForReading(path.c_str());
+  if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+    // No fixed file: only now may the environment name one.
+    if (!named) {
+      errno = saved_errno;
+      return ParseConfig(environment);
+    }
+    if (named->empty()) {
+      Config config = ParseConfigWithLimitsFile(environment, "(empty TESSERA_LIMITS_FILE)", "");
+      config.errors.push_back(std::string(kLimitsFileVariable) +
+                              "=\"\": is empty; expected the path of a limits file");
+      errno = saved_errno;
+      return config;
+    }
+    path = std::string(*named);
+    fd = OpenForReading(path.c_str());
+  }
+  std::string text;
+  if (fd < 0) {
+    error = "limits file " + path + ": cannot open: " + std::strerror(errno);
+  } else {
+    ReadLimitsFile(fd, path, text, error);
+    ::close(fd);
+  }
+  Config config = ParseConfigWithLimitsFile(environment, path, error.empty() ? text : "");
+  if (!error.empty()) config.errors.insert(config.errors.begin(), error);
+  if (named && path == fixed_limits_path && *named != path) {
+    config.notices.push_back(std::string(kLimitsFileVariable) + " is ignored: the limits file " +
+                             path + " exists");
+  }
+  errno = saved_errno;
   return config;
 }
 
@@ -143,7 +417,7 @@ Config ReadConfigFromEnvironment() {
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     entries.emplace_back(*entry);
   }
-  return ParseConfig(entries);
+  return ReadConfig(entries, kLimitsFilePath);
 }
 
 }  // namespace tessera::shim

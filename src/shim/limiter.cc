@@ -89,7 +89,8 @@ Limiter::Ticket Limiter::Admit(uintptr_t key, CUstream stream) {
   int device = CurrentDevice();
   if (device < 0) return ticket;
   if (node_board_ != nullptr) ApplyPriority(device);
-  if (region_->Limits(device).sm_percent == 0) return ticket;
+  uint32_t percent = SmPercent(device);
+  if (percent == 0) return ticket;
 
   int64_t cost = kUnknownCostNs;
   {
@@ -98,7 +99,7 @@ Limiter::Ticket Limiter::Admit(uintptr_t key, CUstream stream) {
     if (auto estimate = estimator_.Estimate(key)) cost = *estimate;
   }
   int64_t now = MonotonicNs();
-  int64_t ready = region_->ChargeCompute(device, cost, now);
+  int64_t ready = region_->ChargeCompute(device, cost, now, percent);
   if (ready > now) WaitUntil(device, ready);
   if (log::Enabled(log::Level::kDebug)) {
     log::Write(log::Level::kDebug, "limiter", "device %d: charged %lld ns, waited %lld ns", device,
@@ -128,7 +129,7 @@ void Limiter::Complete(const Ticket& ticket, CUstream stream, CUresult result) {
   EventPool* pool = pools_[ticket.device].get();
   if (result != CUDA_SUCCESS) {
     // Nothing ran: the charge is given back.
-    region_->AdjustCompute(ticket.device, -ticket.charged_ns);
+    region_->AdjustCompute(ticket.device, -ticket.charged_ns, SmPercent(ticket.device));
     if (ticket.event >= 0 && pool != nullptr) pool->free[pool->free_count++] = ticket.event;
     return;
   }
@@ -161,7 +162,7 @@ void Limiter::Poll(int device) {
         log::Write(log::Level::kDebug, "limiter", "device %d: measured %lld ns, estimate %lld ns",
                    device, static_cast<long long>(measured), static_cast<long long>(estimate));
       }
-      region_->AdjustCompute(device, estimate - head.charged_ns);
+      region_->AdjustCompute(device, estimate - head.charged_ns, SmPercent(device));
     }
     pool->free[pool->free_count++] = head.event;
     pool->pending_head = (pool->pending_head + 1) % kEventPairs;

@@ -46,6 +46,9 @@ class Limiter {
     bool work_conserving = false;
     int task_priority = -1;  // 0 high, 1 low, -1 none
     std::string node_board_path;
+    // With a limits file: the shares to enforce, per device, taken from the file rather than from
+    // the region (which the container can write). Null: the region's sm limits.
+    const region::RegionConfig* fixed_limits = nullptr;
   };
 
   // What Admit() decided, for Complete().
@@ -90,6 +93,11 @@ class Limiter {
   const NvmlTable& nvml_;
   region::Region* region_;
   Options options_;
+  // The share in force on `device`: the fixed limits' when given, else the region's.
+  uint32_t SmPercent(int device) const {
+    return options_.fixed_limits != nullptr ? options_.fixed_limits->devices[device].sm_percent
+                                            : region_->Limits(device).sm_percent;
+  }
   std::unique_ptr<NodeBoard> node_board_;
 
   std::mutex mutex_;  // guards everything below

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -132,18 +133,29 @@ std::string CommandName() {
 
 // ---- Construction ----------------------------------------------------------------------------
 Shim::Shim() : config_(ReadConfigFromEnvironment()) {
+  authoritative_ = !config_.limits_file.empty();
+  for (const std::string& notice : config_.notices) {
+    log::Write(log::Level::kWarn, "shim", "%s", notice.c_str());
+  }
   if (!config_.errors.empty()) {
     for (const std::string& error : config_.errors) {
       log::Write(log::Level::kError, "shim", "%s", error.c_str());
     }
     log::Write(log::Level::kError, "shim",
-               "CUDA is refused in this process until the variable%s above %s fixed",
-               config_.errors.size() > 1 ? "s" : "", config_.errors.size() > 1 ? "are" : "is");
+               "CUDA is refused in this process until the %s above %s fixed",
+               authoritative_              ? "limits file"
+               : config_.errors.size() > 1 ? "variables"
+                                           : "variable",
+               config_.errors.size() > 1 && !authoritative_ ? "are" : "is");
     refusing_ = true;
   }
   LoadDriver();
   LoadNvml();
-  if (config_.disabled || refusing_) return;
+  if (refusing_) {
+    FailClosed();
+    return;
+  }
+  if (config_.disabled) return;
 
   auto region = config_.region_path.empty() ? region::Region::CreatePrivate(config_.limits)
                                             : region::Region::Open(config_.region_path,
@@ -152,36 +164,53 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
     log::Write(log::Level::kError, "shim", "%s; CUDA is refused in this process",
                region.status().message().c_str());
     refusing_ = true;
+    FailClosed();
     return;
   }
   region_ = std::move(region).value();
+  bool any_sm_limit = false;
+  int first_differing = -1;
   for (int device = 0; device < region::kMaxDevices; ++device) {
-    uint64_t wanted = config_.limits.devices[device].memory_bytes;
-    uint64_t held = region_->Limits(device).memory_bytes;
-    if (wanted != 0 && wanted != held) {
+    region::DeviceLimits wanted = config_.limits.devices[device];
+    region::DeviceLimits held = region_->Limits(device);
+    if (authoritative_) {
+      // The file's limits are the ones enforced whatever the region says; the region is brought
+      // back in line so that `tessera status` and the node agent show them too.
+      if (wanted.sm_percent != 0) any_sm_limit = true;
+      if (wanted.memory_bytes != held.memory_bytes || wanted.sm_percent != held.sm_percent) {
+        if (first_differing < 0) {
+          first_differing = device;
+          log::Write(log::Level::kWarn, "shim",
+                     "region %s holds limits other than limits file %s (device %d: %llu bytes, "
+                     "%u%% instead of %llu bytes, %u%%); the file's apply and are put back",
+                     region_->path().c_str(), config_.limits_file.c_str(), device,
+                     static_cast<unsigned long long>(held.memory_bytes), held.sm_percent,
+                     static_cast<unsigned long long>(wanted.memory_bytes), wanted.sm_percent);
+        }
+        region_->SetLimits(device, wanted);
+      }
+      continue;
+    }
+    if (wanted.memory_bytes != 0 && wanted.memory_bytes != held.memory_bytes) {
       log::Write(log::Level::kWarn, "shim",
                  "device %d: this process asks for a %llu-byte memory limit, but region %s "
                  "holds %llu bytes for the container; the region's limit applies",
-                 device, static_cast<unsigned long long>(wanted), region_->path().c_str(),
-                 static_cast<unsigned long long>(held));
+                 device, static_cast<unsigned long long>(wanted.memory_bytes),
+                 region_->path().c_str(), static_cast<unsigned long long>(held.memory_bytes));
     }
-  }
-  bool any_sm_limit = false;
-  for (int device = 0; device < region::kMaxDevices; ++device) {
-    uint32_t wanted = config_.limits.devices[device].sm_percent;
-    uint32_t held = region_->Limits(device).sm_percent;
-    if (held != 0) any_sm_limit = true;
-    if (wanted != 0 && wanted != held) {
+    if (held.sm_percent != 0) any_sm_limit = true;
+    if (wanted.sm_percent != 0 && wanted.sm_percent != held.sm_percent) {
       log::Write(log::Level::kWarn, "shim",
                  "device %d: this process asks for an sm limit of %u%%, but region %s holds %u%% "
                  "for the container; the region's limit applies",
-                 device, wanted, region_->path().c_str(), held);
+                 device, wanted.sm_percent, region_->path().c_str(), held.sm_percent);
     }
   }
   if (any_sm_limit || config_.task_priority >= 0) {
     limiter_ = std::make_unique<Limiter>(
         cuda_, nvml_, region_.get(),
-        Limiter::Options{config_.work_conserving, config_.task_priority, config_.node_board_path});
+        Limiter::Options{config_.work_conserving, config_.task_priority, config_.node_board_path,
+                         authoritative_ ? &config_.limits : nullptr});
     governs_launches_ = true;
   }
   pthread_atfork([] { Get().OnForkPrepare(); }, [] { Get().OnForkParent(); },
@@ -190,7 +219,18 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
   // teardown, after exit handlers have run, so releasing the charge at exit would let another
   // process claim memory the driver still holds. The slot is reclaimed once the process is
   // gone (a zombie or no more), by the next process that touches the region.
-  log::Write(log::Level::kInfo, "shim", "accounting in region %s", region_->path().c_str());
+  log::Write(log::Level::kInfo, "shim", "accounting in region %s%s%s", region_->path().c_str(),
+             authoritative_ ? ", limits from " : "",
+             authoritative_ ? config_.limits_file.c_str() : "");
+}
+
+void Shim::FailClosed() {
+  // Without a limits file a refusing shim passes the hooks through (cuInit refuses, so nothing
+  // else can work). With one, the hooks keep running against a private region and every charge
+  // is refused, so even a driver initialised behind the shim's back gets no memory.
+  if (!authoritative_) return;
+  auto region = region::Region::CreatePrivate(config_.limits);
+  if (region.ok()) region_ = std::move(region).value();
 }
 
 void Shim::LoadDriver() {
@@ -240,14 +280,37 @@ bool Shim::EnsureSlot() {
 
 bool Shim::Reserve(int device, uint64_t bytes) {
   if (device < 0 || region_ == nullptr) return true;
+  if (refusing_) {
+    log::Write(log::Level::kInfo, "shim",
+               "refused %llu bytes on device %d: the configuration is unusable (see the first "
+               "message)",
+               static_cast<unsigned long long>(bytes), device);
+    return false;
+  }
+  uint64_t limit = Limit(device);
   std::lock_guard<std::mutex> lock(mutex_);
+  // This process's own total is checked first, from memory the container cannot write: whatever
+  // another process forges in the region, one process never holds more than the limit. The
+  // region's check is what keeps the container's processes within it together; its totals are
+  // only as honest as the processes that write them (docs/memory-limits.md).
+  if (limit != 0 && (bytes > limit || process_charged_[device] > limit - bytes)) {
+    log::Write(log::Level::kInfo, "shim",
+               "refused %llu bytes on device %d: this process holds %llu of the %llu-byte limit",
+               static_cast<unsigned long long>(bytes), device,
+               static_cast<unsigned long long>(process_charged_[device]),
+               static_cast<unsigned long long>(limit));
+    return false;
+  }
   if (!EnsureSlot()) return false;
-  if (!region_->Reserve(slot_, device, bytes)) {
+  // With a limits file the limit checked is the file's, never the region's.
+  bool admitted = authoritative_ ? region_->Reserve(slot_, device, bytes, limit)
+                                 : region_->Reserve(slot_, device, bytes);
+  if (!admitted) {
     log::Write(log::Level::kInfo, "shim",
                "refused %llu bytes on device %d: %llu of %llu bytes in use",
                static_cast<unsigned long long>(bytes), device,
                static_cast<unsigned long long>(region_->Used(device)),
-               static_cast<unsigned long long>(region_->Limits(device).memory_bytes));
+               static_cast<unsigned long long>(limit));
     return false;
   }
   process_charged_[device] += bytes;
@@ -324,13 +387,15 @@ uint64_t Shim::ProcessCharged(int device) {
 }
 
 uint64_t Shim::Limit(int device) const {
-  if (device < 0 || region_ == nullptr) return 0;
+  if (device < 0 || device >= region::kMaxDevices || region_ == nullptr) return 0;
+  if (authoritative_) return config_.limits.devices[device].memory_bytes;
   return region_->Limits(device).memory_bytes;
 }
 
-uint64_t Shim::Used(int device) const {
-  if (device < 0 || region_ == nullptr) return 0;
-  return region_->Used(device);
+uint64_t Shim::Used(int device) {
+  if (device < 0 || device >= region::kMaxDevices || region_ == nullptr) return 0;
+  // Never less than this process holds, whatever the region's total says.
+  return std::max(region_->Used(device), ProcessCharged(device));
 }
 
 // ---- Devices -----------------------------------------------------------------------------------

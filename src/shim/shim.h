@@ -69,8 +69,11 @@ class Shim {
   const NvmlTable& nvml() const { return nvml_; }
   // Hooks forward untouched: CUDA_DISABLE_CONTROL=true, or no region (then cuInit refuses).
   bool passthrough() const { return region_ == nullptr; }
-  // The configuration could not be used; cuInit refuses with CUDA_ERROR_NOT_PERMITTED.
+  // The configuration could not be used; cuInit refuses with CUDA_ERROR_NOT_PERMITTED (and, with
+  // a limits file, every charge is refused too).
   bool refusing() const { return refusing_; }
+  // The limits come from a limits file (config.h), not from the region or the environment.
+  bool authoritative() const { return authoritative_; }
 
   // Launches go through the Limiter: an sm limit or a task priority is set. Fixed at creation.
   bool governs_launches() const { return governs_launches_; }
@@ -97,9 +100,10 @@ class Shim {
   int CountPrimaryRetains(int device, int delta, CUcontext context);
   CUcontext PrimaryContext(int device);
 
-  // Limit (0: none) and container-wide use of a device.
+  // Limit (0: none) and container-wide use of a device. With a limits file the limit is the
+  // file's; without one, the region's.
   uint64_t Limit(int device) const;
-  uint64_t Used(int device) const;
+  uint64_t Used(int device);
 
   // After a successful cuInit: binds the container's devices to their UUIDs in the region.
   void OnDriverInitialized();
@@ -130,6 +134,7 @@ class Shim {
   void LoadDriver();
   void LoadNvml();
   bool EnsureSlot();  // REQUIRES: mutex_ held
+  void FailClosed();  // REQUIRES: refusing_
   void OnForkPrepare();
   void OnForkParent();
   void OnForkChild();
@@ -151,6 +156,7 @@ class Shim {
   };
 
   Config config_;
+  bool authoritative_ = false;  // config_.limits_file is set
   bool refusing_ = false;
   CudaTable cuda_{};
   NvmlTable nvml_{};

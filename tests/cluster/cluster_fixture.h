@@ -77,8 +77,8 @@ class ClusterTest : public ::testing::Test {
     std::string text = ReadFile(state_path_);
     state_ = text.empty() ? json() : json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (!Running()) return;
-    // One namespace per run of the suite: nothing collides with an earlier run's leftovers.
-    namespace_ = "tessera-cluster-test-" + std::to_string(getpid());
+    // One namespace per test suite: nothing collides with another suite's or run's leftovers.
+    namespace_ = Unique("tessera-cluster-test");
     Kubectl({"create", "namespace", namespace_});
   }
 

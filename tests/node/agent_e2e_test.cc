@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
@@ -306,6 +307,98 @@ TEST_F(Agent, StopsOnSigtermAndRemovesItsSockets) {
   struct stat st = {};
   EXPECT_NE(stat((plugins_ + "/tessera-gpu.sock").c_str(), &st), 0);
   EXPECT_NE(stat((plugins_ + "/tessera-gpu.shared.sock").c_str(), &st), 0);
+}
+
+constexpr char kSharedConfig[] =
+    "gpus:\n"
+    "  - {index: 0, mode: mig}\n"
+    "  - {index: 1, mode: shared, replicas: 3}\n"
+    "  - {index: 2, mode: shared}\n"
+    "  - {index: 3, mode: whole}\n";
+
+TEST_F(Agent, AdvertisesSharedGpusAsReplicasOfNvidiaComGpuAndAsksForPreStart) {
+  std::ofstream(node_.Path("shared.yaml")) << kSharedConfig;
+  FakeKubelet kubelet(plugins_ + "/kubelet.sock");
+  auto agent = Start(node_.Path("shared.yaml"), {"--state-dir", node_.Path("tessera-state")});
+  auto requests = kubelet.WaitFor(4, 10s);  // nvidia.com/gpu and the three MIG profiles
+  ASSERT_EQ(requests.size(), 4u) << agent->output();
+  bool found = false;
+  for (const auto& request : requests) {
+    if (request.resource_name() != "nvidia.com/gpu") {
+      EXPECT_FALSE(request.options().pre_start_required()) << request.resource_name();
+      continue;
+    }
+    found = true;
+    EXPECT_TRUE(request.options().pre_start_required());
+    EXPECT_TRUE(request.options().get_preferred_allocation_available());
+  }
+  ASSERT_TRUE(found);
+  // Without an API server the agent says at once that it cannot serve them.
+  EXPECT_TRUE(agent->WaitFor("shared GPUs are advertised but cannot be served")) << agent->output();
+
+  auto gpu = Plugin("tessera-gpu.sock");
+  {
+    grpc::ClientContext context;
+    dp::DevicePluginOptions options;
+    ASSERT_TRUE(gpu->GetDevicePluginOptions(&context, dp::Empty(), &options).ok());
+    EXPECT_TRUE(options.pre_start_required());
+  }
+  grpc::ClientContext watch_context;
+  auto stream = gpu->ListAndWatch(&watch_context, dp::Empty());
+  dp::ListAndWatchResponse list;
+  ASSERT_TRUE(stream->Read(&list));
+  // GPU 1: 3 replicas, GPU 2: the default 32, GPU 3: whole, under its UUID.
+  ASSERT_EQ(list.devices_size(), 3 + 32 + 1);
+  std::map<std::string, int> per_gpu;
+  for (const auto& device : list.devices()) {
+    const std::string& id = device.id();
+    const size_t separator = id.find("::");
+    ++per_gpu[separator == std::string::npos ? id + " (whole)" : id.substr(0, separator)];
+  }
+  ASSERT_EQ(per_gpu.size(), 3u);
+  std::vector<int> counts;
+  for (const auto& [gpu_uuid, count] : per_gpu) counts.push_back(count);
+  std::sort(counts.begin(), counts.end());
+  EXPECT_EQ(counts, (std::vector<int>{1, 3, 32}));
+  std::string replica;
+  std::string whole;
+  for (const auto& device : list.devices()) {
+    if (device.id().find("::") == std::string::npos)
+      whole = device.id();
+    else if (replica.empty())
+      replica = device.id();
+  }
+
+  // A share is refused, saying why; a whole GPU is served as before.
+  {
+    grpc::ClientContext context;
+    dp::AllocateRequest request;
+    request.add_container_requests()->add_devicesids(replica);
+    dp::AllocateResponse response;
+    grpc::Status status = gpu->Allocate(&context, request, &response);
+    EXPECT_FALSE(status.ok());
+    EXPECT_NE(status.error_message().find("--no-publish"), std::string::npos)
+        << status.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    dp::AllocateRequest request;
+    request.add_container_requests()->add_devicesids(whole);
+    dp::AllocateResponse response;
+    ASSERT_TRUE(gpu->Allocate(&context, request, &response).ok());
+    EXPECT_EQ(response.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), whole);
+    EXPECT_EQ(response.container_responses(0).mounts_size(), 0);
+  }
+  {
+    grpc::ClientContext context;
+    dp::PreStartContainerRequest request;
+    request.add_devicesids(replica);
+    dp::PreStartContainerResponse response;
+    EXPECT_FALSE(gpu->PreStartContainer(&context, request, &response).ok());
+  }
+  struct stat st = {};
+  EXPECT_EQ(stat(node_.Path("tessera-state/ld.so.preload").c_str(), &st), 0);
+  watch_context.TryCancel();
 }
 
 }  // namespace

@@ -44,6 +44,18 @@ gpus:
   EXPECT_EQ(config->Find(3), nullptr);
 }
 
+TEST(NodeConfig, ASharedGpuHasReplicasDefaulting32AndCheckedLikeTimeSliced) {
+  auto config =
+      Parse("gpus:\n  - {index: 0, mode: shared}\n  - {index: 1, mode: shared, replicas: 10}\n");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->Find(0)->replicas, 32);
+  EXPECT_EQ(config->Find(1)->replicas, 10);
+  EXPECT_EQ(config->ReplicasOf(1), 10);
+  EXPECT_EQ(config->ReplicasOf(5), 0);  // defaultMode whole
+  EXPECT_NE(ErrorOf("gpus:\n  - {index: 0, mode: shared, replicas: 65}\n").find("gpus[0].replicas"),
+            std::string::npos);
+}
+
 TEST(NodeConfig, AnUnknownModeIsNamedWithItsFieldAndFile) {
   const std::string error = ErrorOf("gpus:\n  - {index: 0, mode: fractional}\n");
   EXPECT_NE(error.find("node.yaml"), std::string::npos) << error;
@@ -81,7 +93,7 @@ TEST(NodeConfig, RefusesWhatItDoesNotKnow) {
                 .find("gpus[1].index: 0 is listed twice"),
             std::string::npos);
   EXPECT_NE(ErrorOf("gpus:\n  - {index: 0, mode: whole, replicas: 2}\n")
-                .find("only a time-sliced GPU has replicas"),
+                .find("only a time-sliced or shared GPU has replicas"),
             std::string::npos);
   EXPECT_NE(ErrorOf("gpus:\n  - {index: 0, mode: mig, mig: [big]}\n").find("gpus[0].mig[0]"),
             std::string::npos);

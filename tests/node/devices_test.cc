@@ -52,9 +52,12 @@ gpus:
   ASSERT_TRUE(plan.ok()) << plan.status().message();
   const Resource* whole = Named(*plan, "nvidia.com/gpu");
   ASSERT_NE(whole, nullptr);
-  ASSERT_EQ(whole->devices.size(), 2u);  // GPU 0 whole, GPU 3 shared (whole until shares exist)
+  // GPU 0 whole (its UUID), GPU 3 shared: 32 replicas (the default) under the same resource.
+  ASSERT_EQ(whole->devices.size(), 1u + kDefaultSharedReplicas);
   EXPECT_EQ(whole->devices[0].id, "GPU-0");
-  EXPECT_EQ(whole->devices[1].id, "GPU-3");
+  EXPECT_EQ(whole->devices[0].mode, GpuMode::kWhole);
+  EXPECT_EQ(whole->devices[1].id, "GPU-3::0");
+  EXPECT_EQ(whole->devices.back().id, "GPU-3::31");
 
   const Resource* sliced = Named(*plan, "nvidia.com/gpu.shared");
   ASSERT_NE(sliced, nullptr);
@@ -69,6 +72,44 @@ gpus:
   EXPECT_NE(Named(*plan, "nvidia.com/mig-3g.40gb"), nullptr);
   EXPECT_NE(Named(*plan, "nvidia.com/mig-2g.20gb"), nullptr);
   EXPECT_EQ(plan->size(), 5u);
+}
+
+TEST(PlanResources, ASharedGpuIsReplicasOfItsUuidUnderNvidiaComGpu) {
+  Inventory inventory;
+  inventory.gpus = {MakeGpu(0), MakeGpu(1), MakeGpu(2)};
+  inventory.gpus[2].numa_node = 1;
+  auto plan = PlanResources(Config(R"(
+gpus:
+  - {index: 1, mode: shared, replicas: 3}
+  - {index: 2, mode: shared}
+)"),
+                            inventory);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  ASSERT_EQ(plan->size(), 1u);  // no nvidia.com/gpu.shared: that is time-sliced's
+  const Resource* gpu = Named(*plan, "nvidia.com/gpu");
+  ASSERT_NE(gpu, nullptr);
+  ASSERT_EQ(gpu->devices.size(), 1u + 3u + 32u);
+  const PluginDevice* replica = gpu->Find("GPU-1::2");
+  ASSERT_NE(replica, nullptr);
+  EXPECT_EQ(replica->mode, GpuMode::kShared);
+  EXPECT_EQ(replica->replica, 2);
+  EXPECT_EQ(replica->gpu_uuid, "GPU-1");
+  EXPECT_EQ(replica->visible_id, "GPU-1");
+  EXPECT_EQ(gpu->Find("GPU-1::3"), nullptr);
+  EXPECT_EQ(gpu->Find("GPU-2::31")->numa_node, 1);
+  EXPECT_EQ(gpu->Find("GPU-0")->mode, GpuMode::kWhole);
+  EXPECT_EQ(gpu->Find("GPU-0")->replica, -1);
+}
+
+TEST(PlanResources, DefaultModeSharedGivesEveryUnlistedGpuTheDefaultReplicas) {
+  Inventory inventory;
+  inventory.gpus = {MakeGpu(0), MakeGpu(1)};
+  const NodeConfig config = Config("defaultMode: shared\ngpus:\n  - {index: 1, mode: whole}\n");
+  EXPECT_EQ(config.ReplicasOf(0), kDefaultSharedReplicas);
+  EXPECT_EQ(config.ReplicasOf(1), 0);
+  auto plan = PlanResources(config, inventory);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  EXPECT_EQ(Named(*plan, "nvidia.com/gpu")->devices.size(), 32u + 1u);
 }
 
 TEST(PlanResources, AGpuIndexTheNodeLacksIsNamed) {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "node/devices.h"
 #include "node/node_annotations.h"
 
 namespace tessera::node {
@@ -97,6 +98,67 @@ TEST(NodeAnnotations, HamisRegisterJsonAndTesserasOwnDescribeEveryGpu) {
   EXPECT_EQ(ours["gpus"][1]["reason"], "Xid 48");
   EXPECT_EQ(ours["gpus"][1]["mig"][0]["uuid"], "MIG-b1");
   EXPECT_EQ(ours["gpus"][1]["mig"][0]["gpuInstanceId"], 9);
+}
+
+// GPU-a shared 8 ways, GPU-b whole.
+Registry SharedRegistry() {
+  Inventory inventory;
+  Gpu gpu;
+  gpu.uuid = "GPU-a";
+  gpu.name = "NVIDIA A100-SXM4-80GB";
+  gpu.memory_bytes = 80ull << 30;
+  gpu.numa_node = 1;
+  inventory.gpus.push_back(gpu);
+  gpu.index = 1;
+  gpu.uuid = "GPU-b";
+  gpu.numa_node = 0;
+  inventory.gpus.push_back(gpu);
+  auto config = ParseNodeConfig("gpus:\n  - {index: 0, mode: shared, replicas: 8}\n", "node.yaml");
+  auto resources = PlanResources(*config, inventory);
+  return Registry(inventory, GpuModes(*config, inventory), std::move(*resources));
+}
+
+TEST(NodeAnnotations, ASharedGpuPublishesItsReplicasAsHamisCountAndInTesserasOwn) {
+  Registry registry = SharedRegistry();
+  auto config = ParseNodeConfig("gpus:\n  - {index: 0, mode: shared, replicas: 8}\n", "node.yaml");
+  ASSERT_TRUE(config.ok());
+  auto annotations = NodeAnnotations(registry, *config);
+  auto hami = nlohmann::json::parse(annotations.at("hami.io/node-nvidia-register"));
+  EXPECT_EQ(hami[0]["mode"], "hami-core");
+  EXPECT_EQ(hami[0]["count"], 8);
+  EXPECT_EQ(hami[0]["devmem"], 81920);
+  EXPECT_EQ(hami[0]["numa"], 1);
+  EXPECT_EQ(hami[1]["count"], 1);
+  auto ours = nlohmann::json::parse(annotations.at("tessera.io/node-gpus"));
+  EXPECT_EQ(ours["version"], 1);
+  const auto& shared = ours["gpus"][0];
+  EXPECT_EQ(shared["uuid"], "GPU-a");
+  EXPECT_EQ(shared["index"], 0);
+  EXPECT_EQ(shared["model"], "NVIDIA A100-SXM4-80GB");
+  EXPECT_EQ(shared["memoryMiB"], 81920);
+  EXPECT_EQ(shared["mode"], "shared");
+  EXPECT_EQ(shared["replicas"], 8);
+  EXPECT_EQ(shared["count"], 8);
+  EXPECT_EQ(shared["resource"], "nvidia.com/gpu");
+  EXPECT_EQ(shared["numa"], 1);
+  EXPECT_EQ(shared["healthy"], true);
+  const auto& whole = ours["gpus"][1];
+  EXPECT_EQ(whole["mode"], "whole");
+  EXPECT_EQ(whole["count"], 1);
+  EXPECT_FALSE(whole.contains("replicas"));
+}
+
+TEST(Metrics, SayTheSumOfTheMemoryLimitsOfEachSharedGpu) {
+  Registry registry = SharedRegistry();
+  registry.SetMemoryLimitSums({{"GPU-a", 3000ull << 20}});
+  const std::string text = RenderMetrics("n", registry, {});
+  EXPECT_NE(text.find("tessera_gpu_memory_limit_sum_bytes{node=\"n\",device_uuid=\"GPU-a\","
+                      "device_index=\"0\",device_type=\"NVIDIA A100-SXM4-80GB\"} 3145728000\n"),
+            std::string::npos)
+      << text;
+  // Only shared GPUs have one.
+  EXPECT_EQ(text.find("tessera_gpu_memory_limit_sum_bytes{node=\"n\",device_uuid=\"GPU-b\""),
+            std::string::npos);
 }
 
 }  // namespace

@@ -67,6 +67,42 @@ TEST_F(RegionTest, DeviceWithoutLimitGrantsEverything) {
   EXPECT_FALSE(region->Reserve(slot, 1, UINT64_MAX)) << "a total that overflows is refused";
 }
 
+TEST_F(RegionTest, ReserveAgainstAGivenLimitIgnoresTheLimitTheRegionHolds) {
+  auto region = OpenRegion();
+  int slot = Claim(*region);
+  // A limit forged into the region (any process of the container can write it) does not count.
+  region->SetLimits(0, {1ull << 40, 0});
+  EXPECT_TRUE(region->Reserve(slot, 0, 60 * kMiB, 100 * kMiB));
+  EXPECT_FALSE(region->Reserve(slot, 0, 41 * kMiB, 100 * kMiB));
+  EXPECT_TRUE(region->Reserve(slot, 0, 40 * kMiB, 100 * kMiB));
+  EXPECT_EQ(region->Used(0), 100 * kMiB);
+  EXPECT_TRUE(region->Reserve(slot, 0, 1ull << 30, 0)) << "0: no limit";
+}
+
+TEST_F(RegionTest, AnUnterminatedUuidIsNeverReadPastItsField) {
+  {
+    auto region = OpenRegion();
+    ASSERT_TRUE(region->BindDevice(0, "GPU-0").ok());
+    // The field after the UUID: no zero byte in it to stop a strlen.
+    region->SetLimits(0, {0x4141414141414141ull, 0x41414141u});
+  }
+  // What a process of the container can do to the file: fill the UUID to its last byte.
+  {
+    std::fstream file(path_, std::ios::in | std::ios::out | std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
+    std::string_view text(bytes.data(), bytes.size());
+    size_t uuid = text.find("GPU-0");
+    ASSERT_NE(uuid, std::string_view::npos);
+    file.seekp(static_cast<std::streamoff>(uuid));
+    std::string filler(64, 'X');
+    file.write(filler.data(), static_cast<std::streamsize>(filler.size()));
+  }
+  auto region = OpenRegion();
+  EXPECT_EQ(region->FindDevice("GPU-0"), -1);
+  EXPECT_EQ(region->TakeSnapshot().devices[0].uuid, std::string(64, 'X'));
+}
+
 TEST_F(RegionTest, ReleaseNeverGoesBelowZero) {
   auto region = OpenRegion();
   int slot = Claim(*region);

@@ -1,6 +1,11 @@
 #include "shim/config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
 
 namespace tessera::shim {
 namespace {
@@ -113,8 +118,8 @@ TEST(ShimConfig, UnrelatedVariablesWithASimilarPrefixAreIgnored) {
 }
 
 TEST(ShimConfig, LimiterVariables) {
-  Config config = Parse({"TESSERA_SM_WORK_CONSERVING=true", "CUDA_TASK_PRIORITY=1",
-                         "TESSERA_NODE_BOARD=/tmp/board"});
+  Config config = Parse(
+      {"TESSERA_SM_WORK_CONSERVING=true", "CUDA_TASK_PRIORITY=1", "TESSERA_NODE_BOARD=/tmp/board"});
   ASSERT_TRUE(config.errors.empty());
   EXPECT_TRUE(config.work_conserving);
   EXPECT_EQ(config.task_priority, 1);
@@ -125,12 +130,262 @@ TEST(ShimConfig, LimiterVariables) {
 }
 
 TEST(ShimConfig, BadLimiterVariablesAreErrorsNamingThem) {
-  Config config = Parse({"TESSERA_SM_WORK_CONSERVING=maybe", "CUDA_TASK_PRIORITY=2",
-                         "TESSERA_NODE_BOARD="});
+  Config config =
+      Parse({"TESSERA_SM_WORK_CONSERVING=maybe", "CUDA_TASK_PRIORITY=2", "TESSERA_NODE_BOARD="});
   ASSERT_EQ(config.errors.size(), 3u);
   EXPECT_NE(config.errors[0].find("TESSERA_SM_WORK_CONSERVING"), std::string::npos);
   EXPECT_NE(config.errors[1].find("CUDA_TASK_PRIORITY"), std::string::npos);
   EXPECT_NE(config.errors[2].find("TESSERA_NODE_BOARD"), std::string::npos);
+}
+
+// ---- The limits file ---------------------------------------------------------------------------
+constexpr std::string_view kFile = "/etc/tessera/limits";
+constexpr uint64_t kMiB = 1ull << 20;
+
+Config WithFile(std::vector<std::string_view> environment, std::string_view text) {
+  return ParseConfigWithLimitsFile(environment, kFile, text);
+}
+
+bool Contains(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(ShimLimitsFile, TakesTheEnvironmentSyntaxWithCommentsAndBlankLines) {
+  Config config = WithFile({},
+                           "# tessera-node: pod default/infer-0, container main\n"
+                           "\n"
+                           "CUDA_DEVICE_MEMORY_LIMIT_0=3000m\n"
+                           "   # indented comment\n"
+                           "CUDA_DEVICE_SM_LIMIT_0=30\n"
+                           "CUDA_DEVICE_MEMORY_LIMIT=1GiB");
+  ASSERT_TRUE(config.errors.empty()) << config.errors[0];
+  EXPECT_EQ(config.limits_file, kFile);
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, 3000 * kMiB);
+  EXPECT_EQ(config.limits.devices[0].sm_percent, 30u);
+  EXPECT_EQ(config.limits.devices[1].memory_bytes, kGiB) << "the all-devices line, no newline";
+  EXPECT_EQ(config.limits.devices[1].sm_percent, 0u);
+  EXPECT_TRUE(config.any_limit);
+}
+
+TEST(ShimLimitsFile, ReplacesTheEnvironmentsLimitsEntirely) {
+  Config config = WithFile({"CUDA_DEVICE_MEMORY_LIMIT=1t", "CUDA_DEVICE_MEMORY_LIMIT_0=1t",
+                            "CUDA_DEVICE_SM_LIMIT=100", "CUDA_DEVICE_MEMORY_LIMIT_3=2g"},
+                           "CUDA_DEVICE_MEMORY_LIMIT_0=3000m\nCUDA_DEVICE_SM_LIMIT_0=30\n");
+  ASSERT_TRUE(config.errors.empty());
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, 3000 * kMiB);
+  EXPECT_EQ(config.limits.devices[0].sm_percent, 30u);
+  EXPECT_EQ(config.limits.devices[3].memory_bytes, 0u) << "a device the file leaves out has none";
+  EXPECT_EQ(config.limits.devices[1].sm_percent, 0u);
+  ASSERT_EQ(config.notices.size(), 1u);
+  EXPECT_TRUE(Contains(config.notices[0], "ignored")) << config.notices[0];
+}
+
+TEST(ShimLimitsFile, AnEnvironmentThatAgreesWithTheFileIsNotMentioned) {
+  Config config =
+      WithFile({"CUDA_DEVICE_MEMORY_LIMIT_0=3000MiB"}, "CUDA_DEVICE_MEMORY_LIMIT_0=3000m");
+  EXPECT_TRUE(config.errors.empty());
+  EXPECT_TRUE(config.notices.empty());
+}
+
+TEST(ShimLimitsFile, BadLimitsInTheEnvironmentAreIgnoredNotErrors) {
+  Config config = WithFile({"CUDA_DEVICE_MEMORY_LIMIT=lots"}, "CUDA_DEVICE_MEMORY_LIMIT=1g");
+  EXPECT_TRUE(config.errors.empty());
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, kGiB);
+  EXPECT_EQ(config.notices.size(), 1u);
+}
+
+TEST(ShimLimitsFile, DisableControlInTheEnvironmentIsIgnoredAndSaidOnce) {
+  for (std::string_view value :
+       {"CUDA_DISABLE_CONTROL=true", "CUDA_DISABLE_CONTROL=1", "CUDA_DISABLE_CONTROL=bogus"}) {
+    Config config = WithFile({value, value}, "CUDA_DEVICE_MEMORY_LIMIT=1g");
+    EXPECT_FALSE(config.disabled) << value;
+    EXPECT_TRUE(config.errors.empty()) << value;
+    ASSERT_EQ(config.notices.size(), 1u) << value;
+    EXPECT_TRUE(Contains(config.notices[0], "CUDA_DISABLE_CONTROL")) << config.notices[0];
+  }
+}
+
+TEST(ShimLimitsFile, TheEnvironmentsOtherVariablesStillApply) {
+  Config config = WithFile({"CUDA_DEVICE_MEMORY_SHARED_CACHE=/run/tessera/region",
+                            "CUDA_TASK_PRIORITY=1", "TESSERA_SM_WORK_CONSERVING=true"},
+                           "CUDA_DEVICE_SM_LIMIT=20\n");
+  ASSERT_TRUE(config.errors.empty());
+  EXPECT_EQ(config.region_path, "/run/tessera/region");
+  EXPECT_EQ(config.task_priority, 1);
+  EXPECT_TRUE(config.work_conserving);
+}
+
+TEST(ShimLimitsFile, AnEmptyFileMeansNoLimitsButStillGoverns) {
+  Config config =
+      WithFile({"CUDA_DEVICE_MEMORY_LIMIT=1g", "CUDA_DISABLE_CONTROL=true"}, "# nothing\n\n");
+  EXPECT_TRUE(config.errors.empty());
+  EXPECT_FALSE(config.any_limit);
+  EXPECT_FALSE(config.disabled);
+}
+
+struct BadLine {
+  const char* text;
+  int line;
+  const char* says;
+};
+
+class ShimLimitsFileRejects : public ::testing::TestWithParam<BadLine> {};
+
+TEST_P(ShimLimitsFileRejects, WithAMessageNamingTheFileAndLine) {
+  Config config = WithFile({"CUDA_DISABLE_CONTROL=true"}, GetParam().text);
+  ASSERT_FALSE(config.errors.empty()) << "a bad file fails closed";
+  std::string where = std::string(kFile) + ":" + std::to_string(GetParam().line) + ": ";
+  EXPECT_EQ(config.errors[0].rfind(where, 0), 0u) << config.errors[0];
+  EXPECT_TRUE(Contains(config.errors[0], GetParam().says)) << config.errors[0];
+  EXPECT_FALSE(config.disabled);
+  for (const std::string& error : config.errors) {
+    for (char c : error) EXPECT_TRUE(c >= 0x20 && c <= 0x7e) << "printable: " << error;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadLines, ShimLimitsFileRejects,
+    ::testing::Values(
+        BadLine{"CUDA_DEVICE_MEMORY_LIMIT=lots\n", 1, "not a number"},
+        BadLine{"# ok\nCUDA_DEVICE_MEMORY_LIMIT_0=0\n", 2, "zero"},
+        BadLine{"\n\nCUDA_DEVICE_SM_LIMIT=150", 3, "percentage"},
+        BadLine{"CUDA_DEVICE_MEMORY_LIMIT_99=1g", 1, "device index"},
+        BadLine{"CUDA_DISABLE_CONTROL=true\n", 1, "may be set in a limits file"},
+        BadLine{"CUDA_DEVICE_MEMORY_SHARED_CACHE=/tmp/x\n", 1, "may be set in a limits file"},
+        BadLine{"TESSERA_LIMITS_FILE=/tmp/x\n", 1, "may be set in a limits file"},
+        BadLine{"CUDA_DEVICE_MEMORY_LIMIT = 1g\n", 1, "may be set in a limits file"},
+        BadLine{"CUDA_DEVICE_MEMORY_LIMIT=1g # trailing\n", 1, "unknown unit"},
+        BadLine{"CUDA_DEVICE_MEMORY_LIMIT=1g\r\n", 1, "unknown unit"},
+        BadLine{"just words\n", 1, "expected NAME=value"},
+        BadLine{"CUDA_DEVICE_MEMORY_LIMIT_0=1g\nCUDA_DEVICE_MEMORY_LIMIT_0=2g\n", 2,
+                "first on line 1"},
+        BadLine{"CUDA_DEVICE_SM_LIMIT_1=10\nCUDA_DEVICE_SM_LIMIT_01=20\n", 2, "first on line 1"},
+        BadLine{"\x01\xff\x7f=\x00\x02\n", 1, "may be set"}));
+
+TEST(ShimLimitsFile, GarbageGivesABoundedNumberOfMessages) {
+  std::string garbage;
+  for (int i = 0; i < 5000; ++i) garbage += "garbage line " + std::to_string(i) + "\n";
+  Config config = WithFile({}, garbage);
+  EXPECT_GE(config.errors.size(), 2u);
+  EXPECT_LE(config.errors.size(), 10u);
+}
+
+// ---- Finding the file: the fixed path first, TESSERA_LIMITS_FILE only without it --------------
+class ShimLimitsFileLookup : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/tessera-config-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    directory_ = pattern;
+    fixed_ = directory_ + "/fixed";
+    named_ = directory_ + "/named";
+  }
+  void TearDown() override {
+    ::unlink(fixed_.c_str());
+    ::unlink(named_.c_str());
+    ::rmdir((directory_ + "/dir").c_str());
+    ::rmdir(directory_.c_str());
+  }
+  static void Write(const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  }
+  Config Read(std::vector<std::string_view> environment) {
+    return ReadConfig(environment, fixed_.c_str());
+  }
+  std::string directory_, fixed_, named_;
+};
+
+TEST_F(ShimLimitsFileLookup, WithoutAnyFileTheEnvironmentGoverns) {
+  Config config = Read({"CUDA_DEVICE_MEMORY_LIMIT=2g", "CUDA_DISABLE_CONTROL=true"});
+  EXPECT_TRUE(config.errors.empty());
+  EXPECT_TRUE(config.limits_file.empty());
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, 2 * kGiB);
+  EXPECT_TRUE(config.disabled);
+}
+
+TEST_F(ShimLimitsFileLookup, TheFixedPathIsAuthoritativeOverTheEnvironment) {
+  Write(fixed_, "CUDA_DEVICE_MEMORY_LIMIT_0=3000m\n");
+  Config config = Read({"CUDA_DEVICE_MEMORY_LIMIT=1t", "CUDA_DISABLE_CONTROL=true"});
+  ASSERT_TRUE(config.errors.empty()) << config.errors[0];
+  EXPECT_EQ(config.limits_file, fixed_);
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, 3000 * kMiB);
+  EXPECT_FALSE(config.disabled);
+}
+
+TEST_F(ShimLimitsFileLookup, TesseraLimitsFileIsIgnoredWhenTheFixedPathExists) {
+  Write(fixed_, "CUDA_DEVICE_MEMORY_LIMIT=1g\n");
+  Write(named_, "CUDA_DEVICE_MEMORY_LIMIT=1t\n");
+  std::string variable = "TESSERA_LIMITS_FILE=" + named_;
+  Config config = Read({variable});
+  ASSERT_TRUE(config.errors.empty());
+  EXPECT_EQ(config.limits_file, fixed_);
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, kGiB);
+  ASSERT_EQ(config.notices.size(), 1u);
+  EXPECT_TRUE(Contains(config.notices[0], "TESSERA_LIMITS_FILE is ignored")) << config.notices[0];
+  // Nor can it disable the fixed file by naming nothing or something missing.
+  EXPECT_EQ(Read({"TESSERA_LIMITS_FILE="}).limits_file, fixed_);
+  EXPECT_TRUE(Read({"TESSERA_LIMITS_FILE="}).errors.empty());
+  EXPECT_EQ(Read({"TESSERA_LIMITS_FILE=/nonexistent"}).limits.devices[0].memory_bytes, kGiB);
+}
+
+TEST_F(ShimLimitsFileLookup, TesseraLimitsFileNamesTheFileWhenTheFixedPathIsMissing) {
+  Write(named_, "CUDA_DEVICE_MEMORY_LIMIT=512m\n");
+  std::string variable = "TESSERA_LIMITS_FILE=" + named_;
+  Config config = Read({variable, "CUDA_DEVICE_MEMORY_LIMIT=1t", "CUDA_DISABLE_CONTROL=true"});
+  ASSERT_TRUE(config.errors.empty());
+  EXPECT_EQ(config.limits_file, named_);
+  EXPECT_EQ(config.limits.devices[0].memory_bytes, 512 * kMiB);
+  EXPECT_FALSE(config.disabled);
+}
+
+TEST_F(ShimLimitsFileLookup, AFileThatCannotBeReadFailsClosed) {
+  std::string missing = "TESSERA_LIMITS_FILE=" + directory_ + "/missing";
+  Config config = Read({missing, "CUDA_DISABLE_CONTROL=true"});
+  ASSERT_FALSE(config.errors.empty());
+  EXPECT_TRUE(Contains(config.errors[0], directory_ + "/missing")) << config.errors[0];
+  EXPECT_FALSE(config.disabled);
+  EXPECT_FALSE(Read({"TESSERA_LIMITS_FILE="}).errors.empty());
+  // A directory where the file should be.
+  ASSERT_EQ(::mkdir(fixed_.c_str(), 0755), 0);
+  Config directory = Read({"CUDA_DISABLE_CONTROL=true"});
+  ::rmdir(fixed_.c_str());
+  ASSERT_FALSE(directory.errors.empty());
+  EXPECT_TRUE(Contains(directory.errors[0], fixed_)) << directory.errors[0];
+  EXPECT_FALSE(directory.disabled);
+}
+
+TEST_F(ShimLimitsFileLookup, ABadLineInTheFixedFileFailsClosedNamingTheLine) {
+  Write(fixed_, "CUDA_DEVICE_MEMORY_LIMIT_0=3000m\nCUDA_DISABLE_CONTROL=true\n");
+  Config config = Read({"CUDA_DISABLE_CONTROL=true"});
+  ASSERT_EQ(config.errors.size(), 1u);
+  EXPECT_EQ(config.errors[0].rfind(fixed_ + ":2: ", 0), 0u) << config.errors[0];
+  EXPECT_FALSE(config.disabled);
+}
+
+TEST_F(ShimLimitsFileLookup, AnOversizedFileIsRefusedUnread) {
+  Write(fixed_, std::string(kMaxLimitsFileBytes + 1, '#'));
+  Config config = Read({});
+  ASSERT_EQ(config.errors.size(), 1u);
+  EXPECT_TRUE(Contains(config.errors[0], "larger than")) << config.errors[0];
+}
+
+TEST_F(ShimLimitsFileLookup, AFifoIsRefusedWithoutBlocking) {
+  ASSERT_EQ(::mkfifo(fixed_.c_str(), 0600), 0);
+  Config config = Read({});
+  ASSERT_EQ(config.errors.size(), 1u);
+  EXPECT_TRUE(Contains(config.errors[0], "not a regular file")) << config.errors[0];
+}
+
+TEST_F(ShimLimitsFileLookup, KeepsTheCallersErrno) {
+  Write(fixed_, "CUDA_DEVICE_MEMORY_LIMIT=1g\n");
+  errno = EAGAIN;
+  Read({});
+  EXPECT_EQ(errno, EAGAIN);
+  errno = EAGAIN;
+  std::string missing = "TESSERA_LIMITS_FILE=" + directory_ + "/missing";
+  ::unlink(fixed_.c_str());
+  Read({missing});
+  EXPECT_EQ(errno, EAGAIN);
 }
 
 }  // namespace

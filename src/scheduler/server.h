@@ -1,0 +1,45 @@
+// tessera-scheduler as a service: watches Nodes and pods into the State, takes the lease when
+// leader election is on, and then serves the extender and the admission webhook over HTTPS.
+// Health, readiness and metrics are served over plain HTTP on their own address from the start,
+// by the standby too.
+//
+//   HTTPS (--bind): POST /filter /prioritize /bind /preempt /webhook; GET /healthz /readyz
+//   HTTP (--metrics-bind): GET /healthz /readyz /metrics
+//
+// Only the leader listens on --bind: a standby opens it once it holds the lease and has listed
+// the cluster, so kube-scheduler and the API server always reach a leader with a full ledger.
+// A leader that loses the lease stops serving and Run returns 1, so its supervisor restarts it
+// as a standby with nothing stale in memory.
+#ifndef TESSERA_SCHEDULER_SERVER_H_
+#define TESSERA_SCHEDULER_SERVER_H_
+
+#include <stop_token>
+#include <string>
+
+#include "scheduler/admission.h"
+#include "scheduler/leader.h"
+#include "scheduler/state.h"
+
+namespace tessera::scheduler {
+
+struct ServerOptions {
+  std::string kubeconfig;           // "" → in-cluster or $KUBECONFIG
+  std::string bind = "0.0.0.0:9443";
+  std::string metrics_bind = "127.0.0.1:9395";
+  std::string cert_file;
+  std::string key_file;
+  bool leader_elect = true;
+  LeaseOptions lease;
+  StateOptions state;
+  AdmissionOptions admission;
+};
+
+// Runs until `stop` (0) or a fatal error / lost leadership (1, after logging why).
+int Run(const ServerOptions& options, std::stop_token stop);
+
+// "host:port" → (host, port). Errors name the flag.
+Result<std::pair<std::string, int>> ParseHostPort(const std::string& text, const std::string& flag);
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SERVER_H_
