@@ -1,8 +1,10 @@
-// Small string helpers every piece would otherwise write again.
+// Small string helpers every piece would otherwise write again. ASCII only: what they read are
+// names, tokens and annotation values, never text in a user's language.
 #ifndef TESSERA_COMMON_STRINGS_H_
 #define TESSERA_COMMON_STRINGS_H_
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tessera {
@@ -12,6 +14,34 @@ inline std::string Join(const std::vector<std::string>& items, const std::string
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i == 0 ? "" : separator) + items[i];
   return out;
+}
+
+// `text` without leading and trailing white space (space, \t, \r, \n, \f, \v).
+inline std::string_view Trim(std::string_view text) {
+  constexpr std::string_view kSpace = " \t\r\n\f\v";
+  const size_t begin = text.find_first_not_of(kSpace);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(kSpace) - begin + 1);
+}
+
+inline char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+inline std::string ToLowerAscii(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = ToLowerAscii(c);
+  return out;
+}
+
+inline bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (ToLowerAscii(a[i]) != ToLowerAscii(b[i])) return false;
+  }
+  return true;
+}
+
+inline bool StartsWithIgnoringCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && EqualsIgnoringCase(text.substr(0, prefix.size()), prefix);
 }
 
 }  // namespace tessera

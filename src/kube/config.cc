@@ -10,6 +10,8 @@
 #include <fstream>
 #include <optional>
 
+#include "common/strings.h"
+
 namespace tessera::kube {
 namespace {
 
@@ -32,13 +34,6 @@ Result<std::string> ReadSmallFile(const std::string& path) {
   return text;
 }
 
-std::string Trim(std::string_view text) {
-  constexpr std::string_view kSpace = " \t\r\n";
-  size_t begin = text.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return "";
-  size_t end = text.find_last_not_of(kSpace);
-  return std::string(text.substr(begin, end - begin + 1));
-}
 
 // Standard base64 as kubeconfig's *-data fields hold it (line breaks allowed), by OpenSSL.
 std::optional<std::string> DecodeBase64(const std::string& text) {
@@ -229,7 +224,7 @@ Result<Config> ParseKubeconfigDocument(const YAML::Node& root, const KubeconfigR
     }
     auto token = reader.OptionalString(*user, "token", user_where);
     if (!token.ok()) return token.status();
-    if (token->has_value()) config.token = Trim(**token);
+    if (token->has_value()) config.token = std::string(Trim(**token));
     auto token_file = reader.OptionalString(*user, "tokenFile", user_where);
     if (!token_file.ok()) return token_file.status();
     if (token_file->has_value()) {
@@ -336,7 +331,7 @@ Result<Config> LoadInClusterConfig(const InClusterEnvironment& environment) {
   config.token_file = dir + "/token";
   auto token = ReadSmallFile(config.token_file);
   if (!token.ok()) return Status::Error(prefix + "token: " + token.status().message());
-  config.token = Trim(*token);
+  config.token = std::string(Trim(*token));
   if (config.token.empty()) return Status::Error(prefix + config.token_file + " is empty");
   config.certificate_authority_file = dir + "/ca.crt";
   auto ca = ReadSmallFile(config.certificate_authority_file);
@@ -346,7 +341,7 @@ Result<Config> LoadInClusterConfig(const InClusterEnvironment& environment) {
   }
   auto namespace_name = ReadSmallFile(dir + "/namespace");
   if (namespace_name.ok() && !Trim(*namespace_name).empty()) {
-    config.namespace_name = Trim(*namespace_name);
+    config.namespace_name = std::string(Trim(*namespace_name));
   }
   config.source = "in-cluster service account " + dir;
   return config;

@@ -10,6 +10,7 @@
 #include <iterator>
 
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace tessera::kube {
 namespace {
@@ -19,22 +20,6 @@ constexpr size_t kMaxCollectedBody = size_t{512} << 20;  // a list of every pod 
 constexpr size_t kMaxIdleConnections = 8;
 constexpr long kConnectTimeoutMs = 10'000;
 
-std::string Trim(std::string_view text) {
-  constexpr std::string_view kSpace = " \t\r\n";
-  size_t begin = text.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return "";
-  return std::string(text.substr(begin, text.find_last_not_of(kSpace) - begin + 1));
-}
-
-bool StartsWithNoCase(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    char a = text[i], b = prefix[i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != b) return false;
-  }
-  return true;
-}
 
 void InitCurlOnce() {
   static std::once_flag once;
@@ -82,8 +67,8 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   std::string_view line(data, size * count);
   if (line.rfind("HTTP/", 0) == 0) exchange->response->retry_after.clear();  // a new response
   constexpr std::string_view kRetryAfter = "retry-after:";
-  if (StartsWithNoCase(line, kRetryAfter)) {
-    exchange->response->retry_after = Trim(line.substr(kRetryAfter.size()));
+  if (StartsWithIgnoringCase(line, kRetryAfter)) {
+    exchange->response->retry_after = std::string(Trim(line.substr(kRetryAfter.size())));
   }
   return size * count;
 }
@@ -125,7 +110,7 @@ Result<std::string> TokenSource::Token() {
     if (in && info.st_size < (1 << 20)) {
       text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
-    text = Trim(text);
+    text = std::string(Trim(text));
     if (!text.empty()) {
       if (!from_file_.empty() && text != from_file_) {
         log::Write(log::Level::kInfo, kLog, "token file %s changed; using the new token",

@@ -158,4 +158,33 @@ Status ListWatch(Client& client, std::string_view collection_path, const WatchOp
   return Status::Ok();
 }
 
+void MirrorCollection(Client& client, std::string_view collection_path,
+                      const WatchOptions& options, const MirrorHandlers& handlers,
+                      std::stop_token stop, Milliseconds restart_after) {
+  WatchHandlers watch;
+  watch.on_synced = [&](const nlohmann::json& list) {
+    std::vector<nlohmann::json> items;
+    if (list.contains("items") && list["items"].is_array()) {
+      items.assign(list["items"].begin(), list["items"].end());
+    }
+    handlers.replace(items);
+  };
+  watch.on_event = [&](const WatchEvent& event) {
+    if (event.type == EventType::kBookmark || !event.object.is_object()) return;
+    if (event.type == EventType::kDeleted) {
+      handlers.remove(event.object);
+    } else {
+      handlers.upsert(event.object);
+    }
+  };
+  while (!stop.stop_requested()) {
+    Status status = ListWatch(client, collection_path, options, watch, stop);
+    if (stop.stop_requested()) break;
+    log::Write(log::Level::kError, "kube", "watch %.*s: %s; starting again in %lld s",
+               static_cast<int>(collection_path.size()), collection_path.data(),
+               status.message().c_str(), static_cast<long long>(restart_after.count() / 1000));
+    client.clock().SleepFor(restart_after, stop);
+  }
+}
+
 }  // namespace tessera::kube

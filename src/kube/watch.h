@@ -20,6 +20,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "kube/backoff.h"
@@ -52,6 +53,20 @@ struct WatchHandlers {
 // (then returns OK) or an error that retrying cannot fix.
 Status ListWatch(Client& client, std::string_view collection_path, const WatchOptions& options,
                  const WatchHandlers& handlers, std::stop_token stop);
+
+// For callers that keep a copy of a collection: the whole list after each list (replace), then
+// each object added or changed (upsert) or deleted (remove); bookmarks are not passed on. Unlike
+// ListWatch it never gives up: after an error retrying cannot fix (a 403 while RBAC is being
+// fixed), it logs it and starts again `restart_after` later, until `stop` is requested.
+struct MirrorHandlers {
+  std::function<void(const std::vector<nlohmann::json>& items)> replace;
+  std::function<void(const nlohmann::json& object)> upsert;
+  std::function<void(const nlohmann::json& object)> remove;
+};
+
+void MirrorCollection(Client& client, std::string_view collection_path,
+                      const WatchOptions& options, const MirrorHandlers& handlers,
+                      std::stop_token stop, Milliseconds restart_after = Milliseconds(10'000));
 
 }  // namespace tessera::kube
 

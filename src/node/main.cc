@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/signals.h"
 #include "node/agent.h"
 
 namespace {
@@ -95,12 +96,7 @@ int main(int argc, char** argv) {
   options.xid_hold = std::chrono::milliseconds(xid_hold_ms);
   options.publish = !no_publish && !check_config;
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = tessera::BlockStopSignals();
 
   auto agent = tessera::node::Agent::Create(options);
   if (!agent.ok()) {

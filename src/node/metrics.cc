@@ -1,59 +1,14 @@
 #include "node/metrics.h"
 
-#include <cstdio>
-#include <sstream>
+#include "common/metrics_text.h"
 
 namespace tessera::node {
-namespace {
 
-class Writer {
- public:
-  void Family(const std::string& name, const std::string& type, const std::string& help) {
-    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
-  }
-  void Sample(const std::string& name,
-              const std::vector<std::pair<std::string, std::string>>& labels, double value) {
-    out_ << name;
-    if (!labels.empty()) {
-      out_ << '{';
-      for (size_t i = 0; i < labels.size(); ++i) {
-        out_ << (i ? "," : "") << labels[i].first << "=\"" << EscapeLabelValue(labels[i].second)
-             << '"';
-      }
-      out_ << '}';
-    }
-    char number[64];
-    std::snprintf(number, sizeof number, "%.17g", value);
-    out_ << ' ' << number << '\n';
-  }
-  std::string str() const { return out_.str(); }
-
- private:
-  std::ostringstream out_;
-};
-
-using Labels = std::vector<std::pair<std::string, std::string>>;
-
-}  // namespace
-
-std::string EscapeLabelValue(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-  return out;
-}
+using metrics::Labels;
 
 std::string RenderMetrics(const std::string& node_name, const Registry& registry,
                           const std::map<std::string, GpuSample>& samples) {
-  Writer w;
+  metrics::TextWriter w;
   const auto& inventory = registry.inventory();
   const auto health = registry.AllHealth();
   auto gpu_labels = [&](const Gpu& gpu) {
@@ -156,20 +111,10 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
                1);
     }
   }
-  const auto latency = registry.AllocateLatency();
   w.Family("tessera_node_allocate_duration_seconds", "histogram",
            "Time tessera-node took to answer kubelet's Allocate.");
-  for (size_t i = 0; i < latency.bounds.size(); ++i) {
-    char bound[32];
-    std::snprintf(bound, sizeof bound, "%g", latency.bounds[i]);
-    w.Sample("tessera_node_allocate_duration_seconds_bucket", {{"node", node_name}, {"le", bound}},
-             static_cast<double>(latency.cumulative[i]));
-  }
-  w.Sample("tessera_node_allocate_duration_seconds_bucket", {{"node", node_name}, {"le", "+Inf"}},
-           static_cast<double>(latency.cumulative.back()));
-  w.Sample("tessera_node_allocate_duration_seconds_sum", {{"node", node_name}}, latency.sum);
-  w.Sample("tessera_node_allocate_duration_seconds_count", {{"node", node_name}},
-           static_cast<double>(latency.count));
+  w.Histogram("tessera_node_allocate_duration_seconds", {{"node", node_name}},
+              registry.AllocateLatency());
   return w.str();
 }
 

@@ -16,9 +16,6 @@ namespace tessera::node {
 std::string RenderMetrics(const std::string& node_name, const Registry& registry,
                           const std::map<std::string, GpuSample>& samples);
 
-// A label value as the text format writes it: \, " and newline escaped.
-std::string EscapeLabelValue(const std::string& value);
-
 }  // namespace tessera::node
 
 #endif  // TESSERA_NODE_METRICS_H_

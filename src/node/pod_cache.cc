@@ -23,41 +23,27 @@ void PodCache::Start(std::unique_ptr<kube::Client> client, const std::string& no
   thread_ = std::jthread([this, node](std::stop_token stop) {
     kube::WatchOptions options;
     options.field_selector = "spec.nodeName=" + node;
-    kube::WatchHandlers handlers;
-    handlers.on_synced = [this](const nlohmann::json& list) {
+    kube::MirrorHandlers handlers;
+    handlers.replace = [this](const std::vector<nlohmann::json>& items) {
       std::vector<CachedPod> pods;
-      if (list.contains("items") && list["items"].is_array()) {
-        for (const auto& item : list["items"]) pods.push_back(CachedPodFromJson(item));
-      }
+      for (const auto& item : items) pods.push_back(CachedPodFromJson(item));
       Replace(pods);
     };
-    handlers.on_event = [this](const kube::WatchEvent& event) {
-      if (event.type == kube::EventType::kBookmark) return;
-      CachedPod pod = CachedPodFromJson(event.object);
-      if (event.type == kube::EventType::kDeleted) {
-        Erase(PodKey(pod.namespace_name, pod.name));
-      } else {
-        if (!pod.allocation_error.empty()) {
-          log::Write(log::Level::kWarn, "node", "pod %s: %s",
-                     PodKey(pod.namespace_name, pod.name).c_str(), pod.allocation_error.c_str());
-        }
-        Upsert(pod);
+    handlers.upsert = [this](const nlohmann::json& object) {
+      CachedPod pod = CachedPodFromJson(object);
+      if (!pod.allocation_error.empty()) {
+        log::Write(log::Level::kWarn, "node", "pod %s: %s",
+                   PodKey(pod.namespace_name, pod.name).c_str(), pod.allocation_error.c_str());
       }
+      Upsert(pod);
     };
-    while (!stop.stop_requested()) {
-      Status status =
-          kube::ListWatch(*client_, kube::CollectionPath(kube::kPods), options, handlers, stop);
-      if (stop.stop_requested()) break;
-      // Only an error retrying cannot fix ends ListWatch (403: the agent's RBAC lacks pods).
-      log::Write(log::Level::kError, "node",
-                 "cannot watch the pods of node %s: %s; shared GPUs cannot be served until it "
-                 "can; retrying in 10 s",
-                 node.c_str(), status.message().c_str());
-      std::mutex wait_mutex;
-      std::unique_lock lock(wait_mutex);
-      std::condition_variable_any().wait_for(lock, stop, std::chrono::seconds(10),
-                                             [] { return false; });
-    }
+    handlers.remove = [this](const nlohmann::json& object) {
+      CachedPod pod = CachedPodFromJson(object);
+      Erase(PodKey(pod.namespace_name, pod.name));
+    };
+    // An error retrying cannot fix (403: the agent's RBAC lacks pods) is logged, and shared GPUs
+    // cannot be served until the watch works again.
+    kube::MirrorCollection(*client_, kube::CollectionPath(kube::kPods), options, handlers, stop);
   });
 }
 

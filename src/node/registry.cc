@@ -14,7 +14,7 @@ Registry::Registry(Inventory inventory, std::map<unsigned, GpuMode> modes,
     : inventory_(std::move(inventory)),
       modes_(std::move(modes)),
       resources_(std::move(resources)),
-      latency_counts_(kLatencyBounds.size() + 1, 0) {
+      allocate_latency_(kLatencyBounds) {
   for (const auto& gpu : inventory_.gpus) health_[gpu.uuid] = GpuHealth{};
 }
 
@@ -70,27 +70,7 @@ std::map<std::string, uint64_t> Registry::MemoryLimitSums() const {
 }
 
 void Registry::RecordAllocate(std::chrono::nanoseconds latency) {
-  const double seconds = std::chrono::duration<double>(latency).count();
-  std::lock_guard lock(mutex_);
-  size_t bucket = 0;
-  while (bucket < kLatencyBounds.size() && seconds > kLatencyBounds[bucket]) ++bucket;
-  ++latency_counts_[bucket];
-  latency_sum_ += seconds;
-  ++latency_count_;
-}
-
-Registry::Histogram Registry::AllocateLatency() const {
-  std::lock_guard lock(mutex_);
-  Histogram histogram;
-  histogram.bounds = kLatencyBounds;
-  uint64_t running = 0;
-  for (uint64_t count : latency_counts_) {
-    running += count;
-    histogram.cumulative.push_back(running);
-  }
-  histogram.sum = latency_sum_;
-  histogram.count = latency_count_;
-  return histogram;
+  allocate_latency_.Record(latency);
 }
 
 uint64_t Registry::Version() const {

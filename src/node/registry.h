@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics_text.h"
 #include "node/devices.h"
 #include "node/inventory.h"
 
@@ -56,13 +57,7 @@ class Registry {
 
   void RecordAllocate(std::chrono::nanoseconds latency);
   // Allocate latencies in seconds, in the histogram's buckets (cumulative counts), plus the sum.
-  struct Histogram {
-    std::vector<double> bounds;
-    std::vector<uint64_t> cumulative;  // per bound, then +Inf
-    double sum = 0;
-    uint64_t count = 0;
-  };
-  Histogram AllocateLatency() const;
+  metrics::LatencyHistogram::Snapshot AllocateLatency() const { return allocate_latency_.Take(); }
 
   uint64_t Version() const;
   // Waits until Version() != `seen`, WakeAll() or `timeout`; returns the version then.
@@ -82,9 +77,7 @@ class Registry {
   std::map<std::string, GpuHealth> health_;
   std::vector<ContainerDevices> containers_;
   std::map<std::string, uint64_t> memory_limit_sums_;
-  std::vector<uint64_t> latency_counts_;
-  double latency_sum_ = 0;
-  uint64_t latency_count_ = 0;
+  metrics::LatencyHistogram allocate_latency_;
 };
 
 }  // namespace tessera::node

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/strings.h"
+#include "shim/config.h"  // the limits file's path, where the shim reads it
 
 namespace tessera::node {
 namespace {
@@ -162,7 +163,7 @@ Status SharedGpus::Allocate(const std::vector<std::string>& device_ids,
   }
   allocation.envs["NVIDIA_VISIBLE_DEVICES"] = Join(visible, ",");
   allocation.envs["CUDA_DEVICE_MEMORY_SHARED_CACHE"] = kContainerRegionPath;
-  allocation.mounts.push_back({kContainerLimitsPath, stored->path + "/limits", true});
+  allocation.mounts.push_back({shim::kLimitsFilePath, stored->path + "/limits", true});
   allocation.mounts.push_back({kContainerRegionDir, stored->path + "/region", false});
   allocation.mounts.push_back({kContainerShimPath, options_.shim_path, true});
   allocation.mounts.push_back({kContainerPreloadPath, store_.preload_path(), true});

@@ -31,9 +31,9 @@
 
 namespace tessera::node {
 
-// Where things are inside a container on a shared GPU (the contract with the shim).
+// Where things are inside a container on a shared GPU (the contract with the shim; the limits
+// file is at shim::kLimitsFilePath, where the shim looks for it).
 inline constexpr char kContainerShimPath[] = "/usr/lib/tessera/libtessera-cuda.so";
-inline constexpr char kContainerLimitsPath[] = "/etc/tessera/limits";
 inline constexpr char kContainerRegionDir[] = "/run/tessera";
 inline constexpr char kContainerRegionPath[] = "/run/tessera/region";
 inline constexpr char kContainerPreloadPath[] = "/etc/ld.so.preload";

@@ -1,5 +1,7 @@
 #include "scheduler/admission.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <array>
 #include <exception>
@@ -200,9 +202,6 @@ AdmissionResult Handle(std::string_view body, const AdmissionOptions& options) {
   return Answer(*api_version, ReviewPod(*uid, *pod, options));
 }
 
-constexpr std::string_view kBase64Alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 }  // namespace
 
 AdmissionResult HandleAdmission(std::string_view body, const AdmissionOptions& options) {
@@ -216,57 +215,29 @@ AdmissionResult HandleAdmission(std::string_view body, const AdmissionOptions& o
   }
 }
 
-// Written here rather than shared: the kube client's base64 (OpenSSL, decode only) is private to
-// its kubeconfig reader, and this library links nothing but nlohmann-json.
 std::string EncodeBase64(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t group = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16 |
-                     static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8 |
-                     static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
-    for (int shift = 18; shift >= 0; shift -= 6) out += kBase64Alphabet[(group >> shift) & 63];
-  }
-  size_t left = bytes.size() - i;
-  if (left > 0) {
-    uint32_t group = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (left == 2) group |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
-    out += kBase64Alphabet[(group >> 18) & 63];
-    out += kBase64Alphabet[(group >> 12) & 63];
-    out += left == 2 ? kBase64Alphabet[(group >> 6) & 63] : '=';
-    out += '=';
-  }
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');  // EVP_EncodeBlock adds a NUL
+  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                      reinterpret_cast<const unsigned char*>(bytes.data()),
+                                      static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(written));
   return out;
 }
 
 std::optional<std::string> DecodeBase64(std::string_view text) {
   if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    uint32_t group = 0;
-    int padding = 0;
-    for (size_t j = 0; j < 4; ++j) {
-      char c = text[i + j];
-      if (c == '=' && last && j >= 2 && (j == 3 || text[i + 3] == '=')) {
-        ++padding;
-        group <<= 6;
-        continue;
-      }
-      size_t value = kBase64Alphabet.find(c);
-      if (value == std::string_view::npos || padding > 0) return std::nullopt;
-      group = group << 6 | static_cast<uint32_t>(value);
-    }
-    // Bits under the padding must be zero, as the encoder writes them.
-    if ((padding == 1 && (group & 0xFF) != 0) || (padding == 2 && (group & 0xFFFF) != 0)) {
-      return std::nullopt;
-    }
-    out += static_cast<char>((group >> 16) & 0xFF);
-    if (padding < 2) out += static_cast<char>((group >> 8) & 0xFF);
-    if (padding < 1) out += static_cast<char>(group & 0xFF);
-  }
+  std::string out(text.size() / 4 * 3, '\0');
+  const int written = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                      reinterpret_cast<const unsigned char*>(text.data()),
+                                      static_cast<int>(text.size()));
+  if (written < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the padding as zero bytes.
+  size_t padding = 0;
+  while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') ++padding;
+  out.resize(static_cast<size_t>(written) - padding);
+  // It also accepts white space and stray bits under the padding: only the encoder's own form is
+  // taken.
+  if (EncodeBase64(out) != text) return std::nullopt;
   return out;
 }
 

@@ -1,21 +1,14 @@
 #include "scheduler/extender.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/log.h"
+#include "common/strings.h"
 #include "kube/pod_allocation.h"
 
 namespace tessera::scheduler {
 using nlohmann::json;
-
-void VerbStats::Record(int64_t micros, bool error) {
-  calls.fetch_add(1, std::memory_order_relaxed);
-  if (error) errors.fetch_add(1, std::memory_order_relaxed);
-  total_us.fetch_add(static_cast<uint64_t>(micros), std::memory_order_relaxed);
-  int bucket = 0;
-  while (bucket < kBuckets && micros > kBoundsUs[bucket]) ++bucket;
-  buckets[bucket].fetch_add(1, std::memory_order_relaxed);
-}
 
 Result<json> ParseBody(std::string_view body, std::string_view what) {
   if (body.size() > kMaxBodyBytes) {
@@ -41,14 +34,7 @@ const json* Field(const json& object, std::string_view name) {
   auto it = object.find(name);
   if (it != object.end()) return &*it;
   for (auto item = object.begin(); item != object.end(); ++item) {
-    const std::string& key = item.key();
-    if (key.size() != name.size()) continue;
-    bool same = true;
-    for (size_t i = 0; i < key.size() && same; ++i) {
-      same = std::tolower(static_cast<unsigned char>(key[i])) ==
-             std::tolower(static_cast<unsigned char>(name[i]));
-    }
-    if (same) return &item.value();
+    if (EqualsIgnoringCase(item.key(), name)) return &item.value();
   }
   return nullptr;
 }
@@ -83,23 +69,49 @@ Result<std::vector<std::string>> CandidateNames(const json& args) {
   return Status::Error("ExtenderArgs has neither NodeNames nor Nodes");
 }
 
-Result<json> PodOf(const json& args) {
-  const json* pod = Field(args, "Pod");
-  if (pod == nullptr || !pod->is_object()) return Status::Error("ExtenderArgs.Pod is not an object");
-  if (!pod->contains("metadata") || !(*pod)["metadata"].is_object()) {
-    return Status::Error("ExtenderArgs.Pod has no metadata");
+// ExtenderArgs (and ExtenderPreemptionArgs): the body, its Pod, and for filter and prioritize the
+// candidate node names.
+struct Args {
+  json body;
+  json pod;
+  std::vector<std::string> names;
+};
+
+Result<Args> ReadArgs(std::string_view body, std::string_view verb, bool with_candidates) {
+  Result<json> parsed = ParseBody(body, verb);
+  if (!parsed.ok()) return parsed.status();
+  Args args;
+  args.body = std::move(parsed).value();
+  const json* pod = Field(args.body, "Pod");
+  if (pod == nullptr || !pod->is_object()) {
+    return Status::Error(std::string(verb) + ": ExtenderArgs.Pod is not an object");
   }
-  return *pod;
+  if (!pod->contains("metadata") || !(*pod)["metadata"].is_object()) {
+    return Status::Error(std::string(verb) + ": ExtenderArgs.Pod has no metadata");
+  }
+  args.pod = *pod;
+  if (with_candidates) {
+    Result<std::vector<std::string>> names = CandidateNames(args.body);
+    if (!names.ok()) return Status::Error(std::string(verb) + ": " + names.status().message());
+    args.names = std::move(names).value();
+  }
+  return args;
+}
+
+// The reason `outcome` gives for `node`.
+std::string ReasonFor(const FilterOutcome& outcome, const std::string& node) {
+  if (!outcome.error.empty()) return outcome.error;
+  if (auto it = outcome.unresolvable.find(node); it != outcome.unresolvable.end()) return it->second;
+  if (auto it = outcome.failed.find(node); it != outcome.failed.end()) return it->second;
+  return "does not fit";
 }
 
 class Timer {
  public:
   explicit Timer(VerbStats& stats) : stats_(stats), start_(std::chrono::steady_clock::now()) {}
   ~Timer() {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - start_)
-                  .count();
-    stats_.Record(us, error_);
+    stats_.latency.Record(std::chrono::steady_clock::now() - start_);
+    if (error_) stats_.errors.fetch_add(1, std::memory_order_relaxed);
   }
   void Failed() { error_ = true; }
 
@@ -113,63 +125,60 @@ class Timer {
 
 HttpAnswer Extender::Filter(std::string_view body) {
   Timer timer(stats("filter"));
-  Result<json> args = ParseBody(body, "filter");
+  Result<Args> args = ReadArgs(body, "filter", /*with_candidates=*/true);
   if (!args.ok()) {
     timer.Failed();
     return BadRequest(args.status().message());
   }
-  Result<json> pod = PodOf(*args);
-  Result<std::vector<std::string>> names = CandidateNames(*args);
-  if (!pod.ok() || !names.ok()) {
-    timer.Failed();
-    return BadRequest("filter: " + (!pod.ok() ? pod.status() : names.status()).message());
-  }
+  const json& pod = args->pod;
+  const json* nodes = Field(args->body, "Nodes");
+  const bool node_objects = nodes != nullptr && !nodes->is_null();
+  // The answer in the form asked: node names (nodeCacheCapable) or the Node objects kept.
   json result = {{"FailedNodes", json::object()},
                  {"FailedAndUnresolvableNodes", json::object()},
                  {"Error", ""}};
-  Result<PodGpuRequest> request = ParsePodGpuRequest(*pod);
-  if (request.ok() && !request->wants_gpu()) {
-    // Not a Tessera pod: every candidate stays.
-    if (const json* nodes = Field(*args, "Nodes"); nodes != nullptr && !nodes->is_null()) {
-      result["Nodes"] = *nodes;
-    } else {
-      result["NodeNames"] = *names;
+  auto keep = [&](const std::vector<std::string>& kept) {
+    if (!node_objects) {
+      result["NodeNames"] = kept;
+      return;
     }
+    json items = json::array();
+    for (const json& node : (*nodes)["items"]) {
+      const std::string name = node.value("metadata", json::object()).value("name", "");
+      if (std::find(kept.begin(), kept.end(), name) != kept.end()) items.push_back(node);
+    }
+    result["Nodes"] = {{"items", items}};
+  };
+  const std::string pod_name =
+      pod["metadata"].value("namespace", "") + "/" + pod["metadata"].value("name", "");
+
+  Result<PodGpuRequest> request = ParsePodGpuRequest(pod);
+  FilterOutcome outcome;
+  if (!request.ok()) {
+    outcome.error = request.status().message();
+  } else if (!request->wants_gpu()) {
+    keep(args->names);  // not a Tessera pod: every candidate stays
     return {200, result.dump()};
+  } else {
+    outcome = state_.Filter(pod, *request, args->names);
   }
-  FilterOutcome outcome = state_.Filter(*pod, *names);
-  for (const auto& [node, reason] : outcome.failed) result["FailedNodes"][node] = reason;
-  for (const auto& [node, reason] : outcome.unresolvable) {
-    result["FailedAndUnresolvableNodes"][node] = reason;
-  }
-  const std::string pod_name = (*pod)["metadata"].value("namespace", "") + "/" +
-                               (*pod)["metadata"].value("name", "");
   if (!outcome.error.empty()) {
     // The pod itself is wrong (the webhook denies such pods; this catches those it missed):
     // every node is unresolvable, with the reason, so the pod's events say it.
-    for (const std::string& node : *names) {
+    for (const std::string& node : args->names) {
       result["FailedAndUnresolvableNodes"][node] = outcome.error;
     }
-    result["FailedNodes"] = json::object();
-    result["NodeNames"] = json::array();
+    keep({});
     log::Write(log::Level::kInfo, "filter", "pod %s: %s", pod_name.c_str(),
                outcome.error.c_str());
     return {200, result.dump()};
   }
-  std::vector<std::string> chosen;
-  if (outcome.node.has_value()) chosen.push_back(*outcome.node);
-  if (const json* nodes = Field(*args, "Nodes"); nodes != nullptr && !nodes->is_null()) {
-    json items = json::array();
-    for (const json& node : (*nodes)["items"]) {
-      if (outcome.node.has_value() &&
-          node.value("metadata", json::object()).value("name", "") == *outcome.node) {
-        items.push_back(node);
-      }
-    }
-    result["Nodes"] = {{"items", items}};
-  } else {
-    result["NodeNames"] = chosen;
+  for (const auto& [node, reason] : outcome.failed) result["FailedNodes"][node] = reason;
+  for (const auto& [node, reason] : outcome.unresolvable) {
+    result["FailedAndUnresolvableNodes"][node] = reason;
   }
+  keep(outcome.node.has_value() ? std::vector<std::string>{*outcome.node}
+                                : std::vector<std::string>{});
   log::Write(log::Level::kDebug, "filter", "pod %s: %s", pod_name.c_str(),
              outcome.node.has_value() ? outcome.node->c_str() : "no node fits");
   return {200, result.dump()};
@@ -177,22 +186,17 @@ HttpAnswer Extender::Filter(std::string_view body) {
 
 HttpAnswer Extender::Prioritize(std::string_view body) {
   Timer timer(stats("prioritize"));
-  Result<json> args = ParseBody(body, "prioritize");
+  Result<Args> args = ReadArgs(body, "prioritize", /*with_candidates=*/true);
   if (!args.ok()) {
     timer.Failed();
     return BadRequest(args.status().message());
   }
-  Result<json> pod = PodOf(*args);
-  Result<std::vector<std::string>> names = CandidateNames(*args);
-  if (!pod.ok() || !names.ok()) {
-    timer.Failed();
-    return BadRequest("prioritize: " + (!pod.ok() ? pod.status() : names.status()).message());
-  }
-  std::optional<std::string> reserved =
-      state_.ReservedNode((*pod)["metadata"].value("uid", ""));
+  std::optional<kube::PodAllocation> reserved =
+      state_.Reservation(args->pod["metadata"].value("uid", ""));
   json list = json::array();
-  for (const std::string& node : *names) {
-    list.push_back({{"Host", node}, {"Score", reserved.has_value() && *reserved == node ? 10 : 0}});
+  for (const std::string& node : args->names) {
+    const bool chosen = reserved.has_value() && reserved->node == node;
+    list.push_back({{"Host", node}, {"Score", chosen ? 10 : 0}});
   }
   return {200, list.dump()};
 }
@@ -218,8 +222,8 @@ HttpAnswer Extender::Bind(std::string_view body) {
                name.c_str(), node.c_str(), message.c_str());
     return HttpAnswer{200, json{{"Error", message}}.dump()};
   };
-  json hint;
-  if (!state_.ReservedNode(uid).has_value()) {
+  std::optional<kube::PodAllocation> allocation = state_.Reservation(uid);
+  if (!allocation.has_value() || allocation->node != node) {
     // /filter ran in another process (before a restart or a failover): decide again, on `node`.
     Result<json> pod = binder_.GetPod(namespace_name, name);
     if (!pod.ok()) return fail(pod.status().message());
@@ -227,14 +231,19 @@ HttpAnswer Extender::Bind(std::string_view body) {
       return fail("pod " + namespace_name + "/" + name + " is not the pod " + uid + " any more");
     }
     Result<PodGpuRequest> request = ParsePodGpuRequest(*pod);
-    if (request.ok() && !request->wants_gpu()) {
+    if (!request.ok()) return fail(request.status().message());
+    if (!request->wants_gpu()) {
       Status bound = binder_.Bind(namespace_name, name, uid, node, {});
       return bound.ok() ? HttpAnswer{200, json{{"Error", ""}}.dump()} : fail(bound.message());
     }
-    hint = std::move(pod).value();
+    FilterOutcome outcome = state_.Filter(*pod, *request, {node});
+    if (!outcome.node.has_value()) {
+      return fail("pod " + namespace_name + "/" + name + " on node " + node + ": " +
+                  ReasonFor(outcome, node));
+    }
+    allocation = state_.Reservation(uid);
+    if (!allocation.has_value()) return fail("the reservation on " + node + " expired at once");
   }
-  Result<kube::PodAllocation> allocation = state_.ReservationFor(uid, hint, node);
-  if (!allocation.ok()) return fail(allocation.status().message());
   std::map<std::string, std::string> annotations = {
       {kube::kAllocationAnnotation, kube::EncodePodAllocation(*allocation)},
       {kube::kHamiNodeAnnotation, allocation->node},
@@ -246,23 +255,20 @@ HttpAnswer Extender::Bind(std::string_view body) {
   }
   state_.Bound(uid);
   log::Write(log::Level::kInfo, "bind", "pod %s/%s to %s: %s", namespace_name.c_str(),
-             name.c_str(), node.c_str(), kube::EncodeHamiDevices(*allocation).c_str());
+             name.c_str(), node.c_str(), annotations[kube::kHamiAllocatedAnnotation].c_str());
   return {200, json{{"Error", ""}}.dump()};
 }
 
 HttpAnswer Extender::Preempt(std::string_view body) {
   Timer timer(stats("preempt"));
-  Result<json> args = ParseBody(body, "preempt");
+  Result<Args> args = ReadArgs(body, "preempt", /*with_candidates=*/false);
   if (!args.ok()) {
     timer.Failed();
     return BadRequest(args.status().message());
   }
-  Result<json> pod = PodOf(*args);
-  if (!pod.ok()) {
-    timer.Failed();
-    return BadRequest("preempt: " + pod.status().message());
-  }
   json result = {{"NodeNameToMetaVictims", json::object()}};
+  Result<PodGpuRequest> request = ParsePodGpuRequest(args->pod);
+  if (!request.ok() || !request->wants_gpu()) return {200, result.dump()};
   auto consider = [&](const std::string& node, const json& victims, bool meta) {
     if (!victims.is_object()) return;
     const json* pods = Field(victims, "Pods");
@@ -278,7 +284,7 @@ HttpAnswer Extender::Preempt(std::string_view body) {
         meta_pods.push_back({{"UID", uid}});
       }
     }
-    if (!state_.FitsAfterEviction(*pod, node, uids)) return;
+    if (!state_.FitsAfterEviction(*request, node, uids)) return;
     const json* violations = Field(victims, "NumPDBViolations");
     result["NodeNameToMetaVictims"][node] = {
         {"Pods", meta_pods},
@@ -287,7 +293,7 @@ HttpAnswer Extender::Preempt(std::string_view body) {
   };
   for (auto [field, meta] : {std::pair{"NodeNameToMetaVictims", true},
                              std::pair{"NodeNameToVictims", false}}) {
-    const json* map = Field(*args, field);
+    const json* map = Field(args->body, field);
     if (map == nullptr || !map->is_object()) continue;
     for (const auto& [node, victims] : map->items()) consider(node, victims, meta);
   }

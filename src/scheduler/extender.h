@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/metrics_text.h"
 #include "common/status.h"
 #include "scheduler/state.h"
 
@@ -48,18 +49,11 @@ struct HttpAnswer {
   std::string body;
 };
 
-// Calls and latency per verb, for /metrics. Buckets are upper bounds in microseconds.
+// Calls and latency per verb, for /metrics.
 struct VerbStats {
-  static constexpr int kBuckets = 14;
-  static constexpr int64_t kBoundsUs[kBuckets] = {50,   100,   250,   500,    1000,   2500,  5000,
-                                                  10000, 25000, 50000, 100000, 250000, 1000000,
-                                                  5000000};
-  std::atomic<uint64_t> calls{0};
+  metrics::LatencyHistogram latency{{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025, 0.05, 0.1, 0.25, 1, 5}};
   std::atomic<uint64_t> errors{0};
-  std::atomic<uint64_t> total_us{0};
-  std::atomic<uint64_t> buckets[kBuckets + 1] = {};  // the last: over every bound
-
-  void Record(int64_t micros, bool error);
 };
 
 class Extender {
@@ -78,7 +72,7 @@ class Extender {
  private:
   State& state_;
   Binder& binder_;
-  // Made once, never resized: the entries' atomics are updated without a lock.
+  // Made once, never resized: the entries are updated in place from any thread.
   std::map<std::string, VerbStats> stats_ = [] {
     std::map<std::string, VerbStats> stats;
     for (const char* verb : {"filter", "prioritize", "bind", "preempt"}) stats[verb];

@@ -1,11 +1,9 @@
 #include "scheduler/leader.h"
 
-#include <condition_variable>
 #include <ctime>
-#include <mutex>
-#include <thread>
 
 #include "common/log.h"
+#include "kube/backoff.h"
 
 namespace tessera::scheduler {
 using nlohmann::json;
@@ -86,25 +84,16 @@ bool LeaderElector::TryAcquireOrRenew() {
 }
 
 bool LeaderElector::Acquire(std::stop_token stop) {
-  std::mutex mutex;
-  std::condition_variable_any wake;
   while (!stop.stop_requested()) {
     if (TryAcquireOrRenew()) return true;
-    std::unique_lock lock(mutex);
-    wake.wait_for(lock, stop, options_.retry_period, [] { return false; });
+    kube::Clock::Real().SleepFor(options_.retry_period, stop);
   }
   return false;
 }
 
 bool LeaderElector::Hold(std::stop_token stop) {
-  std::mutex mutex;
-  std::condition_variable_any wake;
   while (true) {
-    {
-      std::unique_lock lock(mutex);
-      wake.wait_for(lock, stop, options_.retry_period, [] { return false; });
-    }
-    if (stop.stop_requested()) {
+    if (!kube::Clock::Real().SleepFor(options_.retry_period, stop)) {
       Release();
       return true;
     }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/signals.h"
 #include "placement/policy.h"
 #include "scheduler/server.h"
 
@@ -91,12 +92,7 @@ int main(int argc, char** argv) {
   }
 
   // SIGTERM/SIGINT are taken by one thread (blocked everywhere else) and stop the service.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = tessera::BlockStopSignals();
   std::stop_source stop;
   std::thread([&stop, signals] {
     int signal = 0;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "kube/backoff.h"
 #include "kube/config.h"
 #include "kube/watch.h"
 #include "scheduler/extender.h"
@@ -67,12 +68,8 @@ class Mirror {
   Mirror(kube::Client& client, State& state, bool nodes) : client_(client), state_(state), nodes_(nodes) {}
 
   void Run(std::stop_token stop) {
-    kube::WatchHandlers handlers;
-    handlers.on_synced = [&](const json& list) {
-      std::vector<json> items;
-      if (list.contains("items") && list["items"].is_array()) {
-        for (const json& item : list["items"]) items.push_back(item);
-      }
+    kube::MirrorHandlers handlers;
+    handlers.replace = [&](const std::vector<json>& items) {
       if (nodes_) {
         state_.ReplaceAllNodes(items);
       } else {
@@ -84,26 +81,22 @@ class Mirror {
       synced_ = true;
       changed_.notify_all();
     };
-    handlers.on_event = [&](const kube::WatchEvent& event) {
-      if (event.type == kube::EventType::kBookmark || !event.object.is_object()) return;
+    handlers.upsert = [&](const json& object) {
       if (nodes_) {
-        if (event.type == kube::EventType::kDeleted) {
-          state_.RemoveNode(event.object["metadata"].value("name", ""));
-        } else {
-          state_.UpsertNode(event.object);
-        }
-      } else if (event.type == kube::EventType::kDeleted) {
-        state_.RemovePod(event.object);
+        state_.UpsertNode(object);
       } else {
-        state_.UpsertPod(event.object);
+        state_.UpsertPod(object);
       }
     };
-    Status status = kube::ListWatch(client_, kube::CollectionPath(nodes_ ? kube::kNodes : kube::kPods),
-                                    {}, handlers, stop);
-    if (!status.ok()) {
-      log::Write(log::Level::kError, "watch", "%s: %s", nodes_ ? "nodes" : "pods",
-                 status.message().c_str());
-    }
+    handlers.remove = [&](const json& object) {
+      if (nodes_) {
+        state_.RemoveNode(object["metadata"].value("name", ""));
+      } else {
+        state_.RemovePod(object);
+      }
+    };
+    kube::MirrorCollection(client_, kube::CollectionPath(nodes_ ? kube::kNodes : kube::kPods), {},
+                           handlers, stop);
   }
 
   bool synced() const {
@@ -125,64 +118,56 @@ class Mirror {
 };
 
 std::string MetricsText(const State& state, const Extender& extender, bool leader) {
-  std::string out;
-  auto line = [&](const std::string& text) { out += text + "\n"; };
-  line("# HELP tessera_scheduler_leader 1 when this replica holds the lease and serves.");
-  line("# TYPE tessera_scheduler_leader gauge");
-  line("tessera_scheduler_leader " + std::string(leader ? "1" : "0"));
-  line("# HELP tessera_scheduler_pods Pods holding Tessera GPUs (bound), and reservations.");
-  line("# TYPE tessera_scheduler_pods gauge");
-  line("tessera_scheduler_pods{state=\"bound\"} " + std::to_string(state.pods_holding()));
-  line("tessera_scheduler_pods{state=\"reserved\"} " + std::to_string(state.reservations()));
-  line("# HELP tessera_scheduler_gpu_memory_bytes A GPU's memory, and the sum of the limits granted on it.");
-  line("# TYPE tessera_scheduler_gpu_memory_bytes gauge");
-  std::string tenants =
-      "# HELP tessera_scheduler_gpu_tenants Containers holding a share of a GPU.\n"
-      "# TYPE tessera_scheduler_gpu_tenants gauge\n";
-  std::string share =
-      "# HELP tessera_scheduler_gpu_allocated_ratio The share of a GPU granted (compute and memory, 0..1).\n"
-      "# TYPE tessera_scheduler_gpu_allocated_ratio gauge\n";
-  for (const GpuView& gpu : state.Gpus()) {
-    std::string labels = "node=\"" + gpu.node + "\",gpu=\"" + gpu.uuid + "\",model=\"" +
-                         gpu.model + "\",mode=\"" + (gpu.shared ? "shared" : "whole") + "\"";
-    line("tessera_scheduler_gpu_memory_bytes{" + labels + ",kind=\"total\"} " +
-         std::to_string(gpu.memory_mib * 1048576));
-    line("tessera_scheduler_gpu_memory_bytes{" + labels + ",kind=\"allocated\"} " +
-         std::to_string(gpu.allocated_memory_mib * 1048576));
-    tenants += "tessera_scheduler_gpu_tenants{" + labels + "} " + std::to_string(gpu.tenants) + "\n";
-    char ratio[32];
-    snprintf(ratio, sizeof ratio, "%.3f", gpu.allocated_milli / 1000.0);
-    share += "tessera_scheduler_gpu_allocated_ratio{" + labels + "} " + ratio + "\n";
+  metrics::TextWriter w;
+  w.Family("tessera_scheduler_leader", "gauge",
+           "1 when this replica holds the lease and serves.");
+  w.Sample("tessera_scheduler_leader", {}, leader ? 1 : 0);
+  w.Family("tessera_scheduler_pods", "gauge",
+           "Pods holding Tessera GPUs (bound), and reservations.");
+  w.Sample("tessera_scheduler_pods", {{"state", "bound"}},
+           static_cast<double>(state.pods_holding()));
+  w.Sample("tessera_scheduler_pods", {{"state", "reserved"}},
+           static_cast<double>(state.reservations()));
+  const std::vector<GpuView> gpus = state.Gpus();
+  auto labels = [](const GpuView& gpu) {
+    return metrics::Labels{{"node", gpu.node},
+                           {"gpu", gpu.uuid},
+                           {"model", gpu.model},
+                           {"mode", gpu.shared ? "shared" : "whole"}};
+  };
+  w.Family("tessera_scheduler_gpu_memory_bytes", "gauge",
+           "A GPU's memory, and the sum of the limits granted on it.");
+  for (const GpuView& gpu : gpus) {
+    metrics::Labels total = labels(gpu);
+    total.emplace_back("kind", "total");
+    w.Sample("tessera_scheduler_gpu_memory_bytes", total,
+             static_cast<double>(gpu.memory_mib * 1048576));
+    metrics::Labels allocated = labels(gpu);
+    allocated.emplace_back("kind", "allocated");
+    w.Sample("tessera_scheduler_gpu_memory_bytes", allocated,
+             static_cast<double>(gpu.allocated_memory_mib * 1048576));
   }
-  out += tenants + share;
-  line("# HELP tessera_scheduler_extender_call_seconds Time to answer one extender call.");
-  line("# TYPE tessera_scheduler_extender_call_seconds histogram");
-  std::string errors =
-      "# HELP tessera_scheduler_extender_errors_total Extender calls answered with an error.\n"
-      "# TYPE tessera_scheduler_extender_errors_total counter\n";
+  w.Family("tessera_scheduler_gpu_tenants", "gauge", "Containers holding a share of a GPU.");
+  for (const GpuView& gpu : gpus) {
+    w.Sample("tessera_scheduler_gpu_tenants", labels(gpu), gpu.tenants);
+  }
+  w.Family("tessera_scheduler_gpu_allocated_ratio", "gauge",
+           "The share of a GPU granted (compute and memory, 0..1).");
+  for (const GpuView& gpu : gpus) {
+    w.Sample("tessera_scheduler_gpu_allocated_ratio", labels(gpu), gpu.allocated_milli / 1000.0);
+  }
+  w.Family("tessera_scheduler_extender_call_seconds", "histogram",
+           "Time to answer one extender call.");
   for (const auto& [verb, stats] : extender.stats()) {
-    uint64_t cumulative = 0;
-    for (int b = 0; b <= VerbStats::kBuckets; ++b) {
-      cumulative += stats.buckets[b].load();
-      char le[32];
-      if (b < VerbStats::kBuckets) {
-        snprintf(le, sizeof le, "%g", static_cast<double>(VerbStats::kBoundsUs[b]) / 1e6);
-      } else {
-        snprintf(le, sizeof le, "+Inf");
-      }
-      line("tessera_scheduler_extender_call_seconds_bucket{verb=\"" + verb + "\",le=\"" + le +
-           "\"} " + std::to_string(cumulative));
-    }
-    char sum[32];
-    snprintf(sum, sizeof sum, "%.6f", static_cast<double>(stats.total_us.load()) / 1e6);
-    line("tessera_scheduler_extender_call_seconds_sum{verb=\"" + verb + "\"} " + sum);
-    line("tessera_scheduler_extender_call_seconds_count{verb=\"" + verb + "\"} " +
-         std::to_string(stats.calls.load()));
-    errors += "tessera_scheduler_extender_errors_total{verb=\"" + verb + "\"} " +
-              std::to_string(stats.errors.load()) + "\n";
+    w.Histogram("tessera_scheduler_extender_call_seconds", {{"verb", verb}}, stats.latency.Take());
   }
-  out += errors;
-  return out;
+  w.Family("tessera_scheduler_extender_errors_total", "counter",
+           "Extender calls answered with an error.");
+  for (const auto& [verb, stats] : extender.stats()) {
+    w.Sample("tessera_scheduler_extender_errors_total", {{"verb", verb}},
+             static_cast<double>(stats.errors.load()));
+  }
+  return w.str();
 }
 
 void Answer(httplib::Response& response, const HttpAnswer& answer) {
@@ -223,13 +208,8 @@ int Run(const ServerOptions& options, std::stop_token stop) {
   std::stop_callback forward(stop, [&] { watches.request_stop(); });
   std::jthread node_watch([&] { nodes.Run(watches.get_token()); });
   std::jthread pod_watch([&] { pods.Run(watches.get_token()); });
-  std::jthread expiry([&](std::stop_token own) {
-    std::mutex mutex;
-    std::condition_variable_any wake;
-    std::stop_callback both(watches.get_token(), [&] { wake.notify_all(); });
-    while (!own.stop_requested() && !watches.get_token().stop_requested()) {
-      std::unique_lock lock(mutex);
-      wake.wait_for(lock, own, std::chrono::seconds(1), [] { return false; });
+  std::jthread expiry([&] {
+    while (kube::Clock::Real().SleepFor(std::chrono::seconds(1), watches.get_token())) {
       state.ExpireReservations();
     }
   });
@@ -328,10 +308,8 @@ int Run(const ServerOptions& options, std::stop_token stop) {
   if (elector.has_value()) {
     code = elector->Hold(stop) ? 0 : 1;
   } else {
-    std::mutex mutex;
-    std::condition_variable_any wake;
-    std::unique_lock lock(mutex);
-    wake.wait(lock, stop, [] { return false; });
+    while (kube::Clock::Real().SleepFor(std::chrono::hours(1), stop)) {
+    }
   }
   leader = false;
   secure.stop();

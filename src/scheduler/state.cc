@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace tessera::scheduler {
 namespace pl = placement;
@@ -16,12 +17,6 @@ namespace {
 int32_t GpuCount(const ContainerGpuRequest& container) {
   if (container.count > 0) return container.count;
   return container.asks_for_gpu() ? 1 : 0;
-}
-
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 std::string PodName(const json& pod) {
@@ -45,9 +40,9 @@ std::vector<std::string> MatchModels(const pl::Cluster& cluster,
                                      const std::vector<std::string>& patterns) {
   std::vector<std::string> models;
   for (int id = 0; id < cluster.model_count(); ++id) {
-    std::string name = Lower(cluster.model_name(id));
+    std::string name = ToLowerAscii(cluster.model_name(id));
     for (const std::string& pattern : patterns) {
-      if (name.find(Lower(pattern)) != std::string::npos) {
+      if (name.find(ToLowerAscii(pattern)) != std::string::npos) {
         models.push_back(cluster.model_name(id));
         break;
       }
@@ -401,14 +396,10 @@ pl::Policy* State::PolicyFor(const PodGpuRequest& request) {
   return policies_.emplace(name, std::move(policy).value()).first->second.get();
 }
 
-FilterOutcome State::Filter(const json& pod, const std::vector<std::string>& candidates) {
+FilterOutcome State::Filter(const json& pod, const PodGpuRequest& request,
+                            const std::vector<std::string>& candidates) {
   FilterOutcome outcome;
-  Result<PodGpuRequest> request = ParsePodGpuRequest(pod);
-  if (!request.ok()) {
-    outcome.error = request.status().message();
-    return outcome;
-  }
-  if (Status checked = CheckPodGpuRequest(*request, MaxGpusPerNode()); !checked.ok()) {
+  if (Status checked = CheckPodGpuRequest(request, MaxGpusPerNode()); !checked.ok()) {
     outcome.error = checked.message();
     return outcome;
   }
@@ -427,7 +418,7 @@ FilterOutcome State::Filter(const json& pod, const std::vector<std::string>& can
   Holding holding;
   holding.uid = PodUid(pod);
   holding.name = PodName(pod);
-  FilterOutcome placed = PlaceLocked(*request, mask, &holding);
+  FilterOutcome placed = PlaceLocked(request, mask, &holding);
   for (auto& [node, reason] : placed.failed) outcome.failed[node] = reason;
   for (auto& [node, reason] : placed.unresolvable) outcome.unresolvable[node] = reason;
   outcome.error = placed.error;
@@ -536,28 +527,11 @@ FilterOutcome State::PlaceLocked(const PodGpuRequest& request,
   return outcome;
 }
 
-Result<kube::PodAllocation> State::ReservationFor(const std::string& uid, const json& pod_hint,
-                                                  const std::string& node) {
-  {
-    std::lock_guard lock(mutex_);
-    auto it = holdings_.find(uid);
-    if (it != holdings_.end() && it->second.allocation.node == node) {
-      return it->second.allocation;
-    }
-  }
-  if (pod_hint.is_null()) return Status::Error("pod " + uid + " has no reservation");
-  FilterOutcome outcome = Filter(pod_hint, {node});
-  if (!outcome.error.empty()) return Status::Error(outcome.error);
-  if (!outcome.node.has_value()) {
-    std::string reason = "does not fit";
-    if (auto f = outcome.failed.find(node); f != outcome.failed.end()) reason = f->second;
-    if (auto f = outcome.unresolvable.find(node); f != outcome.unresolvable.end()) {
-      reason = f->second;
-    }
-    return Status::Error("pod " + PodName(pod_hint) + " on node " + node + ": " + reason);
-  }
+std::optional<kube::PodAllocation> State::Reservation(const std::string& uid) const {
   std::lock_guard lock(mutex_);
-  return holdings_.at(uid).allocation;
+  auto it = holdings_.find(uid);
+  if (it == holdings_.end()) return std::nullopt;
+  return it->second.allocation;
 }
 
 void State::Bound(const std::string& uid) {
@@ -571,17 +545,8 @@ void State::BindFailed(const std::string& uid) {
   DropLocked(uid);
 }
 
-std::optional<std::string> State::ReservedNode(const std::string& uid) const {
-  std::lock_guard lock(mutex_);
-  auto it = holdings_.find(uid);
-  if (it == holdings_.end()) return std::nullopt;
-  return it->second.allocation.node;
-}
-
-bool State::FitsAfterEviction(const json& pod, const std::string& node,
+bool State::FitsAfterEviction(const PodGpuRequest& request, const std::string& node,
                               const std::vector<std::string>& victim_uids) {
-  Result<PodGpuRequest> request = ParsePodGpuRequest(pod);
-  if (!request.ok()) return false;
   std::lock_guard lock(mutex_);
   EnsureBuiltLocked();
   auto index = node_index_.find(node);
@@ -595,9 +560,9 @@ bool State::FitsAfterEviction(const json& pod, const std::string& node,
   }
   std::vector<bool> only(trial.cluster().node_count(), false);
   only[index->second] = true;
-  for (const ContainerGpuRequest& container : request->containers) {
+  for (const ContainerGpuRequest& container : request.containers) {
     if (GpuCount(container) == 0) continue;
-    pl::Request r = EngineRequest(trial.cluster(), container, *request, unhealthy_uuids_);
+    pl::Request r = EngineRequest(trial.cluster(), container, request, unhealthy_uuids_);
     if (!pl::ValidateRequest(r).ok()) return false;
     pl::Demand demand = pl::CompileDemand(trial.cluster(), r);
     demand.shares_only = r.gpu_milli != pl::kMilliPerGpu;

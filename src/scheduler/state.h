@@ -95,22 +95,20 @@ class State {
   void RemovePod(const nlohmann::json& pod);
   void ReplaceAllPods(const std::vector<nlohmann::json>& pods);
 
-  // Chooses a node among `candidates` for `pod` and reserves its GPUs there. A pod that was
-  // filtered before gives up its earlier reservation first (kube-scheduler retries).
-  FilterOutcome Filter(const nlohmann::json& pod, const std::vector<std::string>& candidates);
+  // Chooses a node among `candidates` for `pod` (whose parsed request is `request`) and
+  // reserves its GPUs there. A pod that was filtered before gives up its earlier reservation
+  // first (kube-scheduler retries).
+  FilterOutcome Filter(const nlohmann::json& pod, const PodGpuRequest& request,
+                       const std::vector<std::string>& candidates);
 
-  // The reservation for pod `uid` on `node`, made now if /filter's was lost (a restart) and the
-  // pod still fits there. What the binding must carry.
-  Result<kube::PodAllocation> ReservationFor(const std::string& uid, const nlohmann::json& pod_hint,
-                                             const std::string& node);
+  // What pod `uid` holds (reserved by /filter, or bound), if anything: what its binding carries.
+  std::optional<kube::PodAllocation> Reservation(const std::string& uid) const;
   // The binding happened (the watch will confirm it) or failed (the reservation is dropped).
   void Bound(const std::string& uid);
   void BindFailed(const std::string& uid);
-  // The node /filter chose for pod `uid`, if it holds a reservation.
-  std::optional<std::string> ReservedNode(const std::string& uid) const;
 
-  // Whether `pod` would fit on `node` once the pods `victim_uids` released their GPUs.
-  bool FitsAfterEviction(const nlohmann::json& pod, const std::string& node,
+  // Whether `request` would fit on `node` once the pods `victim_uids` released their GPUs.
+  bool FitsAfterEviction(const PodGpuRequest& request, const std::string& node,
                          const std::vector<std::string>& victim_uids);
 
   // The largest number of Tessera GPUs on one node (0: none known yet).
