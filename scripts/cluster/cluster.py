@@ -121,7 +121,10 @@ def alive(record):
     pid = record["pid"]
     if start_ticks(pid) != record.get("start_ticks"):
         return False
-    return record.get("match", "") in " ".join(cmdline(pid))
+    # A process that is still in execve has no command line yet (the kernel lets the parent of a
+    # vfork-style spawn run before it sets the new one up): same pid and start time is then enough.
+    words = cmdline(pid)
+    return not words or record.get("match", "") in " ".join(words)
 
 
 def wait_until(what, predicate, deadline, watch=None, interval=0.2):
@@ -257,7 +260,7 @@ def keeper_spawn(request):
     null_fd = os.open("/dev/null", os.O_RDONLY)
     try:
         defaults = [signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD]
-        return os.posix_spawnp(request["argv"][0], request["argv"], request["env"],
+        pid = os.posix_spawnp(request["argv"][0], request["argv"], request["env"],
                                file_actions=[(os.POSIX_SPAWN_DUP2, null_fd, 0),
                                              (os.POSIX_SPAWN_DUP2, log_fd, 1),
                                              (os.POSIX_SPAWN_DUP2, log_fd, 2)],
@@ -265,6 +268,13 @@ def keeper_spawn(request):
     finally:
         os.close(log_fd)
         os.close(null_fd)
+    # posix_spawn returns once the child has replaced its memory, but before the kernel has set up
+    # its new command line: a reader in that window sees none and would take the process for gone.
+    # Reply once it is there (or the process has already ended), so that every later check sees it.
+    end = time.monotonic() + 5
+    while not cmdline(pid) and start_ticks(pid) and time.monotonic() < end:
+        time.sleep(0.001)
+    return pid
 
 
 def keeper_request(state_dir, request, timeout=10):
