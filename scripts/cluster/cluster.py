@@ -702,6 +702,12 @@ def kubelet_argv(paths, node, ports):
             # Only memory pressure evicts: a shared development disk must not taint the nodes.
             "--eviction-hard=memory.available<100Mi",
             "--image-gc-high-threshold=100", "--image-gc-low-threshold=99",
+            # The runtime's pulls are instant and local: kubelet's default of 5 pulls/s would
+            # only fail a burst of pods with ErrImagePull and minutes of back-off.
+            "--registry-qps=0",
+            # Kubernetes 1.27's defaults (1.20's 5/10 would make a node's status updates, not its
+            # pods, the bottleneck of a burst: a few writes per pod at 5 a second).
+            "--kube-api-qps=50", "--kube-api-burst=100",
             # The Node's status (allocatable devices among it) is posted every 4 s rather than
             # kubelet's default 10 s, so that a device's health shows within seconds.
             "--node-status-update-frequency=4s",

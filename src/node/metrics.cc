@@ -1,5 +1,7 @@
 #include "node/metrics.h"
 
+#include <tuple>
+
 #include "common/metrics_text.h"
 
 namespace tessera::node {
@@ -51,16 +53,22 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
         std::string(GpuModeName(mode == registry.modes().end() ? GpuMode::kWhole : mode->second)));
     w.Sample("tessera_gpu_mode", labels, 1);
   }
-  w.Family("tessera_gpu_memory_limit_sum_bytes", "gauge",
-           "Sum of the memory limits of the live shares of a shared GPU (never above its memory).");
-  const auto limit_sums = registry.MemoryLimitSums();
-  for (const auto& gpu : inventory.gpus) {
-    auto mode = registry.modes().find(gpu.index);
-    if (mode == registry.modes().end() || mode->second != GpuMode::kShared) continue;
-    auto it = limit_sums.find(gpu.uuid);
-    w.Sample("tessera_gpu_memory_limit_sum_bytes", gpu_labels(gpu),
-             it == limit_sums.end() ? 0 : static_cast<double>(it->second));
-  }
+  auto shared_sums = [&](const char* name, const char* help,
+                         const std::map<std::string, uint64_t>& sums) {
+    w.Family(name, "gauge", help);
+    for (const auto& gpu : inventory.gpus) {
+      auto mode = registry.modes().find(gpu.index);
+      if (mode == registry.modes().end() || mode->second != GpuMode::kShared) continue;
+      auto it = sums.find(gpu.uuid);
+      w.Sample(name, gpu_labels(gpu), it == sums.end() ? 0 : static_cast<double>(it->second));
+    }
+  };
+  shared_sums("tessera_gpu_memory_limit_sum_bytes",
+              "Sum of the memory limits of the live shares of a shared GPU (never above its memory).",
+              registry.MemoryLimitSums());
+  shared_sums("tessera_gpu_memory_limit_sum_peak_bytes",
+              "The highest sum of the memory limits of a shared GPU's shares since the agent started.",
+              registry.PeakMemoryLimitSums());
   w.Family("tessera_gpu_healthy", "gauge",
            "1 when the GPU is healthy, 0 when its devices are advertised Unhealthy.");
   for (const auto& gpu : inventory.gpus) {
@@ -111,10 +119,15 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
                1);
     }
   }
-  w.Family("tessera_node_allocate_duration_seconds", "histogram",
-           "Time tessera-node took to answer kubelet's Allocate.");
-  w.Histogram("tessera_node_allocate_duration_seconds", {{"node", node_name}},
-              registry.AllocateLatency());
+  for (const auto& [name, rpc, call] :
+       {std::tuple{"tessera_node_allocate_duration_seconds", Registry::Rpc::kAllocate, "Allocate"},
+        std::tuple{"tessera_node_preferred_allocation_duration_seconds",
+                   Registry::Rpc::kGetPreferredAllocation, "GetPreferredAllocation"},
+        std::tuple{"tessera_node_prestart_duration_seconds", Registry::Rpc::kPreStartContainer,
+                   "PreStartContainer"}}) {
+    w.Family(name, "histogram", std::string("Time tessera-node took to answer kubelet's ") + call + ".");
+    w.Histogram(name, {{"node", node_name}}, registry.RpcLatency(rpc));
+  }
   return w.str();
 }
 

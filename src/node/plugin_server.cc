@@ -60,6 +60,7 @@ class PluginService final : public dp::DevicePlugin::Service {
   grpc::Status GetPreferredAllocation(grpc::ServerContext*,
                                       const dp::PreferredAllocationRequest* request,
                                       dp::PreferredAllocationResponse* response) override {
+    const auto start = std::chrono::steady_clock::now();
     for (const auto& container : request->container_requests()) {
       std::vector<std::string> available(container.available_deviceids().begin(),
                                          container.available_deviceids().end());
@@ -72,6 +73,8 @@ class PluginService final : public dp::DevicePlugin::Service {
                                            registry_.inventory().topology);
       for (auto& id : chosen) out->add_deviceids(std::move(id));
     }
+    registry_.RecordRpc(Registry::Rpc::kGetPreferredAllocation,
+                        std::chrono::steady_clock::now() - start);
     return grpc::Status::OK;
   }
 
@@ -127,7 +130,10 @@ class PluginService final : public dp::DevicePlugin::Service {
                                  dp::PreStartContainerResponse*) override {
     if (shared_ == nullptr) return grpc::Status::OK;
     std::vector<std::string> ids(request->devicesids().begin(), request->devicesids().end());
-    if (Status status = shared_->PreStart(ids); !status.ok()) {
+    const auto start = std::chrono::steady_clock::now();
+    const Status status = shared_->PreStart(ids);
+    registry_.RecordRpc(Registry::Rpc::kPreStartContainer, std::chrono::steady_clock::now() - start);
+    if (!status.ok()) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, status.message());
     }
     return grpc::Status::OK;

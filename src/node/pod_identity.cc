@@ -45,6 +45,8 @@ CachedPod CachedPodFromJson(const nlohmann::json& pod) {
   out.namespace_name = StringAt(metadata, "namespace");
   out.name = StringAt(metadata, "name");
   out.uid = StringAt(metadata, "uid");
+  out.deleting = metadata.is_object() && metadata.contains("deletionTimestamp") &&
+                 !metadata["deletionTimestamp"].is_null();
   if (pod.is_object() && pod.contains("status")) out.phase = StringAt(pod["status"], "phase");
   if (metadata.is_object() && metadata.contains("annotations")) {
     const std::string text = StringAt(metadata["annotations"], kube::kAllocationAnnotation);
@@ -73,7 +75,9 @@ PendingIdentity FindPendingContainer(const std::vector<PodResourcesPod>& listed,
       continue;
     }
     const CachedPod& pod = cached->second;
-    if (pod.Terminal() || !pod.allocation || pod.allocation->node != node) continue;
+    if (pod.Terminal() || pod.deleting || !pod.allocation || pod.allocation->node != node) {
+      continue;
+    }
     for (const auto& grant : pod.allocation->containers) {
       if (grant.gpus.empty()) continue;
       auto listed_container =

@@ -49,6 +49,9 @@ struct CachedPod {
   std::string phase;  // Pending, Running, Succeeded, Failed, Unknown ("" when not yet set)
   std::optional<kube::PodAllocation> allocation;
   std::string allocation_error;  // the annotation is there but does not parse: why
+  // metadata.deletionTimestamp is set: kubelet is stopping the pod (its devices are freed while
+  // PodResources still lists it) and never starts a container of it again.
+  bool deleting = false;
 
   bool Terminal() const { return phase == "Succeeded" || phase == "Failed"; }
 };

@@ -1,9 +1,12 @@
 #include "node/registry.h"
 
+#include <algorithm>
+
 namespace tessera::node {
 namespace {
 
-// Allocate is a local, in-memory answer: microseconds to milliseconds.
+// kubelet's calls: local answers, microseconds to milliseconds (a PodResources list or a wait
+// for the pod watch at most a second or so).
 const std::vector<double> kLatencyBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                             0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
 
@@ -14,7 +17,8 @@ Registry::Registry(Inventory inventory, std::map<unsigned, GpuMode> modes,
     : inventory_(std::move(inventory)),
       modes_(std::move(modes)),
       resources_(std::move(resources)),
-      allocate_latency_(kLatencyBounds) {
+      latency_{metrics::LatencyHistogram(kLatencyBounds), metrics::LatencyHistogram(kLatencyBounds),
+               metrics::LatencyHistogram(kLatencyBounds)} {
   for (const auto& gpu : inventory_.gpus) health_[gpu.uuid] = GpuHealth{};
 }
 
@@ -61,7 +65,16 @@ std::vector<ContainerDevices> Registry::Containers() const {
 
 void Registry::SetMemoryLimitSums(std::map<std::string, uint64_t> sums) {
   std::lock_guard lock(mutex_);
+  for (const auto& [uuid, sum] : sums) {
+    uint64_t& peak = peak_memory_limit_sums_[uuid];
+    peak = std::max(peak, sum);
+  }
   memory_limit_sums_ = std::move(sums);
+}
+
+std::map<std::string, uint64_t> Registry::PeakMemoryLimitSums() const {
+  std::lock_guard lock(mutex_);
+  return peak_memory_limit_sums_;
 }
 
 std::map<std::string, uint64_t> Registry::MemoryLimitSums() const {
@@ -69,8 +82,8 @@ std::map<std::string, uint64_t> Registry::MemoryLimitSums() const {
   return memory_limit_sums_;
 }
 
-void Registry::RecordAllocate(std::chrono::nanoseconds latency) {
-  allocate_latency_.Record(latency);
+void Registry::RecordRpc(Rpc rpc, std::chrono::nanoseconds latency) {
+  latency_[static_cast<size_t>(rpc)].Record(latency);
 }
 
 uint64_t Registry::Version() const {

@@ -6,6 +6,7 @@
 #ifndef TESSERA_NODE_REGISTRY_H_
 #define TESSERA_NODE_REGISTRY_H_
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -54,10 +55,19 @@ class Registry {
   // Per shared GPU (by UUID), the sum of the memory limits of its live shares, in bytes.
   void SetMemoryLimitSums(std::map<std::string, uint64_t> sums);
   std::map<std::string, uint64_t> MemoryLimitSums() const;
+  // Per shared GPU, the highest such sum since the agent started: what "the sum never went past
+  // the GPU's memory" is checked against, with no sampling gap.
+  std::map<std::string, uint64_t> PeakMemoryLimitSums() const;
 
-  void RecordAllocate(std::chrono::nanoseconds latency);
-  // Allocate latencies in seconds, in the histogram's buckets (cumulative counts), plus the sum.
-  metrics::LatencyHistogram::Snapshot AllocateLatency() const { return allocate_latency_.Take(); }
+  // kubelet's calls that a pod's start waits on, each timed for /metrics.
+  enum class Rpc { kAllocate, kGetPreferredAllocation, kPreStartContainer };
+  void RecordRpc(Rpc rpc, std::chrono::nanoseconds latency);
+  void RecordAllocate(std::chrono::nanoseconds latency) { RecordRpc(Rpc::kAllocate, latency); }
+  // Latencies in seconds, in the histogram's buckets (cumulative counts), plus the sum.
+  metrics::LatencyHistogram::Snapshot RpcLatency(Rpc rpc) const {
+    return latency_[static_cast<size_t>(rpc)].Take();
+  }
+  metrics::LatencyHistogram::Snapshot AllocateLatency() const { return RpcLatency(Rpc::kAllocate); }
 
   uint64_t Version() const;
   // Waits until Version() != `seen`, WakeAll() or `timeout`; returns the version then.
@@ -77,7 +87,8 @@ class Registry {
   std::map<std::string, GpuHealth> health_;
   std::vector<ContainerDevices> containers_;
   std::map<std::string, uint64_t> memory_limit_sums_;
-  metrics::LatencyHistogram allocate_latency_;
+  std::map<std::string, uint64_t> peak_memory_limit_sums_;
+  std::array<metrics::LatencyHistogram, 3> latency_;
 };
 
 }  // namespace tessera::node

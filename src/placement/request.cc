@@ -57,17 +57,13 @@ Demand CompileDemand(const Cluster& cluster, const Request& request) {
   return demand;
 }
 
-int32_t ShareOn(const GpuSpec& gpu, const Demand& demand) {
+int32_t ShareOn(const GpuSpec& /*gpu*/, const Demand& demand) {
   if (demand.gpu_milli > 0) return demand.gpu_milli;
-  int32_t share = demand.gpu_cores_percent * (kMilliPerGpu / 100);
-  if (gpu.memory_mib > 0 && demand.gpu_memory_mib > 0) {
-    // Memory is the hard limit: the share must cover the memory asked for, rounded up.
-    int64_t by_memory =
-        (demand.gpu_memory_mib * kMilliPerGpu + gpu.memory_mib - 1) / gpu.memory_mib;
-    share = static_cast<int32_t>(
-        std::max<int64_t>(share, std::min<int64_t>(by_memory, kMilliPerGpu + 1)));
-  }
-  return std::max<int32_t>(share, 1);
+  // HAMi's form: compute (gpucores) and memory (gpumem) are two separate limits, each summed on
+  // its own, so the share is the compute alone; FitsGpu holds the memory apart. A tenant with no
+  // compute limit still takes one milli: it cannot join a GPU whose compute is all given, nor a
+  // GPU that someone holds exclusively (gpucores 100), as in HAMi.
+  return std::max<int32_t>(demand.gpu_cores_percent * (kMilliPerGpu / 100), 1);
 }
 
 namespace {

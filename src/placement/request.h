@@ -62,7 +62,9 @@ struct Demand {
 // constraints, so the request must outlive it.
 Demand CompileDemand(const Cluster& cluster, const Request& request);
 
-// The share (milli-GPU) a demand takes from a GPU in kShared mode, from its free_milli.
+// The share (milli-GPU) a demand takes from a GPU in kShared mode, from its free_milli: the
+// share itself, or for the memory form its compute (gpucores, at least 1 milli); the memory form's
+// memory is a second, separate limit.
 int32_t ShareOn(const GpuSpec& gpu, const Demand& demand);
 
 // What a placement takes from one GPU; the ledger gives exactly this back on release.

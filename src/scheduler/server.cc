@@ -177,6 +177,23 @@ void Answer(httplib::Response& response, const HttpAnswer& answer) {
 
 }  // namespace
 
+void SetUpExtender(httplib::Server& server, Extender& extender) {
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(kKeepAliveCalls);
+  server.Post("/filter", [&extender](const httplib::Request& q, httplib::Response& r) {
+    Answer(r, extender.Filter(q.body));
+  });
+  server.Post("/prioritize", [&extender](const httplib::Request& q, httplib::Response& r) {
+    Answer(r, extender.Prioritize(q.body));
+  });
+  server.Post("/bind", [&extender](const httplib::Request& q, httplib::Response& r) {
+    Answer(r, extender.Bind(q.body));
+  });
+  server.Post("/preempt", [&extender](const httplib::Request& q, httplib::Response& r) {
+    Answer(r, extender.Preempt(q.body));
+  });
+}
+
 int Run(const ServerOptions& options, std::stop_token stop) {
   auto bind = ParseHostPort(options.bind, "--bind");
   auto metrics_bind = ParseHostPort(options.metrics_bind, "--metrics-bind");
@@ -267,18 +284,7 @@ int Run(const ServerOptions& options, std::stop_token stop) {
   // Bodies up to kMaxBodyBytes are read and judged by the handlers (400 with a reason); the
   // library refuses anything much larger before it is read.
   secure.set_payload_max_length(kMaxBodyBytes * 2);
-  secure.Post("/filter", [&](const httplib::Request& q, httplib::Response& r) {
-    Answer(r, extender.Filter(q.body));
-  });
-  secure.Post("/prioritize", [&](const httplib::Request& q, httplib::Response& r) {
-    Answer(r, extender.Prioritize(q.body));
-  });
-  secure.Post("/bind", [&](const httplib::Request& q, httplib::Response& r) {
-    Answer(r, extender.Bind(q.body));
-  });
-  secure.Post("/preempt", [&](const httplib::Request& q, httplib::Response& r) {
-    Answer(r, extender.Preempt(q.body));
-  });
+  SetUpExtender(secure, extender);
   secure.Post("/webhook", [&](const httplib::Request& q, httplib::Response& r) {
     AdmissionOptions admission = options.admission;
     admission.max_gpus_per_node = state.MaxGpusPerNode();

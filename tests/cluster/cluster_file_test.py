@@ -122,5 +122,48 @@ class BadClusterFiles(unittest.TestCase):
             """, ["colour"])
 
 
+class DeployForHostProcesses(unittest.TestCase):
+    """deploy/'s scheduler configuration and webhook, pointed at the host's tessera-scheduler
+    (deploy/ names the Service tessera-scheduler.tessera-system.svc)."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.paths = type("Paths", (), {})()
+        self.paths.pki = self.dir.name
+        self.paths.kubeconfig = os.path.join(self.dir.name, "kubeconfig")
+        self.paths.tool = lambda name: name
+        with open(os.path.join(self.dir.name, "ca.crt"), "wb") as f:
+            f.write(b"the dev cluster's CA\n")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_the_extender_is_the_host_port_with_the_dev_clusters_ca(self):
+        config = cluster.extender_config(self.paths, {"tesseraScheduler": 19443})
+        self.assertEqual([p["schedulerName"] for p in config["profiles"]],
+                         ["default-scheduler", "tessera-scheduler"])
+        [extender] = config["extenders"]
+        self.assertEqual(extender["urlPrefix"], "https://127.0.0.1:19443")
+        self.assertEqual(extender["tlsConfig"], {"caFile": os.path.join(self.dir.name, "ca.crt")})
+        self.assertEqual(extender["bindVerb"], "bind")
+        self.assertIn("nvidia.com/gpumem", [r["name"] for r in extender["managedResources"]])
+
+    def test_the_webhook_is_the_host_url_with_the_dev_clusters_ca(self):
+        sent = []
+        real_run = cluster.run
+        cluster.run = lambda argv, **kwargs: sent.append((argv, kwargs))
+        try:
+            cluster.register_webhook(self.paths, {"ports": {"tesseraScheduler": 19443}})
+        finally:
+            cluster.run = real_run
+        [(argv, kwargs)] = sent
+        self.assertEqual(argv[-3:], ["apply", "-f", "-"])
+        [hook] = yaml.safe_load(kwargs["input"])["webhooks"]
+        self.assertEqual(hook["name"], "pods.tessera.io")
+        self.assertEqual(hook["clientConfig"], {"url": "https://127.0.0.1:19443/webhook",
+                                                "caBundle": "dGhlIGRldiBjbHVzdGVyJ3MgQ0EK"})
+        self.assertEqual(hook["rules"][0]["resources"], ["pods"])
+
+
 if __name__ == "__main__":
     unittest.main()

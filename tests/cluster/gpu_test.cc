@@ -397,23 +397,38 @@ namespace {
 
 using Deploy = ClusterTest;
 
-// deploy/ (kustomize) renders, and the cluster's apiserver accepts every object of it.
+// deploy/ (kustomize) renders, and the cluster's apiserver accepts every object of it:
+// tessera-node, and tessera-scheduler's Deployment, Service, RBAC, certificate Job and webhook.
 TEST_F(Deploy, TheKustomizeLayoutRendersAndTheApiServerAcceptsIt) {
   const std::string deploy = std::string(TESSERA_SOURCE_DIR) + "/deploy";
   CommandResult rendered = Kubectl({"kustomize", deploy});
   ASSERT_EQ(rendered.status, 0) << rendered.output;
   for (const char* kind :
-       {"kind: DaemonSet", "kind: ConfigMap", "kind: ClusterRole", "kind: ClusterRoleBinding",
-        "kind: ServiceAccount", "prometheus.io/scrape"}) {
+       {"kind: DaemonSet\n", "kind: ConfigMap\n", "kind: ClusterRole\n",
+        "kind: ClusterRoleBinding\n", "kind: ServiceAccount\n", "kind: Deployment\n",
+        "kind: Service\n", "kind: Job\n", "kind: Role\n", "kind: RoleBinding\n",
+        "kind: MutatingWebhookConfiguration\n", "prometheus.io/scrape",
+        "apiVersion: kubescheduler.config.k8s.io/v1\n"}) {
     EXPECT_NE(rendered.output.find(kind), std::string::npos) << kind;
   }
   // A server-side dry run checks objects in a namespace that exists; make it first.
   Kubectl({"create", "namespace", "tessera-system"});
   CommandResult applied = Kubectl({"apply", "-k", deploy, "--dry-run=server"});
   EXPECT_EQ(applied.status, 0) << applied.output;
-  EXPECT_NE(applied.output.find("daemonset.apps/tessera-node created (server dry run)"),
-            std::string::npos)
-      << applied.output;
+  for (const char* object :
+       {"daemonset.apps/tessera-node created (server dry run)",
+        "deployment.apps/tessera-scheduler created (server dry run)",
+        "service/tessera-scheduler created (server dry run)",
+        "job.batch/tessera-scheduler-certificate created (server dry run)",
+        "serviceaccount/tessera-scheduler created (server dry run)",
+        "\nrole.rbac.authorization.k8s.io/tessera-scheduler created (server dry run)",
+        "rolebinding.rbac.authorization.k8s.io/tessera-scheduler-authentication-reader created",
+        "clusterrolebinding.rbac.authorization.k8s.io/tessera-scheduler-as-kube-scheduler created",
+        "configmap/tessera-kube-scheduler-config-",
+        // created, or configured where make cluster registered it for the host's scheduler
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/tessera-scheduler "}) {
+    EXPECT_NE(applied.output.find(object), std::string::npos) << object << "\n" << applied.output;
+  }
 }
 
 }  // namespace

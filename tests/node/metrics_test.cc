@@ -71,6 +71,13 @@ TEST(Metrics, SayEachGpusMemoryModeAndHealthAndEachContainersDevices) {
       << text;
   EXPECT_NE(text.find("tessera_node_allocate_duration_seconds_count{node=\"gpu-mig\"} 1\n"),
             std::string::npos);
+  EXPECT_NE(text.find("tessera_node_prestart_duration_seconds_count{node=\"gpu-mig\"} 0\n"),
+            std::string::npos);
+  registry.RecordRpc(Registry::Rpc::kGetPreferredAllocation, std::chrono::milliseconds(20));
+  EXPECT_NE(RenderMetrics("gpu-mig", registry, {})
+                .find("tessera_node_preferred_allocation_duration_seconds_bucket{node=\"gpu-mig\","
+                      "le=\"0.025\"} 1\n"),
+            std::string::npos);
   // A GPU without a sample has no memory-used series (rather than a made-up 0).
   EXPECT_EQ(text.find("hami_host_gpu_memory_used_bytes{node=\"gpu-mig\",device_uuid=\"GPU-b\""),
             std::string::npos);
@@ -159,6 +166,19 @@ TEST(Metrics, SayTheSumOfTheMemoryLimitsOfEachSharedGpu) {
   // Only shared GPUs have one.
   EXPECT_EQ(text.find("tessera_gpu_memory_limit_sum_bytes{node=\"n\",device_uuid=\"GPU-b\""),
             std::string::npos);
+}
+
+TEST(Metrics, KeepTheHighestSumOfMemoryLimitsOfEachSharedGpu) {
+  Registry registry = SharedRegistry();
+  registry.SetMemoryLimitSums({{"GPU-a", 5000ull << 20}});
+  registry.SetMemoryLimitSums({{"GPU-a", 1000ull << 20}});
+  EXPECT_EQ(registry.MemoryLimitSums().at("GPU-a"), 1000ull << 20);
+  EXPECT_EQ(registry.PeakMemoryLimitSums().at("GPU-a"), 5000ull << 20);
+  const std::string text = RenderMetrics("n", registry, {});
+  EXPECT_NE(text.find("tessera_gpu_memory_limit_sum_peak_bytes{node=\"n\",device_uuid=\"GPU-a\","
+                      "device_index=\"0\",device_type=\"NVIDIA A100-SXM4-80GB\"} 5242880000\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

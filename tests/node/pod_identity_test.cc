@@ -117,6 +117,25 @@ TEST(FindPendingContainer, ATerminalPodIsSkipped) {
   EXPECT_EQ(identity.container->pod, "new");
 }
 
+TEST(FindPendingContainer, APodBeingDeletedIsSkipped) {
+  // kubelet frees a deleted pod's devices at once; PodResources lists it until it is gone.
+  CachedPod deleted = Pod("deleted", {Grant("main", {{"GPU-2", 1000, 10}})}, "Running");
+  deleted.deleting = true;
+  const auto pods = Snapshot({deleted, Pod("new", {Grant("main", {{"GPU-1", 1000, 10}})})});
+  const std::vector<PodResourcesPod> listed = {Listed("deleted", {{"main", {}}}),
+                                               Listed("new", {{"main", {}}})};
+  auto identity = FindPendingContainer(listed, pods, kNode, kGpu, 1);
+  ASSERT_TRUE(identity.container) << identity.why;
+  EXPECT_EQ(identity.container->pod, "new");
+}
+
+TEST(CachedPodFromJson, ReadsTheDeletionTimestamp) {
+  EXPECT_FALSE(CachedPodFromJson({{"metadata", {{"name", "a"}}}}).deleting);
+  EXPECT_TRUE(CachedPodFromJson(
+                  {{"metadata", {{"name", "a"}, {"deletionTimestamp", "2026-12-01T20:00:00Z"}}}})
+                  .deleting);
+}
+
 TEST(FindPendingContainer, AnAllocatedContainerIsSkippedForTheNextOneOfItsPod) {
   const auto pods = Snapshot({Pod(
       "two", {Grant("first", {{"GPU-1", 1000, 10}}), Grant("second", {{"GPU-2", 1000, 10}})})});

@@ -144,6 +144,55 @@ TEST(SharingModes, SharedGpusWithModelledMemoryHoldMemoryAsAHardLimit) {
   EXPECT_TRUE(ledger.Place(r, On(0, {0})).ok());
 }
 
+// HAMi's gpumem and gpucores are summed apart: a GPU is full when either runs out, not when
+// the larger of the two fractions of each tenant adds up to the GPU.
+TEST(SharingModes, SharedGpusSumMemoryAndComputeApart) {
+  NodeSpec node = Node("n", 8000, 1);
+  node.gpus[0].memory_mib = 81920;
+  Ledger ledger(MakeCluster({node}));
+  Request memory_heavy;
+  memory_heavy.gpu_count = 1;
+  memory_heavy.gpu_memory_mib = 20480;  // a quarter of the memory each, 1 % of the compute
+  memory_heavy.gpu_cores_percent = 1;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ledger.Place(memory_heavy, On(0, {0})).ok()) << i;
+  Request compute_heavy;
+  compute_heavy.gpu_count = 1;
+  compute_heavy.gpu_memory_mib = 1024;  // little memory, a third of the compute each
+  compute_heavy.gpu_cores_percent = 32;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ledger.Place(compute_heavy, On(0, {0})).ok()) << i;
+  // 75 % + 3.75 % of the memory and 99 % of the compute are taken.
+  EXPECT_FALSE(ledger.Place(compute_heavy, On(0, {0})).ok());
+  Request rest;
+  rest.gpu_count = 1;
+  rest.gpu_memory_mib = 81920 - 3 * 20480 - 3 * 1024;
+  rest.gpu_cores_percent = 1;
+  ASSERT_TRUE(ledger.Place(rest, On(0, {0})).ok());
+  EXPECT_EQ(ledger.cluster().gpus(0)[0].free_memory_mib, 0);
+  EXPECT_EQ(ledger.cluster().gpus(0)[0].free_milli, 0);
+  // Full on both counts: not even a tenant without a compute limit joins.
+  Request no_limit;
+  no_limit.gpu_count = 1;
+  no_limit.gpu_memory_mib = 1;
+  EXPECT_FALSE(ledger.Place(no_limit, On(0, {0})).ok());
+}
+
+TEST(SharingModes, AnExclusiveTenantTakesAllOfASharedGpusCompute) {
+  NodeSpec node = Node("n", 8000, 1);
+  node.gpus[0].memory_mib = 81920;
+  Ledger ledger(MakeCluster({node}));
+  Request no_limit;
+  no_limit.gpu_count = 1;
+  no_limit.gpu_memory_mib = 1024;
+  Request exclusive = no_limit;
+  exclusive.gpu_cores_percent = 100;
+  auto first = ledger.Place(no_limit, On(0, {0}));
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(ledger.Place(exclusive, On(0, {0})).ok());  // someone is there already
+  ASSERT_TRUE(ledger.Release(*first).ok());
+  ASSERT_TRUE(ledger.Place(exclusive, On(0, {0})).ok());
+  EXPECT_FALSE(ledger.Place(no_limit, On(0, {0})).ok());  // and no one joins it
+}
+
 TEST(Cluster, RejectsDuplicateNamesAndTooManyGpus) {
   EXPECT_FALSE(Cluster::Create({Node("a", 1, 1), Node("a", 1, 1)}).ok());
   EXPECT_FALSE(Cluster::Create({Node("a", 1, kMaxGpusPerNode + 1)}).ok());

@@ -76,7 +76,7 @@ TEST(Fit, UuidConstraintsPickOrExcludeGpus) {
   EXPECT_FALSE(FitsNode(cluster, 0, CompileDemand(cluster, r)));
 }
 
-TEST(Fit, MemoryFormTakesTheLargerOfCoresAndMemoryAsShare) {
+TEST(Fit, MemoryFormChargesItsCoresAsShareAndItsMemoryApart) {
   GpuSpec gpu;
   gpu.model = "A100";
   gpu.memory_mib = 40000;
@@ -84,9 +84,11 @@ TEST(Fit, MemoryFormTakesTheLargerOfCoresAndMemoryAsShare) {
   d.gpu_count = 1;
   d.gpu_memory_mib = 10000;
   d.gpu_cores_percent = 10;
-  EXPECT_EQ(ShareOn(gpu, d), 250);
+  EXPECT_EQ(ShareOn(gpu, d), 100);
   d.gpu_cores_percent = 30;
   EXPECT_EQ(ShareOn(gpu, d), 300);
+  d.gpu_cores_percent = 0;
+  EXPECT_EQ(ShareOn(gpu, d), 1);
 }
 
 TEST(ChooseGpusBestFit, TakesTheFullestGpuThatFits) {

@@ -114,8 +114,8 @@ TEST_F(ExtenderTest, FilterChoosesOneNodeAndBindCarriesTheLimits) {
 TEST_F(ExtenderTest, NoGpuIsGrantedMoreThanItsMemory) {
   state_.UpsertNode(Node("a", 1, 10000));
   int placed = 0;
-  for (int i = 0; i < 5; ++i) {
-    if (!Schedule(Pod("p" + std::to_string(i), {{"nvidia.com/gpu", 1}, {"nvidia.com/gpumem", 3000}}),
+  for (const char* name : {"p0", "p1", "p2", "p3", "p4"}) {
+    if (!Schedule(Pod(name, {{"nvidia.com/gpu", 1}, {"nvidia.com/gpumem", 3000}}),
                   {"a"})
              .empty()) {
       ++placed;
