@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 FUZZ_SECONDS ?= 15
-FUZZERS = shim_config_fuzz shim_limits_file_fuzz fakegpu_config_fuzz alibaba_csv_fuzz mix_scenario_fuzz node_config_fuzz kube_watch_fuzz kube_config_fuzz admission_review_fuzz pod_annotations_fuzz
+FUZZERS = shim_config_fuzz shim_limits_file_fuzz fakegpu_config_fuzz alibaba_csv_fuzz mix_scenario_fuzz node_config_fuzz kube_watch_fuzz kube_config_fuzz admission_review_fuzz pod_annotations_fuzz replay_input_fuzz
 
 .PHONY: all deps build demo test test-fast test-asan test-tsan test-fuzz bench format tidy clean \
 	cluster cluster-down test-cluster

@@ -17,8 +17,8 @@ constexpr const char* kUsage =
     "           tessera run --gpu-memory 4GiB [--gpu-memory 1=2GiB] -- CMD ARGS...\n"
     "  status   show each device's limit and use, and each process's share, for the\n"
     "           regions of running containers (tessera status [REGION...] [--json])\n"
-    "  sim      replay the Alibaba GPU trace or a workload mix under placement policies\n"
-    "           (tessera sim alibaba ..., tessera sim mix ...)\n"
+    "  sim      replay the Alibaba GPU trace or a workload mix under placement policies, or\n"
+    "           pods through the scheduler's own code (tessera sim alibaba|mix|replay ...)\n"
     "\n"
     "Run `tessera <command> --help` for a command's options.\n";
 

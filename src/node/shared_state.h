@@ -31,6 +31,11 @@
 
 namespace tessera::node {
 
+// The limits file of a container between Allocate and PreStartContainer: fail closed.
+inline constexpr char kPendingLimits[] =
+    "# tessera-node: PreStartContainer has not written this container's limits yet\n"
+    "CUDA_DEVICE_MEMORY_LIMIT=1m\n";
+
 // Where things are inside a container on a shared GPU (the contract with the shim; the limits
 // file is at shim::kLimitsFilePath, where the shim looks for it).
 inline constexpr char kContainerShimPath[] = "/usr/lib/tessera/libtessera-cuda.so";

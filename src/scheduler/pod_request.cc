@@ -177,6 +177,27 @@ Result<ContainerGpuRequest> ParseContainer(const json& container, std::string pa
       }
       request.privileged = privileged->get<bool>();
     }
+    const std::string capabilities_path = path + ".securityContext.capabilities";
+    Result<const json*> capabilities = OptionalObject(**security, "capabilities", capabilities_path);
+    if (!capabilities.ok()) return capabilities.status();
+    if (*capabilities != nullptr) {
+      auto add = (*capabilities)->find("add");
+      if (add != (*capabilities)->end() && !add->is_null()) {
+        if (!add->is_array()) {
+          return FieldError(capabilities_path + ".add", Show(*add) + " is not a list");
+        }
+        for (const json& name : *add) {
+          if (!name.is_string()) {
+            return FieldError(capabilities_path + ".add", Show(name) + " is not a string");
+          }
+          const std::string text = name.get<std::string>();
+          if (EqualsIgnoringCase(text, "SYS_ADMIN") || EqualsIgnoringCase(text, "CAP_SYS_ADMIN") ||
+              EqualsIgnoringCase(text, "ALL")) {
+            request.adds_sys_admin = text;
+          }
+        }
+      }
+    }
   }
   request.field_path = std::move(path);
   return request;
@@ -306,6 +327,12 @@ Status CheckPodGpuRequest(const PodGpuRequest& request, int32_t max_gpus_per_nod
       return FieldError(container.field_path + ".securityContext.privileged",
                         "true in a pod that asks for GPUs; a privileged container sees every GPU "
                         "on the node, so its limits could not hold");
+    }
+    if (!container.adds_sys_admin.empty()) {
+      return FieldError(container.field_path + ".securityContext.capabilities.add",
+                        container.adds_sys_admin +
+                            " in a pod that asks for GPUs; with CAP_SYS_ADMIN a container can "
+                            "unmount its read-only limits file, so its limits could not hold");
     }
     if (max_gpus_per_node > 0 && container.count > max_gpus_per_node) {
       return FieldError(container.field_path + ".resources.limits[\"" + kGpuCountResource + "\"]",

@@ -62,6 +62,9 @@ struct ContainerGpuRequest {
   bool cores_given = false;
   int32_t priority = -1;    // nvidia.com/priority 0 or 1; -1 = not given
   bool privileged = false;  // securityContext.privileged
+  // securityContext.capabilities.add names SYS_ADMIN (or ALL): the capability that unmounts the
+  // read-only limits file. The name as written, "" when not added.
+  std::string adds_sys_admin;
 
   // Any of gpu (> 0), gpumem, gpumem-percentage, gpucores. Priority alone asks for no GPU.
   bool asks_for_gpu() const {

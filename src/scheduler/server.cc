@@ -152,7 +152,8 @@ std::string MetricsText(const State& state, const Extender& extender, bool leade
     w.Sample("tessera_scheduler_gpu_tenants", labels(gpu), gpu.tenants);
   }
   w.Family("tessera_scheduler_gpu_allocated_ratio", "gauge",
-           "The share of a GPU granted (compute and memory, 0..1).");
+           "The share of a GPU's compute granted, 0..1 (gpucores; memory is "
+           "tessera_scheduler_gpu_memory_bytes).");
   for (const GpuView& gpu : gpus) {
     w.Sample("tessera_scheduler_gpu_allocated_ratio", labels(gpu), gpu.allocated_milli / 1000.0);
   }
@@ -180,6 +181,7 @@ void Answer(httplib::Response& response, const HttpAnswer& answer) {
 void SetUpExtender(httplib::Server& server, Extender& extender) {
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(kKeepAliveCalls);
+  server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
   server.Post("/filter", [&extender](const httplib::Request& q, httplib::Response& r) {
     Answer(r, extender.Filter(q.body));
   });

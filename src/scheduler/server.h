@@ -46,11 +46,18 @@ int Run(const ServerOptions& options, std::stop_token stop);
 // costs kube-scheduler a TLS handshake every 5 calls, more than the calls themselves.
 inline constexpr size_t kKeepAliveCalls = 1000;
 
+// Threads serving connections. cpp-httplib gives each kept-alive connection a thread for as long
+// as it is open, idle or not; its default (8 on a small machine) made the API server's webhook
+// calls and kube-scheduler's binds queue behind idle connections (tens of ms, up to 0.5 s, in a
+// burst of pod creations). kube-scheduler and the API server keep a few dozen connections open.
+inline constexpr size_t kServerThreads = 64;
+
 // Makes `server` tessera-scheduler's extender, as Run serves it (bench/scheduler serves the
 // same): POST /filter /prioritize /bind /preempt answered by `extender`, on connections set for
 // back-to-back calls: TCP_NODELAY (without it an answer's body waits behind its headers for the
-// client's delayed ACK, about 40 ms a call) and kKeepAliveCalls a connection. The connection
-// settings hold for every route of `server`. `extender` must outlive the server's listening.
+// client's delayed ACK, about 40 ms a call), kKeepAliveCalls a connection, kServerThreads
+// threads. The connection settings hold for every route of `server`. `extender` must outlive the
+// server's listening.
 void SetUpExtender(httplib::Server& server, Extender& extender);
 
 // "host:port" → (host, port). Errors name the flag.

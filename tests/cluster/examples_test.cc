@@ -129,22 +129,25 @@ TEST_F(Examples, TheWebhookDeniesBadSpecsNamingTheFieldAndTheValue) {
     EXPECT_NE(result.output.find("denied"), std::string::npos) << result.output;
     EXPECT_NE(result.output.find(c.expected), std::string::npos) << result.output;
   }
-  const std::string privileged = Unique("privileged");
-  CommandResult result = ApplyWithErrors(
-      "apiVersion: v1\nkind: Pod\nmetadata: {name: " + privileged +
-          "}\nspec:\n  containers:\n  - name: main\n    image: x\n    command: [\"true\"]\n"
-          "    securityContext: {privileged: true}\n"
-          "    resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 100}}\n");
-  EXPECT_NE(result.status, 0) << result.output;
-  EXPECT_NE(result.output.find("privileged"), std::string::npos) << result.output;
-  const std::string annotation = Unique("annotation");
-  result = ApplyWithErrors(
-      "apiVersion: v1\nkind: Pod\nmetadata: {name: " + annotation +
-          ", annotations: {nvidia.com/numa-bind: \"maybe\"}}\nspec:\n  containers:\n"
-          "  - name: main\n    image: x\n    command: [\"true\"]\n"
-          "    resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 100}}\n");
-  EXPECT_NE(result.status, 0) << result.output;
-  EXPECT_NE(result.output.find("maybe"), std::string::npos) << result.output;
+  // A GPU pod with one more line in its metadata or its container, denied with `expected`.
+  struct Extra {
+    std::string metadata;
+    std::string container;
+    std::string expected;
+  };
+  for (const Extra& e : std::vector<Extra>{
+           {"", "    securityContext: {privileged: true}\n", "privileged"},
+           {"", "    securityContext: {capabilities: {add: [SYS_ADMIN]}}\n",
+            "capabilities.add: SYS_ADMIN"},
+           {", annotations: {nvidia.com/numa-bind: \"maybe\"}", "", "maybe"}}) {
+    SCOPED_TRACE(e.expected);
+    CommandResult result = ApplyWithErrors(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: " + Unique("denied") + e.metadata +
+        "}\nspec:\n  containers:\n  - name: main\n    image: x\n    command: [\"true\"]\n" +
+        e.container + "    resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 100}}\n");
+    EXPECT_NE(result.status, 0) << result.output;
+    EXPECT_NE(result.output.find(e.expected), std::string::npos) << result.output;
+  }
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // tessera-escape-attempt: does what a process inside a container can do to lift its own memory
 // limit, and checks that none of it works. Run under the shim (LD_PRELOAD) with a limits file.
 //
-//   tessera-escape-attempt LIMIT [--redirect-limits-file] ROOT...
+//   tessera-escape-attempt LIMIT [--redirect-limits-file] [--container] ROOT...
 //
 // LIMIT is the container's memory limit on device 0 (e.g. 256M). ROOTs are the directories it
 // attacks: every regular file under them that it can open for writing is overwritten, round
@@ -9,6 +9,13 @@
 // directory, /tmp. In tests: test directories only. A root that is "/" or a top-level directory
 // ("/etc", "/tmp") is refused unless TESSERA_ESCAPE_ALLOW_TOP_LEVEL=1 (inside a container or a
 // private mount namespace), so that a mistyped command cannot wreck the machine it runs on.
+//
+// --container: it runs in a container that tessera-node set up on a shared GPU, and first
+// attacks the files mounted read-only there (docs/pod-identity.md): the limits file is written
+// over with 1 TiB limits, truncated to nothing (an empty file means no limits), replaced by a
+// rename and unlinked; /etc/ld.so.preload and the shim are only opened for writing, never
+// written (where the mounts are missing they are the node's own files). Each attempt is reported
+// as `attempt.<file>.<how>=ok` or the error's name (EROFS), and one that works is a failure.
 //
 // The rounds, each followed by a child (this program re-exec'd) that runs with
 // CUDA_DEVICE_MEMORY_LIMIT=1t and CUDA_DISABLE_CONTROL=true in its environment (and, with
@@ -20,11 +27,12 @@
 //   truncate  every file cut to 0 bytes (a new region is made by the next process)
 //   zeros     every file's bytes set to zero
 //   garbage   every file's bytes set to random values
+//   final     every file cut to 0 bytes again: after all of the above, a fresh region
 // In each, an allocation of LIMIT + 1 MiB and the allocation that would take the process past
-// LIMIT must be refused; in `forge` and `truncate` (the region is usable) an allocation within
-// the limit must still work. After `zeros` and `garbage` the shim may refuse CUDA altogether
-// (fail closed), which counts as refused. A process's own total is what is checked: processes
-// of one container that forge the shared totals together can each reach LIMIT (see
+// LIMIT must be refused; in `forge`, `truncate` and `final` (the region is usable) an allocation
+// within the limit must still work. After `zeros` and `garbage` the shim may refuse CUDA
+// altogether (fail closed), which counts as refused. A process's own total is what is checked:
+// processes of one container that forge the shared totals together can each reach LIMIT (see
 // docs/memory-limits.md). Reports "key=value" lines; "FAIL: ..." for each failed check; exits 0
 // only when there are none.
 #include <dlfcn.h>
@@ -48,6 +56,7 @@
 #include "cuda/driver_api.h"
 #include "cuda/nvml_api.h"
 #include "region/region.h"
+#include "shim/config.h"
 
 extern char** environ;
 
@@ -306,6 +315,42 @@ int Overwrite(const std::vector<std::string>& roots, std::mt19937_64* random) {
   return done;
 }
 
+// ---- The read-only files of a container ------------------------------------------------------
+// Where tessera-node mounts them (node/shared_state.h; the limits file: shim/config.h).
+constexpr char kPreloadPath[] = "/etc/ld.so.preload";
+constexpr char kShimPath[] = "/usr/lib/tessera/libtessera-cuda.so";
+
+// Reports one attempt: `worked`, or errno's name when it did not.
+void Report(const std::string& what, bool worked) {
+  std::printf("attempt.%s=%s\n", what.c_str(), worked ? "ok" : strerrorname_np(errno));
+  if (worked) Fail(what + ": a file that tessera-node mounts read-only could be changed");
+}
+
+// Writes kHugeLimits into `path` opened with `flags`; false (errno says why) if it cannot.
+bool WriteHugeLimits(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | flags, 0644);
+  if (fd < 0) return false;
+  WriteAll(fd, kHugeLimits, sizeof kHugeLimits - 1);
+  ::close(fd);
+  return true;
+}
+
+void AttackReadOnlyFiles() {
+  const std::string limits = tessera::shim::kLimitsFilePath;
+  Report("limits.write", WriteHugeLimits(limits, O_TRUNC));
+  Report("limits.truncate", ::truncate(limits.c_str(), 0) == 0);
+  const std::string lifted = limits + ".lifted";
+  Report("limits.rename", WriteHugeLimits(lifted, O_CREAT | O_TRUNC) &&
+                              ::rename(lifted.c_str(), limits.c_str()) == 0);
+  ::unlink(lifted.c_str());
+  Report("limits.unlink", ::unlink(limits.c_str()) == 0);
+  for (const auto& [name, path] : {std::pair{"preload", kPreloadPath}, {"shim", kShimPath}}) {
+    int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+    Report(std::string(name) + ".open", fd >= 0);
+  }
+}
+
 // ---- Children -----------------------------------------------------------------------------
 // Runs this program again as `--child LIMIT ROUND USABLE` with `set` added to its environment
 // and `unset` taken out. Returns its exit status.
@@ -369,7 +414,9 @@ bool SafeRoot(const std::string& root) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   auto usage = [] {
-    std::fprintf(stderr, "usage: tessera-escape-attempt LIMIT [--redirect-limits-file] ROOT...\n");
+    std::fprintf(stderr,
+                 "usage: tessera-escape-attempt LIMIT [--redirect-limits-file] [--container] "
+                 "ROOT...\n");
     return 2;
   };
   if (argc >= 5 && std::strcmp(argv[1], "--child") == 0) {
@@ -383,10 +430,13 @@ int main(int argc, char** argv) {
   if (!parsed.ok()) return usage();
   uint64_t limit = *parsed;
   bool redirect = false;
+  bool container = false;
   std::vector<std::string> roots;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--redirect-limits-file") == 0) {
       redirect = true;
+    } else if (std::strcmp(argv[i], "--container") == 0) {
+      container = true;
     } else if (!SafeRoot(argv[i])) {
       return 2;
     } else {
@@ -420,6 +470,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (container) AttackReadOnlyFiles();
   std::printf("forge.files=%d\n", Forge(roots));
   TryToPassTheLimit(d, limit, held, /*usable=*/true, "forge");
   ReExec(limit_text, "forge-child", true, lift, {});
@@ -433,6 +484,8 @@ int main(int argc, char** argv) {
   std::mt19937_64 random(20240601);
   std::printf("garbage.files=%d\n", Overwrite(roots, &random));
   ReExec(limit_text, "garbage-child", false, lift, {});
+  std::printf("final.files=%d\n", Truncate(roots));
+  ReExec(limit_text, "final-child", true, lift, {});
 
   std::printf("failures=%d\n", failures);
   std::fflush(stdout);

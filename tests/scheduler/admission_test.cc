@@ -312,6 +312,25 @@ TEST(Admission, DeniesAPrivilegedContainerInAGpuPod) {
             0u);
 }
 
+TEST(Admission, DeniesSysAdminInAGpuPod) {
+  json pod = Pod({{"nvidia.com/gpu", "1"}});
+  pod["spec"]["containers"][0]["securityContext"] = {
+      {"capabilities", {{"add", {"NET_ADMIN", "SYS_ADMIN"}}}}};
+  EXPECT_EQ(DenialOf(pod).rfind("spec.containers[0].securityContext.capabilities.add: SYS_ADMIN in "
+                                "a pod that asks for GPUs",
+                                0),
+            0u)
+      << DenialOf(pod);
+  pod["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = {"all"};
+  EXPECT_NE(DenialOf(pod).find("all in a pod that asks for GPUs"), std::string::npos);
+  pod["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = "SYS_ADMIN";
+  EXPECT_NE(DenialOf(pod).find("capabilities.add: \"SYS_ADMIN\" is not a list"), std::string::npos)
+      << DenialOf(pod);
+  // Other capabilities are the pod's business.
+  pod["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = {"NET_ADMIN"};
+  EXPECT_EQ(ResponseOf(HandleAdmission(Review(pod), Options())).value("allowed", false), true);
+}
+
 TEST(Admission, DeniesMoreGpusThanAnyNodeHas) {
   AdmissionOptions options;
   options.max_gpus_per_node = 4;
