@@ -198,6 +198,9 @@ Status SharedGpus::PreStart(const std::vector<std::string>& device_ids) {
   if (!checked.ok()) return refuse(checked.status().message());
 
   std::lock_guard lock(mutex_);
+  // The shares of containers that are over, before this one is counted: the scheduler freed them
+  // when their pods went or ended, which may be moments ago, between two Reconciles.
+  ReleaseEndedLocked(*listed, pods);
   const auto wanted = Sorted(device_ids);
   const auto stored = store_.List();
   const StoredAllocation* chosen = nullptr;
@@ -242,6 +245,14 @@ Status SharedGpus::PreStart(const std::vector<std::string>& device_ids) {
 }
 
 void SharedGpus::Reconcile(const std::vector<PodResourcesPod>& listed) {
+  const PodSnapshot pods = cache_ != nullptr ? cache_->Snapshot() : PodSnapshot{};
+  std::lock_guard lock(mutex_);
+  ReleaseEndedLocked(listed, pods);
+  PublishSums();
+}
+
+void SharedGpus::ReleaseEndedLocked(const std::vector<PodResourcesPod>& listed,
+                                    const PodSnapshot& pods) {
   std::set<std::vector<std::string>> held;
   for (const auto& pod : listed) {
     for (const auto& container : pod.containers) {
@@ -250,23 +261,33 @@ void SharedGpus::Reconcile(const std::vector<PodResourcesPod>& listed) {
     }
   }
   const auto now = std::chrono::system_clock::now();
-  std::lock_guard lock(mutex_);
   for (const auto& allocation : store_.List()) {
-    if (held.count(Sorted(allocation.device_ids))) continue;
-    if (!allocation.owner && now - CreatedAt(allocation) < options_.unclaimed_grace) continue;
+    std::string why;
+    if (!held.count(Sorted(allocation.device_ids))) {
+      if (!allocation.owner && now - CreatedAt(allocation) < options_.unclaimed_grace) continue;
+      why = "kubelet lists no container with its devices";
+    } else if (allocation.owner) {
+      // kubelet lists an ended pod's devices until it next admits a pod; its containers have
+      // exited, and their memory is free (the scheduler freed its share when the pod ended).
+      auto pod = pods.find(PodKey(allocation.owner->namespace_name, allocation.owner->pod));
+      if (pod == pods.end() || !pod->second.Terminal()) continue;
+      why = "its pod is " + pod->second.phase;
+    } else {
+      continue;
+    }
     ledger_.Release(allocation.id);
     if (Status s = store_.Remove(allocation); !s.ok()) {
       log::Write(log::Level::kWarn, "node", "%s", s.message().c_str());
       continue;
     }
     log::Write(
-        log::Level::kInfo, "node", "released %s (%s%s)", allocation.path.c_str(),
+        log::Level::kInfo, "node", "released %s (%s%s): %s", allocation.path.c_str(),
         Join(allocation.device_ids, ",").c_str(),
         allocation.owner
             ? (", pod " + PodKey(allocation.owner->namespace_name, allocation.owner->pod)).c_str()
-            : "");
+            : "",
+        why.c_str());
   }
-  PublishSums();
 }
 
 void SharedGpus::PublishSums() { registry_.SetMemoryLimitSums(ledger_.Sums()); }

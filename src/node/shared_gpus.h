@@ -8,7 +8,8 @@
 //   PreStartContainer       exact identity: the container that holds these IDs, its grant
 //                           checked against them, its limits file written, the memory ledger
 //                           kept; refused when anything does not match
-//   Reconcile               allocations whose devices kubelet no longer lists are released
+//   Reconcile               allocations whose devices kubelet no longer lists, or whose pods
+//                           have ended, are released (PreStartContainer does it too, first)
 //
 // Thread-safe: kubelet's calls come on gRPC threads, Reconcile from the agent's loop.
 #ifndef TESSERA_NODE_SHARED_GPUS_H_
@@ -60,6 +61,10 @@ class SharedGpus {
   void Reconcile(const std::vector<PodResourcesPod>& listed);
 
  private:
+  // Releases the allocations of containers that are over: no container listed by kubelet holds
+  // their devices (unclaimed ones after options_.unclaimed_grace), or their pod in `pods` has
+  // ended. REQUIRES: mutex_ held.
+  void ReleaseEndedLocked(const std::vector<PodResourcesPod>& listed, const PodSnapshot& pods);
   void PublishSums();  // REQUIRES: mutex_ held
 
   Registry& registry_;

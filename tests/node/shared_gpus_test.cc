@@ -225,6 +225,42 @@ TEST_F(SharedGpusTest, DevicesGivenAgainReplaceTheirEarlierHoldersShare) {
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 70ull * 1024 * kMiB);
 }
 
+TEST_F(SharedGpusTest, AGonePodsShareIsFreedAtTheNextPreStartNotAtTheNextReconcile) {
+  cache_.Upsert(Pod("old", "GPU-1", 70 * 1024, 0));
+  listed_ = {Listed("old", {})};
+  ASSERT_TRUE(Start({"GPU-1::0"}, "old").ok());
+  // The old pod is deleted; the scheduler places a new one on the GPU at once, and kubelet gives
+  // it another replica, before the agent's loop has reconciled.
+  cache_.Erase("default/old");
+  cache_.Upsert(Pod("new", "GPU-1", 70 * 1024, 0));
+  listed_ = {Listed("new", {})};
+  ASSERT_TRUE(Start({"GPU-1::1"}, "new").ok());
+  EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 70ull * 1024 * kMiB);
+  auto store = AllocationStore::Open(dir_ + "/state");
+  ASSERT_EQ(store->List().size(), 1u);
+  EXPECT_EQ(store->List()[0].owner->pod, "new");
+}
+
+TEST_F(SharedGpusTest, AnEndedPodsShareIsFreedWhileKubeletStillListsItsDevices) {
+  cache_.Upsert(Pod("job", "GPU-1", 70 * 1024, 0));
+  cache_.Upsert(Pod("running", "GPU-2", 10 * 1024, 0));
+  listed_ = {Listed("job", {}), Listed("running", {})};
+  ASSERT_TRUE(Start({"GPU-1::0"}, "job").ok());
+  ASSERT_TRUE(Start({"GPU-2::0"}, "running").ok());
+  cache_.Upsert(Pod("running", "GPU-2", 10 * 1024, 0, "Running"));
+  cache_.Upsert(Pod("job", "GPU-1", 70 * 1024, 0, "Succeeded"));  // still listed, devices too
+  cache_.Upsert(Pod("next", "GPU-1", 70 * 1024, 0));
+  listed_.push_back(Listed("next", {}));
+  ASSERT_TRUE(Start({"GPU-1::1"}, "next").ok());
+  EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 70ull * 1024 * kMiB);
+
+  // Reconcile frees an ended pod's share too, and keeps a running one's.
+  cache_.Upsert(Pod("next", "GPU-1", 70 * 1024, 0, "Failed"));
+  shared_->Reconcile(listed_);
+  EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 0u);
+  EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-2"), 10ull * 1024 * kMiB);
+}
+
 TEST_F(SharedGpusTest, WithoutAnApiServerSharesAreRefusedSayingWhy) {
   shared_ = Make("no API server (--no-publish)");
   ContainerAllocation allocation;
