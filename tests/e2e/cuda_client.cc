@@ -14,7 +14,9 @@
 //                             wait for stdin EOF, free it, report
 //   churn SEED OPS MAX [together]
 //                             OPS random allocations/frees of up to MAX bytes; report refusals
-//                             (together: print "ready" and start at stdin EOF)
+//                             (together: print "ready" with its context made; at a line on
+//                             stdin allocate MAX bytes, a stake held to the end, print
+//                             "staked"; start at stdin EOF)
 //   loop MAX                  allocate and free random sizes forever (to be killed)
 //   free-unknown              free a pointer the program never allocated; report the result
 //   info                      report cuMemGetInfo, cuDeviceTotalMem and NVML memory info
@@ -67,13 +69,33 @@ struct Driver {
 
 #ifdef TESSERA_CLIENT_LINKED
 Driver LinkedDriver() {
-  return Driver{cuInit, cuDeviceGet, cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxCreate_v2,
-                cuCtxDestroy_v2, cuMemAlloc_v2, cuMemFree_v2, cuMemAllocPitch_v2,
-                cuMemAllocManaged, cuMemGetInfo_v2, cuDeviceTotalMem_v2, cuMemCreate,
-                cuMemRelease, cuMemAllocAsync, cuMemFreeAsync, cuMemPoolCreate,
-                cuMemAllocFromPoolAsync, cuArrayCreate_v2, cuArray3DCreate_v2, cuArrayDestroy,
-                cuMipmappedArrayCreate, cuMipmappedArrayDestroy, cuGraphCreate,
-                cuGraphAddMemAllocNode, cuGraphDestroy, cuLaunchKernel};
+  return Driver{cuInit,
+                cuDeviceGet,
+                cuDevicePrimaryCtxRetain,
+                cuCtxSetCurrent,
+                cuCtxCreate_v2,
+                cuCtxDestroy_v2,
+                cuMemAlloc_v2,
+                cuMemFree_v2,
+                cuMemAllocPitch_v2,
+                cuMemAllocManaged,
+                cuMemGetInfo_v2,
+                cuDeviceTotalMem_v2,
+                cuMemCreate,
+                cuMemRelease,
+                cuMemAllocAsync,
+                cuMemFreeAsync,
+                cuMemPoolCreate,
+                cuMemAllocFromPoolAsync,
+                cuArrayCreate_v2,
+                cuArray3DCreate_v2,
+                cuArrayDestroy,
+                cuMipmappedArrayCreate,
+                cuMipmappedArrayDestroy,
+                cuGraphCreate,
+                cuGraphAddMemAllocNode,
+                cuGraphDestroy,
+                cuLaunchKernel};
 }
 #endif
 
@@ -174,8 +196,8 @@ void ReportInfo(const Driver& d) {
   auto init = reinterpret_cast<decltype(&nvmlInit_v2)>(dlsym(nvml, "nvmlInit_v2"));
   auto handle_of = reinterpret_cast<decltype(&nvmlDeviceGetHandleByIndex_v2)>(
       dlsym(nvml, "nvmlDeviceGetHandleByIndex_v2"));
-  auto memory_v1 = reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo)>(
-      dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
+  auto memory_v1 =
+      reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo)>(dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
   auto memory_v2 = reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo_v2)>(
       dlsym(nvml, "nvmlDeviceGetMemoryInfo_v2"));
   nvmlDevice_t device = nullptr;
@@ -315,11 +337,31 @@ int Family(const Driver& d, const std::string& name, uint64_t bytes) {
 
 int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bool forever,
           bool start_together) {
-  // Processes that start together contend for the limit instead of taking turns.
-  if (start_together) WaitForEof();
   std::mt19937_64 random(seed);
   std::vector<CUdeviceptr> held;
   int refused = 0, other_errors = 0;
+  // Processes that start together contend for the limit instead of taking turns: each holds its
+  // stake before it says "ready", so all the stakes are held at once whatever the scheduling.
+  CUdeviceptr stake = 0;
+  if (start_together) {
+    // The context is made (main), before "ready": no stake can crowd it out.
+    std::printf("ready\n");
+    std::fflush(stdout);
+    char c = 0;
+    while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n') {
+    }
+    CUresult result = d.MemAlloc(&stake, max_bytes);
+    if (result == CUDA_ERROR_OUT_OF_MEMORY) {
+      ++refused;
+    } else if (result != CUDA_SUCCESS) {
+      ++other_errors;
+    }
+    std::printf("staked\n");
+    std::fflush(stdout);
+    char buffer[64];
+    while (read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
+    }
+  }
   for (int i = 0; forever || i < operations; ++i) {
     bool allocate = held.empty() || (held.size() < 16 && random() % 2 == 0);
     if (allocate) {
@@ -340,6 +382,7 @@ int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bo
     }
   }
   for (CUdeviceptr p : held) d.MemFree(p);
+  if (stake != 0 && d.MemFree(stake) != CUDA_SUCCESS) ++other_errors;
   std::printf("refused=%d other_errors=%d\n", refused, other_errors);
   return other_errors == 0 ? 0 : 1;
 }
