@@ -118,9 +118,8 @@ TESSERA_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
 
 TESSERA_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
   // Managed memory may live on the device in full, so all of it counts against the limit.
-  return AllocatePages(dptr, bytesize, [&] {
-    return Shim::Get().cuda().cuMemAllocManaged(dptr, bytesize, flags);
-  });
+  return AllocatePages(dptr, bytesize,
+                       [&] { return Shim::Get().cuda().cuMemAllocManaged(dptr, bytesize, flags); });
 }
 
 TESSERA_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitch, size_t WidthInBytes,
@@ -173,20 +172,37 @@ TESSERA_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t
   return result;
 }
 
+// The memory of a handle lives until it is released and its last mapping is gone (allocators
+// release a handle right after mapping it): its charge goes then.
 TESSERA_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
   Shim& shim = Shim::Get();
-  return Forget(shim, shim.cuda().cuMemRelease(handle), ChargeKind::kVmmHandle, handle);
+  CUresult result = shim.cuda().cuMemRelease(handle);
+  if (result == CUDA_SUCCESS && !shim.passthrough()) shim.OnVmmReleased(handle);
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+                                 CUmemGenericAllocationHandle handle, unsigned long long flags) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuMemMap(ptr, size, offset, handle, flags);
+  if (result == CUDA_SUCCESS && !shim.passthrough()) shim.OnVmmMapped(ptr, handle);
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuMemUnmap(ptr, size);
+  if (result == CUDA_SUCCESS && !shim.passthrough()) shim.OnVmmUnmapped(ptr, size);
+  return result;
 }
 
 // ---- Stream-ordered allocation ---------------------------------------------------------------
 TESSERA_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
-  return AllocatePages(dptr, bytesize, [&] {
-    return Shim::Get().cuda().cuMemAllocAsync(dptr, bytesize, hStream);
-  });
+  return AllocatePages(dptr, bytesize,
+                       [&] { return Shim::Get().cuda().cuMemAllocAsync(dptr, bytesize, hStream); });
 }
 
-TESSERA_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize,
-                                             CUstream hStream) {
+TESSERA_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
   return AllocatePages(dptr, bytesize, [&] {
     return Shim::Get().cuda().cuMemAllocAsync_ptsz(dptr, bytesize, hStream);
   });
@@ -218,8 +234,7 @@ TESSERA_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream) 
 
 // ---- Arrays ----------------------------------------------------------------------------------
 template <typename Handle, typename DriverCall>
-CUresult CreateArray(Shim& shim, Handle* handle, uint64_t bytes, ChargeKind kind,
-                     DriverCall call) {
+CUresult CreateArray(Shim& shim, Handle* handle, uint64_t bytes, ChargeKind kind, DriverCall call) {
   int device = shim.CurrentDevice();
   CUresult result = ReserveThenCall(shim, device, bytes, call);
   if (result == CUDA_SUCCESS) {
@@ -362,7 +377,8 @@ CUresult CreateContext(CUcontext* pctx, CUdevice dev, Create create) {
 }  // namespace
 
 TESSERA_EXPORT CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
-  return CreateContext(pctx, dev, [&] { return Shim::Get().cuda().cuCtxCreate_v2(pctx, flags, dev); });
+  return CreateContext(pctx, dev,
+                       [&] { return Shim::Get().cuda().cuCtxCreate_v2(pctx, flags, dev); });
 }
 
 TESSERA_EXPORT CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* paramsArray,

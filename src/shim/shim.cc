@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "common/log.h"
 #include "shim/limiter.h"
@@ -26,15 +27,17 @@ __attribute__((visibility("hidden"))) DlsymFunction tessera_next_dlsym = nullptr
 
 // Not instrumented: a sanitizer runtime resolves its interceptors with dlsym(RTLD_NEXT, ...)
 // before it is initialised, and that lookup comes through here.
-extern "C" __attribute__((visibility("hidden"), no_sanitize("address", "undefined")))
-DlsymFunction tessera_resolve_next_dlsym() {
+extern "C" __attribute__((visibility("hidden"), no_sanitize("address", "undefined"))) DlsymFunction
+tessera_resolve_next_dlsym() {
   DlsymFunction next = __atomic_load_n(&tessera_next_dlsym, __ATOMIC_ACQUIRE);
   if (next != nullptr) return next;
   // glibc >= 2.34 versions dlsym GLIBC_2.34; older ones GLIBC_2.2.5 (x86-64) / 2.17 (AArch64).
   // Straight-line calls only: even an initializer_list's begin() is instrumented code.
   next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34"));
-  if (next == nullptr) next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5"));
-  if (next == nullptr) next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.17"));
+  if (next == nullptr)
+    next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5"));
+  if (next == nullptr)
+    next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.17"));
   __atomic_store_n(&tessera_next_dlsym, next, __ATOMIC_RELEASE);
   return next;
 }
@@ -42,7 +45,7 @@ DlsymFunction tessera_resolve_next_dlsym() {
 namespace {
 
 __attribute__((no_sanitize("address", "undefined"))) void* RealDlsym(void* handle,
-                                                                   const char* name) {
+                                                                     const char* name) {
   return tessera_resolve_next_dlsym()(handle, name);
 }
 
@@ -157,9 +160,9 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
   }
   if (config_.disabled) return;
 
-  auto region = config_.region_path.empty() ? region::Region::CreatePrivate(config_.limits)
-                                            : region::Region::Open(config_.region_path,
-                                                                   &config_.limits);
+  auto region = config_.region_path.empty()
+                    ? region::Region::CreatePrivate(config_.limits)
+                    : region::Region::Open(config_.region_path, &config_.limits);
   if (!region.ok()) {
     log::Write(log::Level::kError, "shim", "%s; CUDA is refused in this process",
                region.status().message().c_str());
@@ -363,6 +366,41 @@ void Shim::UntrackOwner(uintptr_t owner) {
   }
 }
 
+void Shim::OnVmmMapped(CUdeviceptr pointer, CUmemGenericAllocationHandle handle) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  vmm_mappings_[pointer] = handle;
+  ++vmm_handles_[handle].mappings;
+}
+
+void Shim::OnVmmReleased(CUmemGenericAllocationHandle handle) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto mapped = vmm_handles_.find(handle);
+    if (mapped != vmm_handles_.end() && mapped->second.mappings > 0) {
+      mapped->second.released = true;  // the mappings keep the memory
+      return;
+    }
+  }
+  Untrack(ChargeKind::kVmmHandle, handle);
+}
+
+void Shim::OnVmmUnmapped(CUdeviceptr pointer, size_t size) {
+  std::vector<CUmemGenericAllocationHandle> freed;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto mapping = vmm_mappings_.lower_bound(pointer);
+    while (mapping != vmm_mappings_.end() && mapping->first - pointer < size) {
+      auto handle = vmm_handles_.find(mapping->second);
+      if (handle != vmm_handles_.end() && --handle->second.mappings <= 0) {
+        if (handle->second.released) freed.push_back(handle->first);
+        vmm_handles_.erase(handle);
+      }
+      mapping = vmm_mappings_.erase(mapping);
+    }
+  }
+  for (CUmemGenericAllocationHandle handle : freed) Untrack(ChargeKind::kVmmHandle, handle);
+}
+
 bool Shim::IsTracked(ChargeKind kind, uint64_t key) {
   std::lock_guard<std::mutex> lock(mutex_);
   return charges_.count(Key{kind, key}) != 0;
@@ -508,6 +546,8 @@ void Shim::OnForkChild() {
   // and claims its own slot on its first charge.
   slot_ = -1;
   charges_.clear();
+  vmm_mappings_.clear();
+  vmm_handles_.clear();
   for (int device = 0; device < region::kMaxDevices; ++device) {
     process_charged_[device] = 0;
     primary_retains_[device] = 0;
@@ -517,7 +557,6 @@ void Shim::OnForkChild() {
   if (limiter_ != nullptr) limiter_->OnForkChild();
   mutex_.unlock();
 }
-
 
 }  // namespace tessera::shim
 

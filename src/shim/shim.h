@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -95,6 +96,13 @@ class Shim {
   void UntrackOwner(uintptr_t owner);
   // Whether anything is tracked under (kind, key).
   bool IsTracked(ChargeKind kind, uint64_t key);
+  // VMM: physical memory lives until its handle is released and its last mapping is gone, so a
+  // kVmmHandle charge is dropped only then. After a successful cuMemMap of `handle` at `pointer`:
+  void OnVmmMapped(CUdeviceptr pointer, CUmemGenericAllocationHandle handle);
+  // After a successful cuMemRelease: drops the charge now, or at its last unmap.
+  void OnVmmReleased(CUmemGenericAllocationHandle handle);
+  // After a successful cuMemUnmap of [pointer, pointer + size): the mappings in it are gone.
+  void OnVmmUnmapped(CUdeviceptr pointer, size_t size);
   // Primary contexts: counts this process's retains of `device`'s primary context and remembers
   // its handle. Returns the count after adding `delta`.
   int CountPrimaryRetains(int device, int delta, CUcontext context);
@@ -170,6 +178,12 @@ class Shim {
   int slot_ = -1;
   std::unordered_map<Key, Charge, KeyHash> charges_;
   uint64_t process_charged_[region::kMaxDevices] = {};
+  struct VmmHandle {
+    int mappings = 0;
+    bool released = false;
+  };
+  std::map<CUdeviceptr, CUmemGenericAllocationHandle> vmm_mappings_;         // by mapped address
+  std::unordered_map<CUmemGenericAllocationHandle, VmmHandle> vmm_handles_;  // mapped ones
   int primary_retains_[region::kMaxDevices] = {};
   CUcontext primary_context_[region::kMaxDevices] = {};
   std::string device_uuid_[region::kMaxDevices];

@@ -12,6 +12,8 @@
 //   family NAME BYTES         allocate once with a family (alloc, pitch, managed, vmm, async,
 //                             pool, array, array3d, mipmapped, graph, context); print "ready",
 //                             wait for stdin EOF, free it, report
+//   vmm-mapped N BYTES        N times create BYTES, reserve, map, release (mapped still);
+//                             "ready"; at stdin EOF unmap them and create BYTES once more
 //   churn SEED OPS MAX [together]
 //                             OPS random allocations/frees of up to MAX bytes; report refusals
 //                             (together: print "ready" with its context made; at a line on
@@ -52,6 +54,10 @@ struct Driver {
   decltype(&cuDeviceTotalMem_v2) DeviceTotalMem;
   decltype(&cuMemCreate) MemCreate;
   decltype(&cuMemRelease) MemRelease;
+  decltype(&cuMemAddressReserve) MemAddressReserve;
+  decltype(&cuMemAddressFree) MemAddressFree;
+  decltype(&cuMemMap) MemMap;
+  decltype(&cuMemUnmap) MemUnmap;
   decltype(&cuMemAllocAsync) MemAllocAsync;
   decltype(&cuMemFreeAsync) MemFreeAsync;
   decltype(&cuMemPoolCreate) MemPoolCreate;
@@ -83,6 +89,10 @@ Driver LinkedDriver() {
                 cuDeviceTotalMem_v2,
                 cuMemCreate,
                 cuMemRelease,
+                cuMemAddressReserve,
+                cuMemAddressFree,
+                cuMemMap,
+                cuMemUnmap,
                 cuMemAllocAsync,
                 cuMemFreeAsync,
                 cuMemPoolCreate,
@@ -141,6 +151,10 @@ Driver DynamicDriver(bool via_proc_address) {
   Find(d.DeviceTotalMem, library, proc, "cuDeviceTotalMem_v2", "cuDeviceTotalMem");
   Find(d.MemCreate, library, proc, "cuMemCreate", "cuMemCreate");
   Find(d.MemRelease, library, proc, "cuMemRelease", "cuMemRelease");
+  Find(d.MemAddressReserve, library, proc, "cuMemAddressReserve", "cuMemAddressReserve");
+  Find(d.MemAddressFree, library, proc, "cuMemAddressFree", "cuMemAddressFree");
+  Find(d.MemMap, library, proc, "cuMemMap", "cuMemMap");
+  Find(d.MemUnmap, library, proc, "cuMemUnmap", "cuMemUnmap");
   Find(d.MemAllocAsync, library, proc, "cuMemAllocAsync", "cuMemAllocAsync");
   Find(d.MemFreeAsync, library, proc, "cuMemFreeAsync", "cuMemFreeAsync");
   Find(d.MemPoolCreate, library, proc, "cuMemPoolCreate", "cuMemPoolCreate");
@@ -335,6 +349,51 @@ int Family(const Driver& d, const std::string& name, uint64_t bytes) {
   return 0;
 }
 
+// N times: create BYTES of device memory, reserve an address range, map it and release the
+// handle (as allocators do: the mapping keeps the memory). Then "ready"; at stdin EOF, unmap and
+// free every range and try one more BYTES.
+int VmmMapped(const Driver& d, int times, uint64_t bytes) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  std::vector<CUdeviceptr> ranges;
+  int created = 0, refused = 0, other_errors = 0;
+  for (int i = 0; i < times; ++i) {
+    CUmemGenericAllocationHandle handle = 0;
+    CUresult result = d.MemCreate(&handle, bytes, &prop, 0);
+    if (result == CUDA_ERROR_OUT_OF_MEMORY) {
+      ++refused;
+      continue;
+    }
+    if (result != CUDA_SUCCESS) {
+      ++other_errors;
+      continue;
+    }
+    ++created;
+    CUdeviceptr range = 0;
+    if (d.MemAddressReserve(&range, bytes, 0, 0, 0) != CUDA_SUCCESS ||
+        d.MemMap(range, bytes, 0, handle, 0) != CUDA_SUCCESS) {
+      ++other_errors;
+    } else {
+      ranges.push_back(range);
+    }
+    if (d.MemRelease(handle) != CUDA_SUCCESS) ++other_errors;
+  }
+  std::printf("created=%d refused=%d\n", created, refused);
+  WaitForEof();
+  for (CUdeviceptr range : ranges) {
+    if (d.MemUnmap(range, bytes) != CUDA_SUCCESS) ++other_errors;
+    if (d.MemAddressFree(range, bytes) != CUDA_SUCCESS) ++other_errors;
+  }
+  CUmemGenericAllocationHandle handle = 0;
+  CUresult again = d.MemCreate(&handle, bytes, &prop, 0);
+  std::printf("after_unmap=%d\n", again);
+  if (again == CUDA_SUCCESS && d.MemRelease(handle) != CUDA_SUCCESS) ++other_errors;
+  std::printf("other_errors=%d\n", other_errors);
+  return other_errors == 0 ? 0 : 1;
+}
+
 int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bool forever,
           bool start_together) {
   std::mt19937_64 random(seed);
@@ -425,6 +484,8 @@ int main(int argc, char** argv) {
     status = Hold(d, ParseSize(arg(3, "1G")), ParseSize(arg(4, "256M")));
   } else if (command == "family") {
     status = Family(d, arg(3, "alloc"), ParseSize(arg(4, "64M")));
+  } else if (command == "vmm-mapped") {
+    status = VmmMapped(d, std::atoi(arg(3, "8")), ParseSize(arg(4, "512M")));
   } else if (command == "churn") {
     status = Churn(d, static_cast<unsigned>(std::atoi(arg(3, "1"))), std::atoi(arg(4, "1000")),
                    ParseSize(arg(5, "16M")), false, std::string(arg(6, "")) == "together");

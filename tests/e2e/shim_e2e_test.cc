@@ -157,6 +157,29 @@ INSTANTIATE_TEST_SUITE_P(Families, ShimFamily,
                          ::testing::Values("alloc", "pitch", "managed", "vmm", "async", "pool",
                                            "array", "array3d", "mipmapped", "graph"));
 
+// VMM memory lives until its handle is released and its last mapping is gone (allocators release
+// the handle at once and keep the mapping): charged until then.
+TEST_F(ShimEndToEnd, VmmMemoryReleasedWhileMappedStaysChargedUntilUnmapped) {
+  Child client(Client("dlopen", {"vmm-mapped", "8", "512M"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "created"), 1) << "512 MiB and a 32 MiB context fit in 1 GiB once";
+  EXPECT_EQ(Number(fields, "refused"), 7) << client.output();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_LE(gpu.processes[0].used_bytes[0], static_cast<uint64_t>(kGiB))
+      << "the driver holds no more than the limit";
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0])
+      << "the region's charge must equal what the fake driver holds for the process";
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "after_unmap"), 0) << "unmapped, the memory is free again";
+  EXPECT_EQ(Number(fields, "other_errors"), 0) << client.output();
+}
+
 TEST_F(ShimEndToEnd, ACreatedContextIsChargedWhatItTakes) {
   Child client(Client("dlopen", {"family", "context", "0"}),
                Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
