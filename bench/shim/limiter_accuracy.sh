@@ -2,6 +2,8 @@
 # The compute limiter's accuracy on the fake GPU (docs/benchmarks.md, "Compute limiter").
 #
 #   bench/shim/limiter_accuracy.sh BUILD_DIR [WINDOW_MS]
+#   DRIVER_VERSION=12020 bench/shim/limiter_accuracy.sh BUILD_DIR ...   (an older driver: the fake's
+#                                                        `driver version=`; default 13000)
 #
 # Saturating workloads (tessera-limiter-client: busy_us_1000 kernels, two in flight) under
 # LD_PRELOAD=libtessera-cuda.so, each container with its own region, all on one fake node:
@@ -24,7 +26,10 @@ for file in "$client" "$shim" "$build/fakegpu/libcuda.so.1"; do
 done
 work=$(mktemp -d /tmp/tessera-limiter-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-for i in 0 1 2 3 4; do echo "device memory=16GiB context_memory=32MiB"; done >"$work/gpus.conf"
+{
+  [[ -z "${DRIVER_VERSION:-}" ]] || echo "driver version=$DRIVER_VERSION"
+  for i in 0 1 2 3 4; do echo "device memory=16GiB context_memory=32MiB"; done
+} >"$work/gpus.conf"
 
 # run SCENARIO PATH "NAME:LIMIT:DEVICE ..." (LIMIT 0: none)
 run() {

@@ -113,9 +113,8 @@ Status ApplyKey(LineParser& parser, std::string_view key, std::string_view value
   if (key == "name") {
     if (value.empty()) return parser.Error("name is empty");
     if (value.size() > kMaxNameLength) {
-      return parser.Error("name is " + std::to_string(value.size()) +
-                          " characters long; at most " + std::to_string(kMaxNameLength) +
-                          " fit NVML's name buffer");
+      return parser.Error("name is " + std::to_string(value.size()) + " characters long; at most " +
+                          std::to_string(kMaxNameLength) + " fit NVML's name buffer");
     }
     for (char c : value) {
       if (c < 0x20 || c > 0x7e) return parser.Error("name has a character that is not printable");
@@ -184,8 +183,9 @@ Result<DeviceSpec> ParseDeviceLine(LineParser& parser, int index) {
     Result<std::string_view> value = parser.Value(key);
     if (!value.ok()) return value.status();
     if (!parser.AtSeparator()) {
-      return parser.Error(std::string(key) + " has text right after its value; separate "
-                                             "key=value pairs with spaces");
+      return parser.Error(std::string(key) +
+                          " has text right after its value; separate "
+                          "key=value pairs with spaces");
     }
     Status applied = ApplyKey(parser, key, *value, &device, &mig);
     if (!applied.ok()) return applied;
@@ -240,8 +240,10 @@ std::vector<DeviceSpec> DefaultDevices() {
   return devices;
 }
 
-Result<std::vector<DeviceSpec>> ParseDeviceConfig(std::string_view text, std::string_view source) {
-  std::vector<DeviceSpec> devices;
+Result<NodeSpec> ParseNodeConfig(std::string_view text, std::string_view source) {
+  NodeSpec node;
+  bool driver_seen = false;
+  std::vector<DeviceSpec>& devices = node.devices;
   size_t line_start = 0;
   for (int line_number = 1; line_start <= text.size(); ++line_number) {
     size_t line_end = text.find('\n', line_start);
@@ -253,8 +255,26 @@ Result<std::vector<DeviceSpec>> ParseDeviceConfig(std::string_view text, std::st
     LineParser parser(line, prefix);
     if (parser.AtEnd()) continue;
     std::string_view keyword = parser.Word();
+    if (keyword == "driver") {
+      if (driver_seen) return parser.Error("a second driver line; give the version once");
+      driver_seen = true;
+      const std::string expected = "expected driver version=<" +
+                                   std::to_string(kOldestDriverVersion) + " to " +
+                                   std::to_string(kNewestDriverVersion) + ">, e.g. version=12020";
+      if (!parser.AtSeparator() || parser.AtEnd() || parser.Word() != "version" ||
+          !parser.Consume('=')) {
+        return parser.Error(expected);
+      }
+      std::string_view value = parser.Word();
+      Result<uint64_t> version =
+          ParseUnsigned(value, "driver version", kOldestDriverVersion, kNewestDriverVersion);
+      if (!version.ok()) return parser.Error(version.status().message());
+      if (!parser.AtEnd()) return parser.Error(expected + "; nothing after it");
+      node.driver_version = static_cast<int>(*version);
+      continue;
+    }
     if (keyword != "device") {
-      return parser.Error("expected a line starting with \"device\", found \"" +
+      return parser.Error("expected a line starting with \"device\" or \"driver\", found \"" +
                           std::string(keyword.substr(0, 32)) + "\"");
     }
     if (!parser.AtSeparator()) {
@@ -273,12 +293,18 @@ Result<std::vector<DeviceSpec>> ParseDeviceConfig(std::string_view text, std::st
     }
     devices.push_back(std::move(device).value());
   }
-  return devices;
+  return node;
 }
 
-Result<std::vector<DeviceSpec>> LoadDeviceConfig() {
+Result<std::vector<DeviceSpec>> ParseDeviceConfig(std::string_view text, std::string_view source) {
+  Result<NodeSpec> node = ParseNodeConfig(text, source);
+  if (!node.ok()) return node.status();
+  return std::move(node->devices);
+}
+
+Result<NodeSpec> LoadNodeConfig() {
   const char* path = std::getenv("TESSERA_FAKEGPU_CONFIG");
-  if (path == nullptr || *path == '\0') return DefaultDevices();
+  if (path == nullptr || *path == '\0') return NodeSpec{DefaultDevices(), kNewestDriverVersion};
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     return Status::Error(std::string("TESSERA_FAKEGPU_CONFIG=") + path +
@@ -286,7 +312,18 @@ Result<std::vector<DeviceSpec>> LoadDeviceConfig() {
   }
   std::ostringstream text;
   text << file.rdbuf();
-  return ParseDeviceConfig(text.str(), path);
+  return ParseNodeConfig(text.str(), path);
+}
+
+Result<std::vector<DeviceSpec>> LoadDeviceConfig() {
+  Result<NodeSpec> node = LoadNodeConfig();
+  if (!node.ok()) return node.status();
+  return std::move(node->devices);
+}
+
+int ConfiguredDriverVersion() {
+  Result<NodeSpec> node = LoadNodeConfig();
+  return node.ok() ? node->driver_version : kNewestDriverVersion;
 }
 
 }  // namespace tessera::fakegpu

@@ -2,7 +2,9 @@
 //
 // The file is text: '#' starts a comment, blank lines are ignored, and every other line is
 //   device name="Tessera Fake H100" memory=80GiB sms=132 uuid=GPU-... context_memory=256MiB
-// with every key optional (defaults below), numa=<node> and mig=<profile>,... too. Sizes use
+// with every key optional (defaults below), numa=<node> and mig=<profile>,... too; and at most one
+//   driver version=12020
+// (kOldestDriverVersion to kNewestDriverVersion, the default). Sizes use
 // common/units.h (ParseBytes); mig=3g.40gb,2g.20gb,1g.10gb puts the GPU in MIG mode with these
 // instances (fakegpu/mig.h). Errors name the source, the line and what was wrong with it.
 //
@@ -24,6 +26,12 @@ namespace tessera::fakegpu {
 
 // The most devices one fake node has; the shared state file has this many device slots.
 inline constexpr int kMaxDevices = 16;
+
+// The driver the fake plays (cuDriverGetVersion: 1000 * major + 10 * minor). An older one lacks the
+// entry points introduced after it (cuda/proc_address.def's versions): cuGetProcAddress does
+// not find them, and called through their exported symbols they answer CUDA_ERROR_NOT_FOUND.
+inline constexpr int kNewestDriverVersion = 13000;  // CUDA 13.0 (R580)
+inline constexpr int kOldestDriverVersion = 11040;  // CUDA 11.4 (R470)
 
 struct DeviceSpec {
   std::string name = "Tessera Fake H100";
@@ -54,11 +62,23 @@ std::array<unsigned char, 16> DefaultUuid(int index);
 // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as NVML and nvidia-smi print it.
 std::string FormatUuid(const std::array<unsigned char, 16>& uuid);
 
+// A config file: its devices, and the driver line (`driver version=12020`), at most one.
+struct NodeSpec {
+  std::vector<DeviceSpec> devices;
+  int driver_version = kNewestDriverVersion;
+};
+
 // Parses the text of a config file. `source` (the file name) prefixes every error message.
+Result<NodeSpec> ParseNodeConfig(std::string_view text, std::string_view source);
 Result<std::vector<DeviceSpec>> ParseDeviceConfig(std::string_view text, std::string_view source);
 
-// The devices of this process: TESSERA_FAKEGPU_CONFIG's file, or the default two devices.
+// This process's node: TESSERA_FAKEGPU_CONFIG's file, or the default two devices.
+Result<NodeSpec> LoadNodeConfig();
 Result<std::vector<DeviceSpec>> LoadDeviceConfig();
+
+// The driver version TESSERA_FAKEGPU_CONFIG names, read from the file now (a bad file: the
+// newest; cuInit reports the file's error). After cuInit the driver's own copy is used.
+int ConfiguredDriverVersion();
 
 std::vector<DeviceSpec> DefaultDevices();
 

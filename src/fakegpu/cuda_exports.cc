@@ -11,6 +11,7 @@
 #include "fakegpu/driver.h"
 #include "fakegpu/export.h"
 #include "fakegpu/faults.h"
+#include "fakegpu/proc_address.h"
 
 using tessera::fakegpu::Api;
 using tessera::fakegpu::CheckFault;
@@ -20,8 +21,6 @@ using tessera::fakegpu::Fault;
 using tessera::fakegpu::LooksLive;
 
 namespace {
-
-constexpr int kDriverVersion = 13000;
 
 __attribute__((constructor)) void ArmFaultsAtLoad() {
   tessera::fakegpu::ArmFaultsFromEnvironment();
@@ -55,17 +54,15 @@ inline bool StreamLooksUsable(CUstream stream) {
   return value <= 2 || LooksLive(stream);  // NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD
 }
 
-inline CUresult CheckLaunch(CUfunction function, unsigned grid_x, unsigned grid_y,
-                            unsigned grid_z, unsigned block_x, unsigned block_y, unsigned block_z,
-                            CUstream stream) {
+inline CUresult CheckLaunch(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                            unsigned block_x, unsigned block_y, unsigned block_z, CUstream stream) {
   if (tessera::fakegpu::g_init_state.load(std::memory_order_relaxed) !=
       tessera::fakegpu::InitState::kReady) {
     return Driver::Ready();
   }
   if (!LooksLive(tessera::fakegpu::g_current_context)) return CUDA_ERROR_INVALID_CONTEXT;
   if (!LooksLive(function) || !StreamLooksUsable(stream)) return CUDA_ERROR_INVALID_HANDLE;
-  if (grid_x == 0 || grid_y == 0 || grid_z == 0 || block_x == 0 || block_y == 0 ||
-      block_z == 0) {
+  if (grid_x == 0 || grid_y == 0 || grid_z == 0 || block_x == 0 || block_y == 0 || block_z == 0) {
     return CUDA_ERROR_INVALID_VALUE;
   }
   uint64_t threads = uint64_t{block_x} * block_y * block_z;
@@ -146,7 +143,7 @@ TESSERA_FAKE_EXPORT CUresult cuInit(unsigned int flags) {
 TESSERA_FAKE_EXPORT CUresult cuDriverGetVersion(int* driverVersion) {
   if (Fault fault = CheckFault(Api::cuDriverGetVersion)) return Faulted(fault, driverVersion);
   if (driverVersion == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *driverVersion = kDriverVersion;
+  *driverVersion = tessera::fakegpu::CurrentDriverVersion();
   return CUDA_SUCCESS;
 }
 
@@ -217,7 +214,8 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-TESSERA_FAKE_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib, CUdevice dev) {
+TESSERA_FAKE_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib,
+                                                  CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuDeviceGetAttribute)) return Faulted(fault, pi);
   CUresult error;
   const CudaDevice* spec = ReadyDevice(dev, &error);
@@ -318,6 +316,8 @@ TESSERA_FAKE_EXPORT CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam
 TESSERA_FAKE_EXPORT CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* ctxCreateParams,
                                             unsigned int flags, CUdevice dev) {
   if (Fault fault = CheckFault(Api::cuCtxCreate_v4)) return Faulted(fault, pctx);
+  static const int kIntroduced = tessera::fakegpu::IntroducedIn("cuCtxCreate_v4");
+  if (tessera::fakegpu::DriverLacks(kIntroduced)) return CUDA_ERROR_NOT_FOUND;
   (void)ctxCreateParams;  // affinity and CIG parameters: not simulated
   (void)flags;
   return TheDriver().CreateContext(pctx, dev);
@@ -385,9 +385,8 @@ TESSERA_FAKE_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitc
     return current != CUDA_SUCCESS ? current : CUDA_ERROR_INVALID_VALUE;
   }
   uint64_t pitch = tessera::cuda::PitchFor(WidthInBytes);
-  CUresult result =
-      TheDriver().Allocate(dptr, tessera::cuda::MultiplySaturating(pitch, Height),
-                           Driver::AllocationKind::kLinear, -1);
+  CUresult result = TheDriver().Allocate(dptr, tessera::cuda::MultiplySaturating(pitch, Height),
+                                         Driver::AllocationKind::kLinear, -1);
   if (result == CUDA_SUCCESS) *pPitch = pitch;
   return result;
 }
@@ -457,9 +456,8 @@ TESSERA_FAKE_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char 
 
 // ---- Virtual memory management ---------------------------------------------------------------
 
-TESSERA_FAKE_EXPORT CUresult cuMemGetAllocationGranularity(size_t* granularity,
-                                                           const CUmemAllocationProp* prop,
-                                                           CUmemAllocationGranularity_flags option) {
+TESSERA_FAKE_EXPORT CUresult cuMemGetAllocationGranularity(
+    size_t* granularity, const CUmemAllocationProp* prop, CUmemAllocationGranularity_flags option) {
   if (Fault fault = CheckFault(Api::cuMemGetAllocationGranularity)) {
     return Faulted(fault, granularity);
   }
@@ -703,9 +701,17 @@ TESSERA_FAKE_EXPORT CUresult cuEventQuery(CUevent hEvent) {
   return TheDriver().EventQuery(hEvent);
 }
 
+TESSERA_FAKE_EXPORT CUresult cuEventElapsedTime(float* pMilliseconds, CUevent hStart,
+                                                CUevent hEnd) {
+  if (Fault fault = CheckFault(Api::cuEventElapsedTime)) return Faulted(fault, pMilliseconds);
+  return TheDriver().EventElapsedTime(pMilliseconds, hStart, hEnd);
+}
+
 TESSERA_FAKE_EXPORT CUresult cuEventElapsedTime_v2(float* pMilliseconds, CUevent hStart,
                                                    CUevent hEnd) {
   if (Fault fault = CheckFault(Api::cuEventElapsedTime_v2)) return Faulted(fault, pMilliseconds);
+  static const int kIntroduced = tessera::fakegpu::IntroducedIn("cuEventElapsedTime_v2");
+  if (tessera::fakegpu::DriverLacks(kIntroduced)) return CUDA_ERROR_NOT_FOUND;
   return TheDriver().EventElapsedTime(pMilliseconds, hStart, hEnd);
 }
 
@@ -799,8 +805,7 @@ TESSERA_FAKE_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode* phGraphNode, CUg
                                                    const CUgraphNode* dependencies,
                                                    size_t numDependencies, CUdeviceptr dptr) {
   if (Fault fault = CheckFault(Api::cuGraphAddMemFreeNode)) return Faulted(fault, phGraphNode);
-  return TheDriver().GraphAddMemFreeNode(phGraphNode, hGraph, dependencies, numDependencies,
-                                         dptr);
+  return TheDriver().GraphAddMemFreeNode(phGraphNode, hGraph, dependencies, numDependencies, dptr);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* phGraphExec, CUgraph hGraph,

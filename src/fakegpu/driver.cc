@@ -134,8 +134,10 @@ CUresult Driver::Init() {
     return CUDA_ERROR_NO_DEVICE;
   };
   if (FaultConfigurationBroken()) return fail("");  // already said when the library loaded
-  Result<std::vector<DeviceSpec>> node = LoadDeviceConfig();
-  if (!node.ok()) return fail(node.status().message());
+  Result<NodeSpec> spec = LoadNodeConfig();
+  if (!spec.ok()) return fail(spec.status().message());
+  const int driver_version = spec->driver_version;
+  Result<std::vector<DeviceSpec>> node = std::move(spec->devices);
   Result<std::vector<VisibleGpu>> visible = VisibleGpusFromEnvironment(*node);
   if (!visible.ok()) return fail(visible.status().message());
   std::vector<CudaDevice> devices;
@@ -172,6 +174,7 @@ CUresult Driver::Init() {
   }
 
   devices_ = std::move(devices);
+  driver_version_ = driver_version;
   state_ = std::move(state).value();
   pid_ = NodePid();
   slot_ = -1;
@@ -500,7 +503,8 @@ bool Driver::StreamUsableLocked(CUstream stream) const {
 // as the legacy stream synchronises with every other: stricter than the per-thread stream, never
 // too early.
 uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
-  if (IsDefaultStream(stream)) return g_current_context->work_end_ns.load(std::memory_order_acquire);
+  if (IsDefaultStream(stream))
+    return g_current_context->work_end_ns.load(std::memory_order_acquire);
   return stream->work_end_ns.load(std::memory_order_acquire);
 }
 
@@ -613,7 +617,7 @@ CUresult Driver::EventQuery(CUevent event) {
   CUevent_st* found = events_.Find(event);
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   return found->recorded && found->recorded_ns > MonotonicNs() ? CUDA_ERROR_NOT_READY
-                                                                : CUDA_SUCCESS;
+                                                               : CUDA_SUCCESS;
 }
 
 CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent end) {
@@ -630,8 +634,8 @@ CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent en
   }
   uint64_t now = MonotonicNs();
   if (first->recorded_ns > now || second->recorded_ns > now) return CUDA_ERROR_NOT_READY;
-  double elapsed_ns = static_cast<double>(second->recorded_ns) -
-                      static_cast<double>(first->recorded_ns);
+  double elapsed_ns =
+      static_cast<double>(second->recorded_ns) - static_cast<double>(first->recorded_ns);
   *milliseconds = static_cast<float>(elapsed_ns / 1e6);
   return CUDA_SUCCESS;
 }

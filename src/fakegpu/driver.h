@@ -80,6 +80,8 @@ class Driver {
 
   // Devices. REQUIRES: Init() succeeded (devices do not change while ready).
   int DeviceCount() const { return static_cast<int>(devices_.size()); }
+  // The configured driver version (config.h, `driver version=`).
+  int DriverVersion() const { return driver_version_; }
   const CudaDevice* Device(CUdevice device) const;
   // Whether the device's GPU has fallen off the bus (an Xid 79 not yet cleared).
   bool DeviceLost(CUdevice device);
@@ -214,6 +216,7 @@ class Driver {
 
   mutable std::mutex mutex_;
   std::vector<CudaDevice> devices_;
+  int driver_version_ = kNewestDriverVersion;
   std::unique_ptr<SharedState> state_;
   int pid_ = 0;    // this process (updated in a fork child)
   int slot_ = -1;  // this process's slot in state_, claimed on first charge

@@ -153,9 +153,8 @@ void Limiter::Poll(int device) {
     CUresult state = cuda_.cuEventQuery(pool->end[head.event]);
     if (state == CUDA_ERROR_NOT_READY) break;
     float milliseconds = 0;
-    if (state == CUDA_SUCCESS &&
-        cuda_.cuEventElapsedTime_v2(&milliseconds, pool->start[head.event],
-                                    pool->end[head.event]) == CUDA_SUCCESS) {
+    if (state == CUDA_SUCCESS && ElapsedTime(&milliseconds, pool->start[head.event],
+                                             pool->end[head.event]) == CUDA_SUCCESS) {
       auto measured = static_cast<int64_t>(static_cast<double>(milliseconds) * 1e6);
       int64_t estimate = estimator_.AddSample(head.key, measured);
       if (log::Enabled(log::Level::kDebug)) {
@@ -168,6 +167,19 @@ void Limiter::Poll(int device) {
     pool->pending_head = (pool->pending_head + 1) % kEventPairs;
     --pool->pending_count;
   }
+}
+
+CUresult Limiter::ElapsedTime(float* milliseconds, CUevent start, CUevent end) {
+  if (elapsed_v2_) {
+    CUresult result = cuda_.cuEventElapsedTime_v2(milliseconds, start, end);
+    if (result != CUDA_ERROR_NOT_FOUND) return result;
+    // A driver before CUDA 12.8 (R570, or R535/R550) lacks the second version; the first
+    // measures these events just the same.
+    elapsed_v2_ = false;
+    log::Write(log::Level::kInfo, "limiter",
+               "the driver has no cuEventElapsedTime_v2; measuring with cuEventElapsedTime");
+  }
+  return cuda_.cuEventElapsedTime(milliseconds, start, end);
 }
 
 int Limiter::TakeEvent(int device) {

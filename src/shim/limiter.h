@@ -7,7 +7,8 @@
 //    container's processes. A launch is charged its estimated cost; a thread whose charge puts
 //    the bucket in debt sleeps until the debt is paid.
 //  * Cost: measured. Two events from a small per-device pool are recorded around the launch on
-//    its stream; later launches collect the finished ones (cuEventQuery, cuEventElapsedTime_v2),
+//    its stream; later launches collect the finished ones (cuEventQuery, cuEventElapsedTime_v2,
+//    or cuEventElapsedTime on a driver before CUDA 12.8),
 //    feed the CostEstimator, and true the charge up to the estimate.
 //  * Work-conserving (TESSERA_SM_WORK_CONSERVING=true): a launch in debt goes ahead, its debt
 //    forgiven, while NVML says the device was busy less than kSpareBelowPercent of the last period.
@@ -83,7 +84,9 @@ class Limiter {
   struct EventPool;
 
   int CurrentDevice() const;
-  void Poll(int device);      // REQUIRES: mutex_ held
+  void Poll(int device);  // REQUIRES: mutex_ held
+  // cuEventElapsedTime_v2, or cuEventElapsedTime where the driver lacks it. REQUIRES: mutex_ held
+  CUresult ElapsedTime(float* milliseconds, CUevent start, CUevent end);
   int TakeEvent(int device);  // REQUIRES: mutex_ held
   void WaitUntil(int device, int64_t ready_ns);
   bool DeviceHasSpareTime(int device);
@@ -105,6 +108,7 @@ class Limiter {
   std::unique_ptr<EventPool> pools_[region::kMaxDevices];
   std::string uuid_[region::kMaxDevices];
   bool nvml_initialized_ = false;
+  bool elapsed_v2_ = true;  // until the driver says it has no cuEventElapsedTime_v2
   nvmlDevice_t nvml_handle_[region::kMaxDevices] = {};
   int64_t utilisation_read_at_[region::kMaxDevices] = {};
   unsigned utilisation_[region::kMaxDevices] = {};

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "support/child_process.h"
 #include "fake_node.h"
+#include "support/child_process.h"
 
 namespace tessera {
 namespace {
@@ -150,6 +150,22 @@ TEST_F(LimiterEndToEnd, ShortAndLongKernelsAreHeldToTheSameShareOfTime) {
   long_kernels.kernel_us = "5000";
   std::vector<double> shares = Run({short_kernels, long_kernels});
   EXPECT_NEAR(shares[0], 25, kTolerancePercent) << outputs_[0];
+  EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
+}
+
+// ---- An older driver --------------------------------------------------------------------------
+TEST_F(LimiterEndToEnd, ADriverWithoutElapsedTimeV2IsHeldToTheSameShares) {
+  // R535 (CUDA 12.2) has no cuEventElapsedTime_v2 (CUDA 12.8): without a measurement every launch
+  // would be charged Limiter::kUnknownCostNs, and 2 ms kernels would get the whole device.
+  std::string devices = "driver version=12020\n";
+  for (int i = 0; i < 2; ++i) devices += "device memory=16GiB sms=132 context_memory=32MiB\n";
+  node_.WriteDevices(devices);
+  Process half = Limited("half", 50, "launch", 0);
+  half.kernel_us = "2000";
+  Process quarter = Limited("quarter", 25, "launch", 1);
+  quarter.kernel_us = "2000";
+  std::vector<double> shares = Run({half, quarter});
+  EXPECT_NEAR(shares[0], 50, kTolerancePercent) << outputs_[0];
   EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
 }
 

@@ -53,7 +53,8 @@ TEST(FakeGpuConfig, AnEmptyFileMeansNoDevices) {
 
 TEST(FakeGpuConfig, ErrorsNameTheFileTheLineAndTheProblem) {
   EXPECT_EQ(ErrorOf("device\ngpu memory=1g\n"),
-            "devices.conf:2: expected a line starting with \"device\", found \"gpu\"");
+            "devices.conf:2: expected a line starting with \"device\" or \"driver\", found "
+            "\"gpu\"");
   EXPECT_NE(ErrorOf("device memory=12XB\n").find("devices.conf:1: memory=\"12XB\""),
             std::string::npos);
   EXPECT_NE(ErrorOf("device colour=red\n").find("unknown key \"colour\""), std::string::npos);
@@ -63,14 +64,35 @@ TEST(FakeGpuConfig, ErrorsNameTheFileTheLineAndTheProblem) {
             std::string::npos);
   EXPECT_NE(ErrorOf("device uuid=GPU-1234\n").find("not a GPU UUID"), std::string::npos);
   EXPECT_NE(ErrorOf("device memory=1MiB\n").find("out of range"), std::string::npos);
-  EXPECT_NE(ErrorOf("device memory=1g context_memory=2g\n").find("larger than"),
-            std::string::npos);
+  EXPECT_NE(ErrorOf("device memory=1g context_memory=2g\n").find("larger than"), std::string::npos);
   EXPECT_NE(ErrorOf("device memory\n").find("expected key=value"), std::string::npos);
   EXPECT_NE(ErrorOf("device name=\"a\"b\n").find("right after its value"), std::string::npos);
-  EXPECT_NE(ErrorOf("devicememory=1g\n").find("expected a line starting with"),
-            std::string::npos);
+  EXPECT_NE(ErrorOf("devicememory=1g\n").find("expected a line starting with"), std::string::npos);
   EXPECT_NE(ErrorOf(std::string("device name=\"a\x01\"\n")).find("not printable"),
             std::string::npos);
+}
+
+TEST(FakeGpuConfig, TheDriverLineSetsTheVersionOnce) {
+  Result<NodeSpec> node = ParseNodeConfig("driver version=12020\ndevice\n", "devices.conf");
+  ASSERT_TRUE(node.ok()) << node.status().message();
+  EXPECT_EQ(node->driver_version, 12020);
+  EXPECT_EQ(node->devices.size(), 1u);
+  Result<NodeSpec> unset = ParseNodeConfig("device\n", "devices.conf");
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->driver_version, kNewestDriverVersion);
+  auto error = [](const std::string& text) {
+    Result<NodeSpec> parsed = ParseNodeConfig(text, "devices.conf");
+    return parsed.ok() ? std::string("(parsed)") : parsed.status().message();
+  };
+  EXPECT_NE(error("driver version=12020\ndriver version=12080\n")
+                .find("devices.conf:2: a second driver line"),
+            std::string::npos);
+  EXPECT_NE(error("driver version=10020\n").find("out of range"), std::string::npos);
+  EXPECT_NE(error("driver version=13010\n").find("out of range"), std::string::npos);
+  EXPECT_NE(error("driver version=12.2\n").find("devices.conf:1:"), std::string::npos);
+  EXPECT_NE(error("driver 12020\n").find("expected driver version=<11040 to 13000>"),
+            std::string::npos);
+  EXPECT_NE(error("driver version=12020 extra\n").find("nothing after it"), std::string::npos);
 }
 
 TEST(FakeGpuConfig, RejectsDuplicateUuidsAndTooManyDevices) {

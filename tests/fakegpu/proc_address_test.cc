@@ -34,8 +34,8 @@ TEST_F(FakeGpuProcAddress, PicksTheNewestVariantNoNewerThanTheCaller) {
 TEST_F(FakeGpuProcAddress, PerThreadDefaultStreamFlagPrefersThePtszVariant) {
   CUdriverProcAddressQueryResult status{};
   CUresult result;
-  EXPECT_EQ(Lookup("cuLaunchKernel", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
-                   &status, &result),
+  EXPECT_EQ(Lookup("cuLaunchKernel", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &status,
+                   &result),
             reinterpret_cast<void*>(&cuLaunchKernel_ptsz));
   EXPECT_EQ(Lookup("cuLaunchKernel", 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status, &result),
             reinterpret_cast<void*>(&cuLaunchKernel));
@@ -46,9 +46,43 @@ TEST_F(FakeGpuProcAddress, PerThreadDefaultStreamFlagPrefersThePtszVariant) {
                    &result),
             reinterpret_cast<void*>(&cuLaunchKernel));
   // No ptsz row at all: the only one.
-  EXPECT_EQ(Lookup("cuMemFree", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &status,
-                   &result),
-            reinterpret_cast<void*>(&cuMemFree_v2));
+  EXPECT_EQ(
+      Lookup("cuMemFree", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &status, &result),
+      reinterpret_cast<void*>(&cuMemFree_v2));
+}
+
+TEST_F(FakeGpuProcAddress, AnOlderDriverLacksWhatCameAfterIt) {
+  CUdriverProcAddressQueryResult status{};
+  CUresult result;
+  // The newest driver: a CUDA 13 caller's cuEventElapsedTime is the second version.
+  EXPECT_EQ(Lookup("cuEventElapsedTime", 13000, 0, &status, &result),
+            reinterpret_cast<void*>(&cuEventElapsedTime_v2));
+  EXPECT_EQ(Lookup("cuEventElapsedTime", 12020, 0, &status, &result),
+            reinterpret_cast<void*>(&cuEventElapsedTime));
+
+  UseConfig("driver version=12020\ndevice\n");  // R535
+  int version = 0;
+  ASSERT_EQ(cuDriverGetVersion(&version), CUDA_SUCCESS);
+  EXPECT_EQ(version, 12020);
+  EXPECT_EQ(Lookup("cuEventElapsedTime", 13000, 0, &status, &result),
+            reinterpret_cast<void*>(&cuEventElapsedTime));
+  EXPECT_EQ(Lookup("cuCtxCreate", 13000, 0, &status, &result),
+            reinterpret_cast<void*>(&cuCtxCreate_v3));
+  InitWithContext();
+  ASSERT_EQ(cuDriverGetVersion(&version), CUDA_SUCCESS);
+  EXPECT_EQ(version, 12020);
+  CUevent start = nullptr, end = nullptr;
+  ASSERT_EQ(cuEventCreate(&start, 0), CUDA_SUCCESS);
+  ASSERT_EQ(cuEventCreate(&end, 0), CUDA_SUCCESS);
+  ASSERT_EQ(cuEventRecord(start, nullptr), CUDA_SUCCESS);
+  ASSERT_EQ(cuEventRecord(end, nullptr), CUDA_SUCCESS);
+  ASSERT_EQ(cuEventSynchronize(end), CUDA_SUCCESS);
+  float milliseconds = -1;
+  EXPECT_EQ(cuEventElapsedTime_v2(&milliseconds, start, end), CUDA_ERROR_NOT_FOUND);
+  EXPECT_EQ(cuEventElapsedTime(&milliseconds, start, end), CUDA_SUCCESS);
+  EXPECT_GE(milliseconds, 0.0f);
+  CUcontext context = nullptr;
+  EXPECT_EQ(cuCtxCreate_v4(&context, nullptr, 0, 0), CUDA_ERROR_NOT_FOUND);
 }
 
 TEST_F(FakeGpuProcAddress, TooOldACallerGetsVersionNotSufficient) {
