@@ -1,7 +1,10 @@
-// The exported dlsym. Lookups relative to the caller (RTLD_NEXT) must reach glibc with the
-// caller's own return address, or glibc resolves "next" relative to the shim (the OpenMP
-// `import torch` hang HAMi hit). So RTLD_NEXT is a tail jump to glibc's dlsym; every other
-// handle goes to tessera_dlsym_hooked, which applies the allow-list.
+// The exported dlsym. glibc answers RTLD_NEXT and RTLD_DEFAULT from the caller's own object:
+// "next" after it (the OpenMP `import torch` hang HAMi hit when that was the shim), and the
+// default scope with its own local scope in it (a library loaded RTLD_LOCAL, as CPython loads
+// every extension, finds its own symbols). So both are a tail jump to glibc's dlsym, which then
+// sees the real caller; RTLD_DEFAULT still finds the shim's hooks first, the shim being preloaded
+// ahead of the driver. An explicit handle goes to tessera_dlsym_hooked, which applies the
+// allow-list (such a lookup does not depend on the caller).
 #if defined(__x86_64__)
         .text
         .globl  dlsym
@@ -9,8 +12,10 @@
 dlsym:
         .cfi_startproc
         cmpq    $-1, %rdi                        // RTLD_NEXT is (void*)-1
+        je      2f
+        testq   %rdi, %rdi                       // RTLD_DEFAULT is (void*)0
         jne     tessera_dlsym_hooked
-        movq    tessera_next_dlsym(%rip), %rax
+2:      movq    tessera_next_dlsym(%rip), %rax
         testq   %rax, %rax
         jz      1f
         jmp     *%rax
@@ -35,9 +40,11 @@ dlsym:
         .globl  dlsym
         .type   dlsym, %function
 dlsym:
-        cmn     x0, #1
-        b.ne    tessera_dlsym_hooked
-        adrp    x16, tessera_next_dlsym
+        cmn     x0, #1                           // RTLD_NEXT is (void*)-1
+        b.eq    2f
+        cbz     x0, 2f                           // RTLD_DEFAULT is (void*)0
+        b       tessera_dlsym_hooked
+2:      adrp    x16, tessera_next_dlsym
         ldr     x16, [x16, :lo12:tessera_next_dlsym]
         cbz     x16, 1f
         br      x16

@@ -116,6 +116,25 @@ TEST_F(ShimEndToEnd, FreeOfAPointerTheShimDoesNotKnowGoesToTheDriver) {
   EXPECT_NE(Number(Fields(bare.output()), "free_result"), 0);
 }
 
+// ---- dlsym keeps the caller's scope ------------------------------------------------------------
+// glibc answers RTLD_DEFAULT and RTLD_NEXT from the caller's own object: a library loaded
+// RTLD_LOCAL (every CPython extension) finds its own symbols, and RTLD_NEXT is relative to it.
+TEST_F(ShimEndToEnd, DlsymKeepsTheCallersScope) {
+  for (bool preload : {false, true}) {
+    SCOPED_TRACE(preload ? "with the shim" : "without the shim");
+    Child scope({TESSERA_DLSYM_SCOPE, TESSERA_DLSYM_SCOPE_PROBE},
+                Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}, preload));
+    ASSERT_EQ(scope.Finish(), 0) << scope.output();
+    auto fields = Fields(scope.output());
+    EXPECT_EQ(Number(fields, "own"), 1) << scope.output();
+    EXPECT_EQ(Number(fields, "next"), 1) << scope.output();
+    if (preload) {
+      EXPECT_EQ(Number(fields, "default_hook"), 1) << "RTLD_DEFAULT still finds the shim's hooks\n"
+                                                   << scope.output();
+    }
+  }
+}
+
 // ---- Every allocation family is charged at the size the driver takes -------------------------
 class ShimFamily : public ShimEndToEnd, public ::testing::WithParamInterface<std::string> {};
 
