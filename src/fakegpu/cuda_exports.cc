@@ -715,6 +715,41 @@ TESSERA_FAKE_EXPORT CUresult cuEventElapsedTime_v2(float* pMilliseconds, CUevent
   return TheDriver().EventElapsedTime(pMilliseconds, hStart, hEnd);
 }
 
+// ---- Stream capture (driver_capture.cc) --------------------------------------------------------
+
+TESSERA_FAKE_EXPORT CUresult cuStreamBeginCapture(CUstream hStream) {
+  if (Fault fault = CheckFault(Api::cuStreamBeginCapture)) return Faulted(fault);
+  return TheDriver().BeginCapture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
+  if (Fault fault = CheckFault(Api::cuStreamBeginCapture_v2)) return Faulted(fault);
+  return TheDriver().BeginCapture(hStream, mode);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuStreamEndCapture(CUstream hStream, CUgraph* phGraph) {
+  if (Fault fault = CheckFault(Api::cuStreamEndCapture)) return Faulted(fault, phGraph);
+  return TheDriver().EndCapture(hStream, phGraph);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuStreamIsCapturing(CUstream hStream,
+                                                 CUstreamCaptureStatus* captureStatus) {
+  if (Fault fault = CheckFault(Api::cuStreamIsCapturing)) return Faulted(fault);
+  return TheDriver().CaptureInfo(hStream, captureStatus, nullptr);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuStreamGetCaptureInfo(CUstream hStream,
+                                                    CUstreamCaptureStatus* captureStatus_out,
+                                                    cuuint64_t* id_out) {
+  if (Fault fault = CheckFault(Api::cuStreamGetCaptureInfo)) return Faulted(fault);
+  return TheDriver().CaptureInfo(hStream, captureStatus_out, id_out);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
+  if (Fault fault = CheckFault(Api::cuThreadExchangeStreamCaptureMode)) return Faulted(fault);
+  return Driver::ExchangeCaptureMode(mode);
+}
+
 // ---- Launches: validate and return -----------------------------------------------------------
 
 TESSERA_FAKE_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX,

@@ -509,6 +509,7 @@ uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
 }
 
 void Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count) {
+  if (CaptureKernels(stream, durations_ns, count)) return;  // nodes of the capture, not work
   CUctx_st* context = g_current_context;
   uint64_t end = state_->QueueKernels(devices_[static_cast<size_t>(context->device)].ref, pid_,
                                       durations_ns, count);
@@ -519,6 +520,7 @@ void Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, siz
 CUresult Driver::ContextSynchronize() {
   CUctx_st* context = nullptr;
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   SleepUntil(context->work_end_ns.load(std::memory_order_acquire));
   return CUDA_SUCCESS;
 }
@@ -546,6 +548,7 @@ CUresult Driver::StreamDestroy(CUstream stream) {
 CUresult Driver::StreamSynchronize(CUstream stream) {
   CUctx_st* context = nullptr;
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   uint64_t end = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -559,6 +562,7 @@ CUresult Driver::StreamSynchronize(CUstream stream) {
 CUresult Driver::StreamQuery(CUstream stream) {
   CUctx_st* context = nullptr;
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
   return StreamWorkEndLocked(stream) > MonotonicNs() ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
@@ -590,6 +594,8 @@ CUresult Driver::EventRecord(CUevent event, CUstream stream) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUevent_st* found = events_.Find(event);
   if (found == nullptr || !StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  // On a capturing stream the record is a node of the capture: the event is not reached now.
+  if (captures_.count(stream) != 0) return CUDA_SUCCESS;
   // The device reaches the event when the stream's work before it is done, or now if it is idle.
   uint64_t now = MonotonicNs();
   uint64_t work_end = StreamWorkEndLocked(stream);
@@ -600,6 +606,7 @@ CUresult Driver::EventRecord(CUevent event, CUstream stream) {
 
 CUresult Driver::EventSynchronize(CUevent event) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   uint64_t reached = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -613,6 +620,7 @@ CUresult Driver::EventSynchronize(CUevent event) {
 
 CUresult Driver::EventQuery(CUevent event) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   std::lock_guard<std::mutex> lock(mutex_);
   CUevent_st* found = events_.Find(event);
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;

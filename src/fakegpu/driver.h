@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -167,6 +168,21 @@ class Driver {
   CUresult GraphInstantiate(CUgraphExec* exec, CUgraph graph);
   CUresult GraphExecDestroy(CUgraphExec exec);
 
+  // Stream capture (driver_capture.cc): work launched on a capturing stream becomes nodes of its
+  // graph instead of running. While a capture forbids them, potentially unsafe calls (event and
+  // stream queries and synchronisation) fail and invalidate it, as a real driver's do.
+  CUresult BeginCapture(CUstream stream, CUstreamCaptureMode mode);
+  CUresult EndCapture(CUstream stream, CUgraph* graph);
+  CUresult CaptureInfo(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id);
+  static CUresult ExchangeCaptureMode(CUstreamCaptureMode* mode);
+  // Before a potentially unsafe call: CUDA_SUCCESS, or CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+  // when a capture forbids it (the calling thread's own non-relaxed capture, or another thread's
+  // global one while this thread's mode is global), which are then invalidated.
+  CUresult CheckUnsafeCall();
+  // Whether `stream` is capturing: its kernels then go into the capture. Lock-free while no
+  // capture exists.
+  bool CaptureKernels(CUstream stream, const uint64_t* durations_ns, size_t count);
+
  private:
   // REQUIRES: mutex_ held.
   template <typename Object>
@@ -217,6 +233,16 @@ class Driver {
   mutable std::mutex mutex_;
   std::vector<CudaDevice> devices_;
   int driver_version_ = kNewestDriverVersion;
+  struct Capture {
+    CUgraph_st* graph = nullptr;
+    CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+    std::thread::id thread;
+    uint64_t id = 0;
+    bool invalidated = false;
+  };
+  std::unordered_map<CUstream_st*, Capture> captures_;  // guarded by mutex_
+  std::atomic<int> capture_count_{0};                   // captures_.size()
+  uint64_t next_capture_id_ = 1;
   std::unique_ptr<SharedState> state_;
   int pid_ = 0;    // this process (updated in a fork child)
   int slot_ = -1;  // this process's slot in state_, claimed on first charge

@@ -146,3 +146,33 @@ TESSERA_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStr
   return Forward<&CudaTable::cuGraphLaunch_ptsz>(GraphOn{hGraphExec, hStream, true}, hGraphExec,
                                                  hStream);
 }
+
+// ---- Stream capture: what the limiter must know so as not to break it ---------------------------
+TESSERA_EXPORT CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuStreamBeginCapture_v2(hStream, mode);
+  if (result == CUDA_SUCCESS && shim.governs_launches()) {
+    shim.limiter().OnCaptureBegun(hStream, mode);
+  }
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuStreamBeginCapture(CUstream hStream) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuStreamBeginCapture(hStream);
+  if (result == CUDA_SUCCESS && shim.governs_launches()) {
+    shim.limiter().OnCaptureBegun(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL);
+  }
+  return result;
+}
+
+TESSERA_EXPORT CUresult cuStreamEndCapture(CUstream hStream, CUgraph* phGraph) {
+  Shim& shim = Shim::Get();
+  CUresult result = shim.cuda().cuStreamEndCapture(hStream, phGraph);
+  // Invalidated or not, the capture is over; on any other error it goes on.
+  if ((result == CUDA_SUCCESS || result == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) &&
+      shim.governs_launches()) {
+    shim.limiter().OnCaptureEnded(hStream);
+  }
+  return result;
+}

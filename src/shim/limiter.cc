@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <thread>
 
 #include "common/log.h"
 
@@ -84,10 +85,48 @@ int Limiter::CurrentDevice() const {
   return device >= 0 && device < region::kMaxDevices ? device : -1;
 }
 
+namespace {
+
+// Captures begun on this thread in a mode other than relaxed: while there are any, this thread
+// may make no potentially unsafe call (an event query among them).
+thread_local int t_strict_captures = 0;
+
+}  // namespace
+
+void Limiter::OnCaptureBegun(CUstream stream, CUstreamCaptureMode mode) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  captures_[stream] = {mode, std::this_thread::get_id()};
+  if (mode == CU_STREAM_CAPTURE_MODE_GLOBAL) global_captures_.fetch_add(1);
+  if (mode != CU_STREAM_CAPTURE_MODE_RELAXED) ++t_strict_captures;
+}
+
+void Limiter::OnCaptureEnded(CUstream stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto capture = captures_.find(stream);
+  if (capture == captures_.end()) return;  // begun where the shim did not see it
+  if (capture->second.mode == CU_STREAM_CAPTURE_MODE_GLOBAL) global_captures_.fetch_sub(1);
+  if (capture->second.mode != CU_STREAM_CAPTURE_MODE_RELAXED &&
+      capture->second.thread == std::this_thread::get_id() && t_strict_captures > 0) {
+    --t_strict_captures;
+  }
+  captures_.erase(capture);
+}
+
+bool Limiter::QueriesForbidden() const {
+  return t_strict_captures > 0 || global_captures_.load(std::memory_order_relaxed) > 0;
+}
+
 Limiter::Ticket Limiter::Admit(uintptr_t key, CUstream stream) {
   Ticket ticket;
   int device = CurrentDevice();
   if (device < 0) return ticket;
+  // Work launched into a capture does not run now: it is neither charged nor waited for (its
+  // graph is, at each launch), and nothing is recorded on the stream.
+  CUstreamCaptureStatus capturing = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (cuda_.cuStreamIsCapturing(stream, &capturing) == CUDA_SUCCESS &&
+      capturing != CU_STREAM_CAPTURE_STATUS_NONE) {
+    return ticket;
+  }
   if (node_board_ != nullptr) ApplyPriority(device);
   uint32_t percent = SmPercent(device);
   if (percent == 0) return ticket;
@@ -95,7 +134,9 @@ Limiter::Ticket Limiter::Admit(uintptr_t key, CUstream stream) {
   int64_t cost = kUnknownCostNs;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    Poll(device);
+    // cuEventQuery during a capture that forbids it would invalidate the capture: the
+    // measurements wait until it ends.
+    if (!QueriesForbidden()) Poll(device);
     if (auto estimate = estimator_.Estimate(key)) cost = *estimate;
   }
   int64_t now = MonotonicNs();

@@ -18,10 +18,13 @@
 #ifndef TESSERA_SHIM_LIMITER_H_
 #define TESSERA_SHIM_LIMITER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <unordered_map>
 
 #include "shim/cost_estimator.h"
 #include "shim/node_board.h"
@@ -72,6 +75,12 @@ class Limiter {
   // After the driver answered `result` for that launch.
   void Complete(const Ticket& ticket, CUstream stream, CUresult result);
 
+  // Stream capture (cuStreamBeginCapture[_v2], cuStreamEndCapture): launches into a capture
+  // pass straight through, and no finished measurement is collected (cuEventQuery) while a
+  // capture forbids queries: this thread's non-relaxed one, or any thread's global one.
+  void OnCaptureBegun(CUstream stream, CUstreamCaptureMode mode);
+  void OnCaptureEnded(CUstream stream);
+
   // The GPU behind container device `device` (for NVML and the priority board).
   void SetDeviceUuid(int device, const std::string& uuid);
   // Around fork: the mutex is held across it (no other thread can leave it locked in the child);
@@ -85,6 +94,7 @@ class Limiter {
 
   int CurrentDevice() const;
   void Poll(int device);  // REQUIRES: mutex_ held
+  bool QueriesForbidden() const;
   // cuEventElapsedTime_v2, or cuEventElapsedTime where the driver lacks it. REQUIRES: mutex_ held
   CUresult ElapsedTime(float* milliseconds, CUevent start, CUevent end);
   int TakeEvent(int device);  // REQUIRES: mutex_ held
@@ -109,6 +119,12 @@ class Limiter {
   std::string uuid_[region::kMaxDevices];
   bool nvml_initialized_ = false;
   bool elapsed_v2_ = true;  // until the driver says it has no cuEventElapsedTime_v2
+  struct CaptureSeen {
+    CUstreamCaptureMode mode;
+    std::thread::id thread;
+  };
+  std::unordered_map<CUstream, CaptureSeen> captures_;
+  std::atomic<int> global_captures_{0};  // written under mutex_, read without
   nvmlDevice_t nvml_handle_[region::kMaxDevices] = {};
   int64_t utilisation_read_at_[region::kMaxDevices] = {};
   unsigned utilisation_[region::kMaxDevices] = {};

@@ -6,9 +6,11 @@
 //   tessera-limiter-client PATH US WARMUP_MS WINDOW_MS [DEVICE [DEPTH]]
 //
 // PATH: launch (cuLaunchKernel), ptsz (cuLaunchKernel_ptsz), ex (cuLaunchKernelEx), cooperative
-// (cuLaunchCooperativeKernel), graph (cuGraphLaunch of a one-kernel graph). The client sets up,
-// prints "ready", waits for stdin to close, then runs WARMUP_MS + WINDOW_MS of wall time.
-// Report ("key=value"):
+// (cuLaunchCooperativeKernel), graph (cuGraphLaunch of a one-kernel graph), capture (as a
+// CUDA-graph server does: cuLaunchKernel for 10 launches, then cuGraphLaunch of a one-kernel graph
+// made by global-mode stream capture on a second stream, captured again every 50 launches; a
+// capture that ends invalidated is an error). The client sets up, prints "ready", waits for stdin
+// to close, then runs WARMUP_MS + WINDOW_MS of wall time. Report ("key=value"):
 //   share_permille   device time of its kernels that ended in the window / window length
 //   buckets          the same per 250 ms from the start, comma-separated (settle time)
 //   nvml_sm          its smUtil in the fake's NVML process utilisation at the end (last 1 s)
@@ -91,6 +93,10 @@ int main(int argc, char** argv) {
   auto add_kernel_node = FIND(cuda, cuGraphAddKernelNode_v2);
   auto instantiate = FIND(cuda, cuGraphInstantiateWithFlags);
   auto launch_graph = FIND(cuda, cuGraphLaunch);
+  auto begin_capture = FIND(cuda, cuStreamBeginCapture_v2);
+  auto end_capture = FIND(cuda, cuStreamEndCapture);
+  auto destroy_graph = FIND(cuda, cuGraphDestroy);
+  auto destroy_exec = FIND(cuda, cuGraphExecDestroy);
 
   Check(init(0), "cuInit");
   CUdevice device = 0;
@@ -119,6 +125,20 @@ int main(int argc, char** argv) {
     Check(add_kernel_node(&added, graph, nullptr, 0, &node), "cuGraphAddKernelNode_v2");
     Check(instantiate(&graph_exec, graph, 0), "cuGraphInstantiateWithFlags");
   }
+  CUstream capture_stream = nullptr;
+  Check(create_stream(&capture_stream, 0), "cuStreamCreate");
+  int captures = 0;
+  auto capture = [&] {
+    Check(begin_capture(capture_stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "cuStreamBeginCapture_v2");
+    Check(launch_kernel(function, 1, 1, 1, 1, 1, 1, 0, capture_stream, nullptr, nullptr),
+          "cuLaunchKernel (captured)");
+    CUgraph graph = nullptr;
+    Check(end_capture(capture_stream, &graph), "cuStreamEndCapture");
+    if (graph_exec != nullptr) Check(destroy_exec(graph_exec), "cuGraphExecDestroy");
+    Check(instantiate(&graph_exec, graph, 0), "cuGraphInstantiateWithFlags");
+    Check(destroy_graph(graph), "cuGraphDestroy");
+    ++captures;
+  };
   CUlaunchConfig config{};
   config.gridDimX = config.gridDimY = config.gridDimZ = 1;
   config.blockDimX = config.blockDimY = config.blockDimZ = 1;
@@ -134,6 +154,12 @@ int main(int argc, char** argv) {
       return launch_cooperative(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr);
     }
     if (path == "graph") return launch_graph(graph_exec, stream);
+    if (path == "capture") {
+      if (graph_exec == nullptr) {
+        return launch_kernel(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
+      }
+      return launch_graph(graph_exec, stream);
+    }
     return CUDA_ERROR_INVALID_VALUE;
   };
 
@@ -158,6 +184,7 @@ int main(int argc, char** argv) {
   };
   for (long long i = 0;; ++i) {
     if (NowNs() - start >= warmup_ns + window_ns) break;
+    if (path == "capture" && i % 50 == 10) capture();  // measurements are pending by then
     Check(launch(), "launch");
     Check(record_event(done[static_cast<size_t>(i % depth)], stream), "cuEventRecord");
     // Keeps `depth` launches in flight: waits for the oldest before the next launch.
@@ -169,6 +196,7 @@ int main(int argc, char** argv) {
   Check(synchronize_stream(stream), "cuStreamSynchronize");
   for (int left = 0; left < depth - 1; ++left) completed(NowNs());
 
+  if (path == "capture") std::printf("captures=%d\n", captures);
   std::printf("kernels=%lld share_permille=%lld\n", kernels,
               static_cast<long long>(in_window_ns * 1000 / window_ns));
   std::string series;

@@ -115,10 +115,17 @@ TEST_P(LimiterAlone, EachContainerGetsItsLimitAndNoMore) {
     EXPECT_NEAR(nvml_[i], limits[i], kTolerancePercent + 2) << outputs_[i];
   }
   EXPECT_GT(shares[4], 85) << "without a limit the workload saturates the device\n" << outputs_[4];
+  if (GetParam() == "capture") {
+    // Graphs were captured under every limit, none invalidated (the client exits on that).
+    for (const std::string& output : outputs_) {
+      EXPECT_GT(Number(Fields(output), "captures"), 0) << output;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryLaunchPath, LimiterAlone,
-                         ::testing::Values("launch", "ptsz", "ex", "cooperative", "graph"));
+                         ::testing::Values("launch", "ptsz", "ex", "cooperative", "graph",
+                                           "capture"));
 
 // ---- Sharing one device -----------------------------------------------------------------------
 class LimiterShared : public LimiterEndToEnd, public ::testing::WithParamInterface<std::string> {};
