@@ -8,6 +8,8 @@
 # Saturating workloads (tessera-limiter-client: busy_us_1000 kernels, two in flight) under
 # LD_PRELOAD=libtessera-cuda.so, each container with its own region, all on one fake node:
 #   alone   10, 25, 50 and 75 % at once, each alone on its own device, plus one without a limit
+#           (cuLaunchKernel; mixed: one function at 1 and 10 blocks; capture: graphs captured
+#           every 50 launches and replayed)
 #   shared  10/90 and 25/25/50 on one device, through cuLaunchKernel, cuLaunchKernelEx, cuGraphLaunch
 # Each runs 1 s, then is measured over WINDOW_MS (default 5000). Prints one line per container:
 #   <scenario> <path> limit=<L> achieved=<A> error=<A-L> settle_ms=<S> nvml=<N>
@@ -79,6 +81,8 @@ run() {
 }
 
 run alone launch "a10:10:0 a25:25:1 a50:50:2 a75:75:3 free:0:4"
+run alone mixed "a10:10:0 a25:25:1 a50:50:2 a75:75:3 free:0:4"
+run alone capture "a10:10:0 a25:25:1 a50:50:2 a75:75:3 free:0:4"
 for path in launch ex graph; do
   run shared-10-90 "$path" "s10:10:0 s90:90:0"
   run shared-25-25-50 "$path" "t25a:25:0 t25b:25:0 t50:50:0"

@@ -77,9 +77,12 @@ inline CUresult CheckLaunchEx(const CUlaunchConfig* config, CUfunction function)
                      config->blockDimX, config->blockDimY, config->blockDimZ, config->hStream);
 }
 
-// Off the plain launch path: only busy_us_ kernels take the state file's lock.
-__attribute__((noinline, cold)) CUresult QueueBusyKernel(CUfunction function, CUstream stream) {
-  Driver::Get().QueueBusyKernels(stream, &function->busy_ns, 1);
+// Off the plain launch path: only busy_ kernels take the state file's lock.
+__attribute__((noinline, cold)) CUresult QueueBusyKernel(CUfunction function, unsigned grid_x,
+                                                         unsigned grid_y, unsigned grid_z,
+                                                         CUstream stream) {
+  uint64_t duration = tessera::fakegpu::KernelNs(*function, grid_x, grid_y, grid_z);
+  Driver::Get().QueueBusyKernels(stream, &duration, 1);
   return CUDA_SUCCESS;
 }
 
@@ -89,13 +92,14 @@ inline CUresult Launch(CUfunction function, unsigned grid_x, unsigned grid_y, un
   CUresult checked =
       CheckLaunch(function, grid_x, grid_y, grid_z, block_x, block_y, block_z, stream);
   if (__builtin_expect(checked != CUDA_SUCCESS || function->busy_ns == 0, 1)) return checked;
-  return QueueBusyKernel(function, stream);
+  return QueueBusyKernel(function, grid_x, grid_y, grid_z, stream);
 }
 
 inline CUresult LaunchEx(const CUlaunchConfig* config, CUfunction function) {
   CUresult checked = CheckLaunchEx(config, function);
   if (__builtin_expect(checked != CUDA_SUCCESS || function->busy_ns == 0, 1)) return checked;
-  return QueueBusyKernel(function, config->hStream);
+  return QueueBusyKernel(function, config->gridDimX, config->gridDimY, config->gridDimZ,
+                         config->hStream);
 }
 
 struct ErrorText {

@@ -37,17 +37,25 @@ void SyncCurrent() {
 constexpr uint64_t kMaxBusyMicroseconds = 3'600'000'000ull;
 
 // The device time of one launch of a function with this name: N µs for `busy_us_<N>` (N a decimal
-// from 1 to kMaxBusyMicroseconds), else 0.
-uint64_t BusyKernelNs(const char* name) {
+// from 1 to kMaxBusyMicroseconds), N µs per block of the grid for `busy_grid_us_<N>`
+// (*per_block set), else 0.
+uint64_t BusyKernelNs(const char* name, bool* per_block) {
   constexpr char kPrefix[] = "busy_us_";
-  constexpr size_t kPrefixLength = sizeof kPrefix - 1;
-  if (std::strncmp(name, kPrefix, kPrefixLength) != 0 || name[kPrefixLength] == '\0') return 0;
+  constexpr char kGridPrefix[] = "busy_grid_us_";
+  size_t prefix_length = 0;
+  if (std::strncmp(name, kPrefix, sizeof kPrefix - 1) == 0) {
+    prefix_length = sizeof kPrefix - 1;
+  } else if (std::strncmp(name, kGridPrefix, sizeof kGridPrefix - 1) == 0) {
+    prefix_length = sizeof kGridPrefix - 1;
+  }
+  if (prefix_length == 0 || name[prefix_length] == '\0') return 0;
   uint64_t microseconds = 0;
-  for (const char* digit = name + kPrefixLength; *digit != '\0'; ++digit) {
+  for (const char* digit = name + prefix_length; *digit != '\0'; ++digit) {
     if (*digit < '0' || *digit > '9') return 0;
     microseconds = microseconds * 10 + static_cast<uint64_t>(*digit - '0');
     if (microseconds > kMaxBusyMicroseconds) return 0;
   }
+  *per_block = prefix_length == sizeof kGridPrefix - 1;
   return microseconds * 1000;
 }
 
@@ -483,7 +491,7 @@ CUresult Driver::ModuleGetFunction(CUfunction* function, CUmodule module, const 
   if (entry == nullptr) {
     entry = functions_.Create();
     entry->module = found;
-    entry->busy_ns = BusyKernelNs(name);
+    entry->busy_ns = BusyKernelNs(name, &entry->per_block);
   }
   *function = entry;
   return CUDA_SUCCESS;

@@ -357,8 +357,8 @@ CUresult Driver::DefaultPool(CUmemoryPool* pool, CUdevice device) {
 
 // Arrays and mipmapped arrays hold nothing but their footprint, charged to their context's device.
 template <typename Object>
-CUresult Driver::CreateFootprintLocked(ObjectPool<Object>& pool, CUctx_st* context,
-                                       uint64_t bytes, Object** created) {
+CUresult Driver::CreateFootprintLocked(ObjectPool<Object>& pool, CUctx_st* context, uint64_t bytes,
+                                       Object** created) {
   Charge charge;
   CUresult charged = ChargeLocked(context->device, bytes, &charge);
   if (charged != CUDA_SUCCESS) return charged;
@@ -455,7 +455,7 @@ CUresult Driver::GraphAddKernelNode(CUgraphNode* node, CUgraph graph,
   CUfunc_st* function = functions_.Find(params->func);
   if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   CUgraphNode_st* added = AddNodeLocked(found);
-  added->busy_ns = function->busy_ns;
+  added->busy_ns = KernelNs(*function, params->gridDimX, params->gridDimY, params->gridDimZ);
   *node = added;
   return CUDA_SUCCESS;
 }

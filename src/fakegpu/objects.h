@@ -73,7 +73,8 @@ struct CUfunc_st {
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
   CUmod_st* module = nullptr;
-  uint64_t busy_ns = 0;  // device time of one launch: N µs for `busy_us_<N>`, else 0
+  uint64_t busy_ns = 0;    // device time of one launch: N µs for `busy_us_<N>`, else 0
+  bool per_block = false;  // `busy_grid_us_<N>`: busy_ns for each block of the launch's grid
 };
 
 struct CUstream_st {
@@ -143,6 +144,13 @@ struct CUgraphExec_st {
 };
 
 namespace tessera::fakegpu {
+
+// The device time of one launch of `function` with this grid.
+inline uint64_t KernelNs(const CUfunc_st& function, unsigned grid_x, unsigned grid_y,
+                         unsigned grid_z) {
+  if (!function.per_block) return function.busy_ns;
+  return function.busy_ns * grid_x * grid_y * grid_z;
+}
 
 // Checks a handle without a lock: right type and live. REQUIRES: `handle` is null or was handed
 // out by this library (pools never free their objects).

@@ -51,13 +51,27 @@ inline CUresult Forward(Describe describe, Args... args) {
   return ForwardFirst<kFunction>(describe, args...);
 }
 
+// What a kernel's cost is learned under: the function and the launch's shape. One function runs
+// at many sizes (an elementwise kernel's grid grows with its tensor, prefill against decode), and
+// its launches of one grid and block cost about the same; a key per function alone would charge
+// every launch what its cheapest recent one cost.
+uintptr_t ShapeKey(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                   unsigned block_x, unsigned block_y, unsigned block_z) {
+  uint64_t key = reinterpret_cast<uintptr_t>(function);
+  for (uint64_t dimension : {grid_x, grid_y, grid_z, block_x, block_y, block_z}) {
+    key = (key ^ dimension) * 0x100000001b3ull;  // FNV-1a's step
+  }
+  return static_cast<uintptr_t>(key);
+}
+
 // Describers: by value, so that nothing is computed unless the launch is governed.
 struct FunctionOn {
   CUfunction function;
   CUstream stream;
   bool per_thread;  // a _ptsz variant: stream 0 is the per-thread default stream
+  unsigned grid_x, grid_y, grid_z, block_x, block_y, block_z;
   Work operator()() const {
-    return {reinterpret_cast<uintptr_t>(function),
+    return {ShapeKey(function, grid_x, grid_y, grid_z, block_x, block_y, block_z),
             stream == nullptr && per_thread ? kPerThreadStream : stream};
   }
 };
@@ -67,8 +81,10 @@ struct FunctionWithConfig {
   const CUlaunchConfig* config;
   bool per_thread;
   Work operator()() const {
-    CUstream stream = config != nullptr ? config->hStream : nullptr;
-    return {reinterpret_cast<uintptr_t>(function),
+    if (config == nullptr) return {reinterpret_cast<uintptr_t>(function), nullptr};
+    CUstream stream = config->hStream;
+    return {ShapeKey(function, config->gridDimX, config->gridDimY, config->gridDimZ,
+                     config->blockDimX, config->blockDimY, config->blockDimZ),
             stream == nullptr && per_thread ? kPerThreadStream : stream};
   }
 };
@@ -90,9 +106,10 @@ TESSERA_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsi
                                        unsigned int blockDimY, unsigned int blockDimZ,
                                        unsigned int sharedMemBytes, CUstream hStream,
                                        void** kernelParams, void** extra) {
-  return Forward<&CudaTable::cuLaunchKernel>(FunctionOn{f, hStream, false}, f, gridDimX, gridDimY,
-                                             gridDimZ, blockDimX, blockDimY, blockDimZ,
-                                             sharedMemBytes, hStream, kernelParams, extra);
+  return Forward<&CudaTable::cuLaunchKernel>(
+      FunctionOn{f, hStream, false, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ},
+      f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+      kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
@@ -101,8 +118,9 @@ TESSERA_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
                                             unsigned int blockDimZ, unsigned int sharedMemBytes,
                                             CUstream hStream, void** kernelParams, void** extra) {
   return Forward<&CudaTable::cuLaunchKernel_ptsz>(
-      FunctionOn{f, hStream, true}, f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
-      blockDimZ, sharedMemBytes, hStream, kernelParams, extra);
+      FunctionOn{f, hStream, true, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ},
+      f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+      kernelParams, extra);
 }
 
 TESSERA_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f,
@@ -124,8 +142,9 @@ TESSERA_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gri
                                                   unsigned int sharedMemBytes, CUstream hStream,
                                                   void** kernelParams) {
   return Forward<&CudaTable::cuLaunchCooperativeKernel>(
-      FunctionOn{f, hStream, false}, f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
-      blockDimZ, sharedMemBytes, hStream, kernelParams);
+      FunctionOn{f, hStream, false, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ},
+      f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+      kernelParams);
 }
 
 TESSERA_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
@@ -133,8 +152,9 @@ TESSERA_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(
     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,
     unsigned int sharedMemBytes, CUstream hStream, void** kernelParams) {
   return Forward<&CudaTable::cuLaunchCooperativeKernel_ptsz>(
-      FunctionOn{f, hStream, true}, f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
-      blockDimZ, sharedMemBytes, hStream, kernelParams);
+      FunctionOn{f, hStream, true, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ},
+      f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+      kernelParams);
 }
 
 TESSERA_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream) {

@@ -9,8 +9,10 @@
 // (cuLaunchCooperativeKernel), graph (cuGraphLaunch of a one-kernel graph), capture (as a
 // CUDA-graph server does: cuLaunchKernel for 10 launches, then cuGraphLaunch of a one-kernel graph
 // made by global-mode stream capture on a second stream, captured again every 50 launches; a
-// capture that ends invalidated is an error). The client sets up, prints "ready", waits for stdin
-// to close, then runs WARMUP_MS + WINDOW_MS of wall time. Report ("key=value"):
+// capture that ends invalidated is an error), mixed (cuLaunchKernel of one busy_grid_us_<US>
+// function, US µs per block: every 10th launch one block, the others 10, as one kernel run at two
+// sizes). The client sets up, prints "ready", waits for stdin to close, then runs WARMUP_MS +
+// WINDOW_MS of wall time. Report ("key=value"):
 //   share_permille   device time of its kernels that ended in the window / window length
 //   buckets          the same per 250 ms from the start, comma-separated (settle time)
 //   nvml_sm          its smUtil in the fake's NVML process utilisation at the end (last 1 s)
@@ -107,7 +109,7 @@ int main(int argc, char** argv) {
   CUmodule module = nullptr;
   CUfunction function = nullptr;
   Check(load_module(&module, "any image"), "cuModuleLoadData");
-  std::string name = "busy_us_" + std::to_string(busy_us);
+  std::string name = (path == "mixed" ? "busy_grid_us_" : "busy_us_") + std::to_string(busy_us);
   Check(get_function(&function, module, name.c_str()), "cuModuleGetFunction");
   CUstream stream = nullptr;
   Check(create_stream(&stream, 0), "cuStreamCreate");
@@ -139,6 +141,7 @@ int main(int argc, char** argv) {
     Check(destroy_graph(graph), "cuGraphDestroy");
     ++captures;
   };
+  unsigned grid = 1;  // of the next launch (mixed)
   CUlaunchConfig config{};
   config.gridDimX = config.gridDimY = config.gridDimZ = 1;
   config.blockDimX = config.blockDimY = config.blockDimZ = 1;
@@ -154,6 +157,9 @@ int main(int argc, char** argv) {
       return launch_cooperative(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr);
     }
     if (path == "graph") return launch_graph(graph_exec, stream);
+    if (path == "mixed") {
+      return launch_kernel(function, grid, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
+    }
     if (path == "capture") {
       if (graph_exec == nullptr) {
         return launch_kernel(function, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
@@ -175,26 +181,34 @@ int main(int argc, char** argv) {
   int64_t in_window_ns = 0;
   long long kernels = 0;
   int64_t start = NowNs();
-  auto completed = [&](int64_t at) {
+  std::vector<int64_t> device_ns(static_cast<size_t>(depth), busy_ns);  // of each launch in flight
+  auto completed = [&](int64_t at, int64_t ns) {
     int64_t since = at - start;
     size_t bucket = static_cast<size_t>(since / kBucketNs);
-    if (bucket < buckets.size()) buckets[bucket] += busy_ns;
-    if (since >= warmup_ns && since < warmup_ns + window_ns) in_window_ns += busy_ns;
+    if (bucket < buckets.size()) buckets[bucket] += ns;
+    if (since >= warmup_ns && since < warmup_ns + window_ns) in_window_ns += ns;
     ++kernels;
   };
+  long long launched = 0;
   for (long long i = 0;; ++i) {
     if (NowNs() - start >= warmup_ns + window_ns) break;
     if (path == "capture" && i % 50 == 10) capture();  // measurements are pending by then
+    grid = path == "mixed" && i % 10 != 0 ? 10 : 1;
     Check(launch(), "launch");
+    device_ns[static_cast<size_t>(i % depth)] = busy_ns * grid;
     Check(record_event(done[static_cast<size_t>(i % depth)], stream), "cuEventRecord");
+    launched = i + 1;
     // Keeps `depth` launches in flight: waits for the oldest before the next launch.
     if (i + 1 >= depth) {
-      Check(synchronize_event(done[static_cast<size_t>((i + 1) % depth)]), "cuEventSynchronize");
-      completed(NowNs());
+      const size_t oldest = static_cast<size_t>((i + 1) % depth);
+      Check(synchronize_event(done[oldest]), "cuEventSynchronize");
+      completed(NowNs(), device_ns[oldest]);
     }
   }
   Check(synchronize_stream(stream), "cuStreamSynchronize");
-  for (int left = 0; left < depth - 1; ++left) completed(NowNs());
+  for (long long left = launched - depth + 1; left < launched; ++left) {
+    if (left >= 0) completed(NowNs(), device_ns[static_cast<size_t>(left % depth)]);
+  }
 
   if (path == "capture") std::printf("captures=%d\n", captures);
   std::printf("kernels=%lld share_permille=%lld\n", kernels,

@@ -160,6 +160,20 @@ TEST_F(LimiterEndToEnd, ShortAndLongKernelsAreHeldToTheSameShareOfTime) {
   EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
 }
 
+// ---- One kernel at many sizes ------------------------------------------------------------------
+TEST_F(LimiterEndToEnd, OneFunctionRunAtTwoSizesIsHeldToItsShare) {
+  // busy_grid_us_200 at 1 block (200 µs) every 10th launch and 10 blocks (2 ms) otherwise: were
+  // each launch charged what the function's cheapest recent launch cost, the 2 ms ones would go
+  // through at a tenth of their cost.
+  Process half = Limited("half", 50, "mixed", 0);
+  half.kernel_us = "200";
+  Process quarter = Limited("quarter", 25, "mixed", 1);
+  quarter.kernel_us = "200";
+  std::vector<double> shares = Run({half, quarter});
+  EXPECT_NEAR(shares[0], 50, kTolerancePercent) << outputs_[0];
+  EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
+}
+
 // ---- An older driver --------------------------------------------------------------------------
 TEST_F(LimiterEndToEnd, ADriverWithoutElapsedTimeV2IsHeldToTheSameShares) {
   // R535 (CUDA 12.2) has no cuEventElapsedTime_v2 (CUDA 12.8): without a measurement every launch
