@@ -366,6 +366,16 @@ TESSERA_FAKE_EXPORT CUresult cuCtxSynchronize(void) {
   return TheDriver().ContextSynchronize();
 }
 
+TESSERA_FAKE_EXPORT CUresult cuCtxSetLimit(CUlimit limit, size_t value) {
+  if (Fault fault = CheckFault(Api::cuCtxSetLimit)) return Faulted(fault);
+  return TheDriver().SetLimit(limit, value);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuCtxGetLimit(size_t* pvalue, CUlimit limit) {
+  if (Fault fault = CheckFault(Api::cuCtxGetLimit)) return Faulted(fault, pvalue);
+  return TheDriver().GetLimit(pvalue, limit);
+}
+
 // ---- Memory ----------------------------------------------------------------------------------
 
 TESSERA_FAKE_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {

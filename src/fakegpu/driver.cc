@@ -396,7 +396,60 @@ void Driver::ReleaseContextLocked(CUctx_st* context) {
     modules_.Destroy(module);
   });
   UnchargeLocked(&context->charge);
+  UnchargeLocked(&context->limit_charge);
+  for (size_t& limit : context->limits) limit = 0;
   context->live.store(false, std::memory_order_release);
+}
+
+namespace {
+
+constexpr size_t kDefaultLimits[10] = {1024, 1 << 20, 8 << 20, 2, 2048, 64, 0, 0, 0, 0};
+constexpr uint64_t kThreadsPerMultiprocessor = 2048;
+
+}  // namespace
+
+CUresult Driver::SetLimit(CUlimit limit, size_t value) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  const auto index = static_cast<size_t>(limit);
+  if (index >= std::size(kDefaultLimits)) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  size_t values[3];
+  for (size_t i = 0; i < 3; ++i) {
+    values[i] = context->limits[i] != 0 ? context->limits[i] : kDefaultLimits[i];
+  }
+  if (index < 3) values[index] = value;
+  // What the three take beyond their defaults, all at once: the new total replaces the old.
+  const uint64_t threads =
+      devices_[static_cast<size_t>(context->device)].multiprocessors * kThreadsPerMultiprocessor;
+  uint64_t extra = 0;
+  if (values[0] > kDefaultLimits[0]) extra += (values[0] - kDefaultLimits[0]) * threads;
+  for (size_t i = 1; i < 3; ++i) {
+    if (values[i] > kDefaultLimits[i]) extra += values[i] - kDefaultLimits[i];
+  }
+  if (index < 3) {
+    Charge charge;
+    if (extra > 0) {
+      if (CUresult charged = ChargeLocked(context->device, extra, &charge);
+          charged != CUDA_SUCCESS) {
+        return charged;
+      }
+    }
+    UnchargeLocked(&context->limit_charge);
+    context->limit_charge = charge;
+  }
+  context->limits[index] = value;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::GetLimit(size_t* value, CUlimit limit) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  const auto index = static_cast<size_t>(limit);
+  if (value == nullptr || index >= std::size(kDefaultLimits)) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  *value = context->limits[index] != 0 ? context->limits[index] : kDefaultLimits[index];
+  return CUDA_SUCCESS;
 }
 
 CUresult Driver::DestroyContext(CUcontext context) {

@@ -168,6 +168,11 @@ class Driver {
   CUresult GraphInstantiate(CUgraphExec* exec, CUgraph graph);
   CUresult GraphExecDestroy(CUgraphExec exec);
 
+  // Context limits: stack (per thread, for every thread the device can hold), printf FIFO and
+  // malloc heap take device memory beyond their defaults, charged to the context.
+  CUresult SetLimit(CUlimit limit, size_t value);
+  CUresult GetLimit(size_t* value, CUlimit limit);
+
   // Stream capture (driver_capture.cc): work launched on a capturing stream becomes nodes of its
   // graph instead of running. While a capture forbids them, potentially unsafe calls (event and
   // stream queries and synchronisation) fail and invalidate it, as a real driver's do.

@@ -55,6 +55,10 @@ struct CUctx_st {
   bool primary = false;
   int retain_count = 0;  // primary contexts only
   tessera::fakegpu::Charge charge;
+  // cuCtxSetLimit's values, by CUlimit (0: the default), and the memory the first three take
+  // beyond their defaults (which context_memory includes).
+  size_t limits[10] = {};
+  tessera::fakegpu::Charge limit_charge;
   // When the last kernel launched in the context ends (CLOCK_MONOTONIC ns); its default streams
   // and cuCtxSynchronize wait for it.
   std::atomic<uint64_t> work_end_ns{0};

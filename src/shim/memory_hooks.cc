@@ -404,3 +404,36 @@ TESSERA_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
   }
   return result;
 }
+
+// ---- Context limits that take device memory ---------------------------------------------------
+// The malloc heap and the printf FIFO are allocated at the size they are set to; what they held
+// when the context was made is in its measured size. So a limit is charged what it is set to
+// beyond the value it had when the shim first saw it set. (The per-thread stack, which the driver
+// reserves for every thread the device can hold, is not charged: docs/memory-limits.md.)
+TESSERA_EXPORT CUresult cuCtxSetLimit(CUlimit limit, size_t value) {
+  Shim& shim = Shim::Get();
+  auto call = [&] { return shim.cuda().cuCtxSetLimit(limit, value); };
+  if (shim.passthrough() ||
+      (limit != CU_LIMIT_MALLOC_HEAP_SIZE && limit != CU_LIMIT_PRINTF_FIFO_SIZE)) {
+    return call();
+  }
+  int device = shim.CurrentDevice();
+  uintptr_t context = CurrentContext(shim);
+  size_t before = 0;
+  if (device < 0 || context == 0 || shim.cuda().cuCtxGetLimit(&before, limit) != CUDA_SUCCESS) {
+    return call();
+  }
+  const uint64_t key = static_cast<uint64_t>(context) + static_cast<uint64_t>(limit);
+  const uint64_t held = shim.TrackedBytes(ChargeKind::kContextLimit, key);
+  const uint64_t baseline = before >= held ? before - held : 0;
+  const uint64_t wanted = value > baseline ? value - baseline : 0;
+  if (wanted > held && !shim.Reserve(device, wanted - held)) return CUDA_ERROR_OUT_OF_MEMORY;
+  CUresult result = call();
+  if (result != CUDA_SUCCESS) {
+    if (wanted > held) shim.Release(device, wanted - held);
+    return result;
+  }
+  if (wanted < held) shim.Release(device, held - wanted);
+  shim.SetTracked(ChargeKind::kContextLimit, key, device, wanted, context);
+  return result;
+}

@@ -401,6 +401,22 @@ void Shim::OnVmmUnmapped(CUdeviceptr pointer, size_t size) {
   for (CUmemGenericAllocationHandle handle : freed) Untrack(ChargeKind::kVmmHandle, handle);
 }
 
+uint64_t Shim::TrackedBytes(ChargeKind kind, uint64_t key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto entry = charges_.find(Key{kind, key});
+  return entry == charges_.end() ? 0 : entry->second.bytes;
+}
+
+void Shim::SetTracked(ChargeKind kind, uint64_t key, int device, uint64_t bytes, uintptr_t owner) {
+  if (device < 0 || region_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (bytes == 0) {
+    charges_.erase(Key{kind, key});
+  } else {
+    charges_[Key{kind, key}] = Charge{device, bytes, owner};
+  }
+}
+
 bool Shim::IsTracked(ChargeKind kind, uint64_t key) {
   std::lock_guard<std::mutex> lock(mutex_);
   return charges_.count(Key{kind, key}) != 0;

@@ -51,6 +51,7 @@ enum class ChargeKind : uint8_t {
   kGraphMemory,     // cuGraphAddMemAllocNode, keyed by node, owned by the graph
   kContext,         // a created context's own memory, keyed by context
   kPrimaryContext,  // a primary context's own memory, keyed by device
+  kContextLimit,    // cuCtxSetLimit's malloc heap or printf FIFO, keyed by context + limit
 };
 
 class Shim {
@@ -96,6 +97,11 @@ class Shim {
   void UntrackOwner(uintptr_t owner);
   // Whether anything is tracked under (kind, key).
   bool IsTracked(ChargeKind kind, uint64_t key);
+  // The bytes tracked under (kind, key), 0 if none.
+  uint64_t TrackedBytes(ChargeKind kind, uint64_t key);
+  // Records that the region holds `bytes` for (kind, key) now (0: forgets it), its previous
+  // charge having been grown with Reserve() or shrunk with Release() by the caller.
+  void SetTracked(ChargeKind kind, uint64_t key, int device, uint64_t bytes, uintptr_t owner);
   // VMM: physical memory lives until its handle is released and its last mapping is gone, so a
   // kVmmHandle charge is dropped only then. After a successful cuMemMap of `handle` at `pointer`:
   void OnVmmMapped(CUdeviceptr pointer, CUmemGenericAllocationHandle handle);

@@ -10,7 +10,8 @@
 //   fill CHUNK                allocate CHUNK-byte blocks until refused; report and exit
 //   hold BYTES [CHUNK]        allocate BYTES (in CHUNK blocks), print "ready", wait for stdin EOF
 //   family NAME BYTES         allocate once with a family (alloc, pitch, managed, vmm, async,
-//                             pool, array, array3d, mipmapped, graph, context); print "ready",
+//                             pool, array, array3d, mipmapped, graph, context, heap and printf:
+//                             cuCtxSetLimit of the malloc heap or printf FIFO); print "ready",
 //                             wait for stdin EOF, free it, report
 //   vmm-mapped N BYTES        N times create BYTES, reserve, map, release (mapped still);
 //                             "ready"; at stdin EOF unmap them and create BYTES once more
@@ -54,6 +55,7 @@ struct Driver {
   decltype(&cuDeviceTotalMem_v2) DeviceTotalMem;
   decltype(&cuMemCreate) MemCreate;
   decltype(&cuMemRelease) MemRelease;
+  decltype(&cuCtxSetLimit) CtxSetLimit;
   decltype(&cuMemAddressReserve) MemAddressReserve;
   decltype(&cuMemAddressFree) MemAddressFree;
   decltype(&cuMemMap) MemMap;
@@ -89,6 +91,7 @@ Driver LinkedDriver() {
                 cuDeviceTotalMem_v2,
                 cuMemCreate,
                 cuMemRelease,
+                cuCtxSetLimit,
                 cuMemAddressReserve,
                 cuMemAddressFree,
                 cuMemMap,
@@ -151,6 +154,7 @@ Driver DynamicDriver(bool via_proc_address) {
   Find(d.DeviceTotalMem, library, proc, "cuDeviceTotalMem_v2", "cuDeviceTotalMem");
   Find(d.MemCreate, library, proc, "cuMemCreate", "cuMemCreate");
   Find(d.MemRelease, library, proc, "cuMemRelease", "cuMemRelease");
+  Find(d.CtxSetLimit, library, proc, "cuCtxSetLimit", "cuCtxSetLimit");
   Find(d.MemAddressReserve, library, proc, "cuMemAddressReserve", "cuMemAddressReserve");
   Find(d.MemAddressFree, library, proc, "cuMemAddressFree", "cuMemAddressFree");
   Find(d.MemMap, library, proc, "cuMemMap", "cuMemMap");
@@ -334,6 +338,12 @@ int Family(const Driver& d, const std::string& name, uint64_t bytes) {
     CUgraphNode node = nullptr;
     if (result == CUDA_SUCCESS) result = d.GraphAddMemAllocNode(&node, graph, nullptr, 0, &params);
     release = [&d, graph] { return d.GraphDestroy(graph); };
+  } else if (name == "heap" || name == "printf") {
+    // A context limit that takes device memory; back to its default at release.
+    const CUlimit limit = name == "heap" ? CU_LIMIT_MALLOC_HEAP_SIZE : CU_LIMIT_PRINTF_FIFO_SIZE;
+    const size_t default_bytes = name == "heap" ? 8u << 20 : 1u << 20;
+    result = d.CtxSetLimit(limit, bytes);
+    release = [&d, limit, default_bytes] { return d.CtxSetLimit(limit, default_bytes); };
   } else if (name == "context") {
     CUcontext context = nullptr;
     result = d.CtxCreate(&context, 0, 0);

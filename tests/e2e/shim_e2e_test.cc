@@ -174,7 +174,8 @@ TEST_P(ShimFamily, OverTheLimitIsRefusedWithOutOfMemory) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ShimFamily,
                          ::testing::Values("alloc", "pitch", "managed", "vmm", "async", "pool",
-                                           "array", "array3d", "mipmapped", "graph"));
+                                           "array", "array3d", "mipmapped", "graph", "heap",
+                                           "printf"));
 
 // VMM memory lives until its handle is released and its last mapping is gone (allocators release
 // the handle at once and keep the mapping): charged until then.

@@ -139,6 +139,41 @@ TEST_F(FakeGpu, MemGetInfoReportsNodeWideFreeMemory) {
   EXPECT_EQ(free, total - kContextBytes - kGiB);
 }
 
+TEST_F(FakeGpu, ContextLimitsHoldDeviceMemoryBeyondTheirDefaults) {
+  InitWithContext();
+  auto used = [] {
+    size_t free = 0, total = 0;
+    EXPECT_EQ(cuMemGetInfo_v2(&free, &total), CUDA_SUCCESS);
+    return total - free;
+  };
+  const size_t base = used();
+  size_t value = 0;
+  ASSERT_EQ(cuCtxGetLimit(&value, CU_LIMIT_MALLOC_HEAP_SIZE), CUDA_SUCCESS);
+  EXPECT_EQ(value, 8 * kMiB);
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 64 * kMiB), CUDA_SUCCESS);
+  EXPECT_EQ(used(), base + 56 * kMiB);
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_PRINTF_FIFO_SIZE, 9 * kMiB), CUDA_SUCCESS);
+  EXPECT_EQ(used(), base + 64 * kMiB);
+  // The stack: 1 KiB more per thread, 2,048 threads on each of the H100's 132 SMs.
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_STACK_SIZE, 2048), CUDA_SUCCESS);
+  EXPECT_EQ(used(), base + 64 * kMiB + 1024ull * 2048 * 132);
+  ASSERT_EQ(cuCtxGetLimit(&value, CU_LIMIT_STACK_SIZE), CUDA_SUCCESS);
+  EXPECT_EQ(value, 2048u);
+  // Beyond the device's memory: refused, the old value kept.
+  EXPECT_EQ(cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 100 * kGiB), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_EQ(cuCtxGetLimit(&value, CU_LIMIT_MALLOC_HEAP_SIZE), CUDA_SUCCESS);
+  EXPECT_EQ(value, 64 * kMiB);
+  // Back to the defaults: nothing held.
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_MALLOC_HEAP_SIZE, 8 * kMiB), CUDA_SUCCESS);
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_PRINTF_FIFO_SIZE, 1 * kMiB), CUDA_SUCCESS);
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_STACK_SIZE, 1024), CUDA_SUCCESS);
+  EXPECT_EQ(used(), base);
+  // Limits that take no memory are kept; an unknown one is refused.
+  ASSERT_EQ(cuCtxSetLimit(CU_LIMIT_DEV_RUNTIME_SYNC_DEPTH, 4), CUDA_SUCCESS);
+  EXPECT_EQ(used(), base);
+  EXPECT_EQ(cuCtxSetLimit(static_cast<CUlimit>(10), 1), CUDA_ERROR_INVALID_VALUE);
+}
+
 TEST_F(FakeGpu, OutOfPhysicalMemoryReturnsOutOfMemory) {
   UseConfig("device memory=1GiB context_memory=0\n");
   InitWithContext();
@@ -393,8 +428,8 @@ TEST_F(FakeGpu, ArraysOccupyArrayBytes) {
   ASSERT_EQ(cuArray3DCreate_v2(&volume, &cube), CUDA_SUCCESS);
   CUmipmappedArray mipmapped = nullptr;
   ASSERT_EQ(cuMipmappedArrayCreate(&mipmapped, &cube, 4), CUDA_SUCCESS);
-  EXPECT_EQ(UsedBytes() - before, cuda::ArrayBytes(flat) + cuda::ArrayBytes(cube) +
-                                      cuda::MipmappedArrayBytes(cube, 4));
+  EXPECT_EQ(UsedBytes() - before,
+            cuda::ArrayBytes(flat) + cuda::ArrayBytes(cube) + cuda::MipmappedArrayBytes(cube, 4));
   CUDA_ARRAY_DESCRIPTOR bad{16, 16, CU_AD_FORMAT_FLOAT, 3};
   CUarray rejected = nullptr;
   EXPECT_EQ(cuArrayCreate_v2(&rejected, &bad), CUDA_ERROR_INVALID_VALUE);
@@ -454,7 +489,10 @@ TEST_F(FakeGpu, LaunchesValidateTheirHandlesAndContext) {
   InitWithContext();
   CUmodule module = nullptr;
   CUfunction function = nullptr, same = nullptr;
-  ASSERT_EQ(cuModuleLoadData(&module, "\x7f" "ELF"), CUDA_SUCCESS);
+  ASSERT_EQ(cuModuleLoadData(&module,
+                             "\x7f"
+                             "ELF"),
+            CUDA_SUCCESS);
   ASSERT_EQ(cuModuleGetFunction(&function, module, "add"), CUDA_SUCCESS);
   ASSERT_EQ(cuModuleGetFunction(&same, module, "add"), CUDA_SUCCESS);
   EXPECT_EQ(function, same);
