@@ -164,6 +164,8 @@ typedef struct nvmlProcessInfo_st {
   unsigned int gpuInstanceId;
   unsigned int computeInstanceId;
 } nvmlProcessInfo_t;
+// usedGpuMemory when NVML cannot tell (as on some virtualised and Windows set-ups).
+#define NVML_VALUE_NOT_AVAILABLE (~0ULL)
 
 typedef struct nvmlProcessUtilizationSample_st {
   unsigned int pid;

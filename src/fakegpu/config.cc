@@ -16,7 +16,8 @@ namespace {
 
 constexpr size_t kMaxNameLength = 95;  // NVML_DEVICE_NAME_V2_BUFFER_SIZE less the NUL
 constexpr uint64_t kMaxMemoryBytes = 1ull << 50;
-constexpr std::string_view kKeys = "name, memory, sms, uuid, context_memory, numa or mig";
+constexpr std::string_view kKeys =
+    "name, memory, sms, uuid, context_memory, numa, mig or process_memory";
 constexpr unsigned kMaxNumaNode = 63;
 
 // splitmix64: a fixed, well-mixed function of the index, so default UUIDs look like real ones.
@@ -160,6 +161,14 @@ Status ApplyKey(LineParser& parser, std::string_view key, std::string_view value
   }
   if (key == "mig") {
     *mig = std::string(value);
+    return Status::Ok();
+  }
+  if (key == "process_memory") {
+    if (value != "available" && value != "unavailable") {
+      return parser.Error("process_memory=" + std::string(value) +
+                          " is not available or unavailable");
+    }
+    device->process_memory_available = value == "available";
     return Status::Ok();
   }
   return parser.Error("unknown key \"" + std::string(key) + "\"; expected " + std::string(kKeys));

@@ -41,6 +41,8 @@ struct DeviceSpec {
   // Device memory each context (primary or created) occupies while it exists.
   uint64_t context_memory_bytes = 256ull << 20;
   unsigned numa_node = 0;
+  // process_memory=unavailable: NVML reports each process's memory as NVML_VALUE_NOT_AVAILABLE.
+  bool process_memory_available = true;
   // Empty: MIG mode is off. Otherwise the GPU instances, in config order (their index here is the
   // MIG device's index under its GPU).
   std::vector<MigInstance> mig;

@@ -325,7 +325,8 @@ TESSERA_FAKE_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
 
 TESSERA_FAKE_EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char* version, unsigned int length) {
   if (Fault fault = CheckFault(Api::nvmlSystemGetDriverVersion)) return Faulted(fault, version);
-  return Nvml::Get().Call([&](Nvml::Access&) { return CopyString(kDriverVersion, version, length); });
+  return Nvml::Get().Call(
+      [&](Nvml::Access&) { return CopyString(kDriverVersion, version, length); });
 }
 
 // ---- Devices ---------------------------------------------------------------------------------
@@ -432,8 +433,9 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device,
 
 // On a GPU in MIG mode, one entry per process and visible instance it uses, with the instance's
 // ids; on a MIG device, the processes using it.
-TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(
-    nvmlDevice_t device, unsigned int* infoCount, nvmlProcessInfo_t* infos) {
+TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
+                                                                         unsigned int* infoCount,
+                                                                         nvmlProcessInfo_t* infos) {
   if (Fault fault = CheckFault(Api::nvmlDeviceGetComputeRunningProcesses_v3)) {
     return Faulted(fault, infoCount);
   }
@@ -443,11 +445,14 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(
         tessera::fakegpu::StateSnapshot snapshot = nvml.state.Snapshot();
         size_t gpu = static_cast<size_t>(target.gpu);
         std::vector<nvmlProcessInfo_t> running;
+        auto Reported = [&](uint64_t used) {
+          return target.spec->process_memory_available ? used : NVML_VALUE_NOT_AVAILABLE;
+        };
         for (const tessera::fakegpu::ProcessUsage& process : snapshot.processes) {
           unsigned pid = static_cast<unsigned>(process.pid);
           if (!target.spec->mig_enabled()) {
             uint64_t used = process.used_bytes[gpu];
-            if (used != 0) running.push_back({pid, used, kNoInstance, kNoInstance});
+            if (used != 0) running.push_back({pid, Reported(used), kNoInstance, kNoInstance});
             continue;
           }
           for (int mig : target.visible->mig) {
@@ -456,7 +461,7 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(
             const MigInstance& instance = target.spec->mig[static_cast<size_t>(mig)];
             if (used != 0) {
               running.push_back(
-                  {pid, used, instance.gpu_instance_id, instance.compute_instance_id});
+                  {pid, Reported(used), instance.gpu_instance_id, instance.compute_instance_id});
             }
           }
         }

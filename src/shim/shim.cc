@@ -510,6 +510,8 @@ bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
   auto self = static_cast<unsigned>(getpid());
   for (unsigned i = 0; i < count && i < 64; ++i) {
     if (processes[i].pid == self) {
+      // NVML cannot always tell: then neither can we, and the estimate stands.
+      if (processes[i].usedGpuMemory == NVML_VALUE_NOT_AVAILABLE) return false;
       *bytes = processes[i].usedGpuMemory;
       return true;
     }

@@ -211,6 +211,22 @@ TEST_F(ShimEndToEnd, ACreatedContextIsChargedWhatItTakes) {
   EXPECT_EQ(Number(Fields(client.output()), "free"), 4 * kGiB - 32 * kMiB);
 }
 
+TEST_F(ShimEndToEnd, ContextsStartWhereNvmlCannotTellAProcesssMemory) {
+  // NVML reports usedGpuMemory as NVML_VALUE_NOT_AVAILABLE (2^64 - 1): taken for a size, no
+  // context could start under any limit.
+  WriteConfig("device memory=16GiB context_memory=32MiB process_memory=unavailable\n");
+  Child client(Client("dlopen", {"family", "alloc", "96M"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "context"), 0) << client.output();
+  EXPECT_EQ(Number(fields, "result"), 0) << client.output();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok());
+  EXPECT_EQ((*region)->Used(0), 96u * kMiB) << "the allocation; the context is not measured";
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+}
+
 // ---- Bad configuration: one clear message naming the variable --------------------------------
 struct BadValue {
   std::string variable;

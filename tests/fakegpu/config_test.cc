@@ -72,6 +72,16 @@ TEST(FakeGpuConfig, ErrorsNameTheFileTheLineAndTheProblem) {
             std::string::npos);
 }
 
+TEST(FakeGpuConfig, ProcessMemoryCanBeReportedAsNotAvailable) {
+  Result<std::vector<DeviceSpec>> parsed =
+      ParseDeviceConfig("device process_memory=unavailable\ndevice\n", "devices.conf");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  EXPECT_FALSE((*parsed)[0].process_memory_available);
+  EXPECT_TRUE((*parsed)[1].process_memory_available);
+  EXPECT_NE(ErrorOf("device process_memory=maybe\n").find("is not available or unavailable"),
+            std::string::npos);
+}
+
 TEST(FakeGpuConfig, TheDriverLineSetsTheVersionOnce) {
   Result<NodeSpec> node = ParseNodeConfig("driver version=12020\ndevice\n", "devices.conf");
   ASSERT_TRUE(node.ok()) << node.status().message();
