@@ -428,14 +428,18 @@ CUresult Driver::SetLimit(CUlimit limit, size_t value) {
     if (values[i] > kDefaultLimits[i]) extra += values[i] - kDefaultLimits[i];
   }
   if (index < 3) {
+    // The old total goes first, so that a growth needs only the difference to fit; refused, the
+    // old total is taken back (the device had it a moment ago).
+    const uint64_t old_extra = context->limit_charge.bytes;
+    UnchargeLocked(&context->limit_charge);
     Charge charge;
     if (extra > 0) {
       if (CUresult charged = ChargeLocked(context->device, extra, &charge);
           charged != CUDA_SUCCESS) {
+        if (old_extra > 0) ChargeLocked(context->device, old_extra, &context->limit_charge);
         return charged;
       }
     }
-    UnchargeLocked(&context->limit_charge);
     context->limit_charge = charge;
   }
   context->limits[index] = value;

@@ -95,7 +95,8 @@ CUresult Driver::CheckUnsafeCall() {
   bool forbidden = false;
   for (auto& [stream, capture] : captures_) {
     const bool mine = capture.thread == self;
-    if ((mine && capture.mode != CU_STREAM_CAPTURE_MODE_RELAXED) ||
+    if ((mine && capture.mode != CU_STREAM_CAPTURE_MODE_RELAXED &&
+         t_capture_mode != CU_STREAM_CAPTURE_MODE_RELAXED) ||
         (!mine && capture.mode == CU_STREAM_CAPTURE_MODE_GLOBAL &&
          t_capture_mode == CU_STREAM_CAPTURE_MODE_GLOBAL)) {
       capture.invalidated = true;

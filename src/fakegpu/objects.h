@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <new>
 #include <string>
@@ -153,7 +154,11 @@ namespace tessera::fakegpu {
 inline uint64_t KernelNs(const CUfunc_st& function, unsigned grid_x, unsigned grid_y,
                          unsigned grid_z) {
   if (!function.per_block) return function.busy_ns;
-  return function.busy_ns * grid_x * grid_y * grid_z;
+  uint64_t ns = function.busy_ns;
+  for (uint64_t blocks : {uint64_t{grid_x}, uint64_t{grid_y}, uint64_t{grid_z}}) {
+    if (__builtin_mul_overflow(ns, blocks, &ns)) return UINT64_MAX;
+  }
+  return ns;
 }
 
 // Checks a handle without a lock: right type and live. REQUIRES: `handle` is null or was handed

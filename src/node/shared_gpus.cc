@@ -199,8 +199,10 @@ Status SharedGpus::PreStart(const std::vector<std::string>& device_ids) {
 
   std::lock_guard lock(mutex_);
   // The shares of containers that are over, before this one is counted: the scheduler freed them
-  // when their pods went or ended, which may be moments ago, between two Reconciles.
-  ReleaseEndedLocked(*listed, pods);
+  // when their pods went or ended, which may be moments ago, between two Reconciles. Listed again
+  // under the lock: a container that claimed its share since the first listing (under this lock)
+  // holds its devices in kubelet's list by now, as kubelet records them before PreStartContainer.
+  if (auto current = lister_(); current.ok()) ReleaseEndedLocked(*current, pods);
   const auto wanted = Sorted(device_ids);
   const auto stored = store_.List();
   const StoredAllocation* chosen = nullptr;
@@ -247,7 +249,10 @@ Status SharedGpus::PreStart(const std::vector<std::string>& device_ids) {
 void SharedGpus::Reconcile(const std::vector<PodResourcesPod>& listed) {
   const PodSnapshot pods = cache_ != nullptr ? cache_->Snapshot() : PodSnapshot{};
   std::lock_guard lock(mutex_);
-  ReleaseEndedLocked(listed, pods);
+  // As in PreStart: listed again under the lock, so that no share claimed after `listed` was
+  // taken is mistaken for a gone one; `listed` only if kubelet does not answer now.
+  auto current = lister_();
+  ReleaseEndedLocked(current.ok() ? *current : listed, pods);
   PublishSums();
 }
 

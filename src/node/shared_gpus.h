@@ -58,6 +58,7 @@ class SharedGpus {
   // `allocation` is what AllocateContainer made; adds the shared GPUs' part.
   Status Allocate(const std::vector<std::string>& device_ids, ContainerAllocation& allocation);
   Status PreStart(const std::vector<std::string>& device_ids);
+  // `listed`: kubelet's PodResources a moment ago, used only when a listing under the lock fails.
   void Reconcile(const std::vector<PodResourcesPod>& listed);
 
  private:

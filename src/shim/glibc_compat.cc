@@ -14,8 +14,8 @@
 //  - _dl_find_object (2.35, libgcc's unwinder) is done with dl_iterate_phdr;
 //  - __libc_single_threaded (2.32, libstdc++'s reference counts) is 0: take every process for
 //    multi-threaded, so that reference counts stay atomic.
-// tests/shim/glibc_floor_test.sh fails the build when the shim needs anything newer than 2.28.
-// x86-64 only: the old versions named here are x86-64's.
+// tests/shim/check_glibc_floor.sh (ctest tessera_shim_glibc_floor) fails the build when the shim
+// needs anything newer than 2.28. x86-64 only: the old versions named here are x86-64's.
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -83,7 +83,7 @@ int __wrap___pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) {
 }
 
 int __wrap_fstat(int fd, struct stat* buf) {
-  constexpr int kStatVersion = 1;  // x86-64's _STAT_VER: the kernel's struct stat
+  constexpr int kStatVersion = 1;  // x86-64's _STAT_VER_LINUX: glibc's struct stat
   return tessera_old_fxstat(kStatVersion, fd, buf);
 }
 

@@ -168,31 +168,64 @@ TESSERA_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStr
 }
 
 // ---- Stream capture: what the limiter must know so as not to break it ---------------------------
-TESSERA_EXPORT CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
-  Shim& shim = Shim::Get();
-  CUresult result = shim.cuda().cuStreamBeginCapture_v2(hStream, mode);
+namespace {
+
+// After the driver began a capture on `stream` (stream 0 of a _ptsz variant: the per-thread one).
+CUresult CaptureBegun(Shim& shim, CUresult result, CUstream stream, bool per_thread,
+                      CUstreamCaptureMode mode) {
   if (result == CUDA_SUCCESS && shim.governs_launches()) {
-    shim.limiter().OnCaptureBegun(hStream, mode);
+    shim.limiter().OnCaptureBegun(stream == nullptr && per_thread ? kPerThreadStream : stream,
+                                  mode);
   }
   return result;
+}
+
+// After cuStreamEndCapture answered `result`: invalidated or not, a capture that the driver says
+// is over is forgotten; on an error that leaves it going, it is kept.
+CUresult CaptureEnded(Shim& shim, CUresult result, CUstream stream, bool per_thread) {
+  if (!shim.governs_launches()) return result;
+  CUstream key = stream == nullptr && per_thread ? kPerThreadStream : stream;
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (result == CUDA_SUCCESS || result == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED ||
+      (shim.cuda().cuStreamIsCapturing(key, &status) == CUDA_SUCCESS &&
+       status == CU_STREAM_CAPTURE_STATUS_NONE)) {
+    shim.limiter().OnCaptureEnded(key);
+  }
+  return result;
+}
+
+}  // namespace
+
+TESSERA_EXPORT CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode) {
+  Shim& shim = Shim::Get();
+  return CaptureBegun(shim, shim.cuda().cuStreamBeginCapture_v2(hStream, mode), hStream, false,
+                      mode);
+}
+
+TESSERA_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode) {
+  Shim& shim = Shim::Get();
+  return CaptureBegun(shim, shim.cuda().cuStreamBeginCapture_v2_ptsz(hStream, mode), hStream, true,
+                      mode);
 }
 
 TESSERA_EXPORT CUresult cuStreamBeginCapture(CUstream hStream) {
   Shim& shim = Shim::Get();
-  CUresult result = shim.cuda().cuStreamBeginCapture(hStream);
-  if (result == CUDA_SUCCESS && shim.governs_launches()) {
-    shim.limiter().OnCaptureBegun(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL);
-  }
-  return result;
+  return CaptureBegun(shim, shim.cuda().cuStreamBeginCapture(hStream), hStream, false,
+                      CU_STREAM_CAPTURE_MODE_GLOBAL);
+}
+
+TESSERA_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream hStream) {
+  Shim& shim = Shim::Get();
+  return CaptureBegun(shim, shim.cuda().cuStreamBeginCapture_ptsz(hStream), hStream, true,
+                      CU_STREAM_CAPTURE_MODE_GLOBAL);
 }
 
 TESSERA_EXPORT CUresult cuStreamEndCapture(CUstream hStream, CUgraph* phGraph) {
   Shim& shim = Shim::Get();
-  CUresult result = shim.cuda().cuStreamEndCapture(hStream, phGraph);
-  // Invalidated or not, the capture is over; on any other error it goes on.
-  if ((result == CUDA_SUCCESS || result == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) &&
-      shim.governs_launches()) {
-    shim.limiter().OnCaptureEnded(hStream);
-  }
-  return result;
+  return CaptureEnded(shim, shim.cuda().cuStreamEndCapture(hStream, phGraph), hStream, false);
+}
+
+TESSERA_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream hStream, CUgraph* phGraph) {
+  Shim& shim = Shim::Get();
+  return CaptureEnded(shim, shim.cuda().cuStreamEndCapture_ptsz(hStream, phGraph), hStream, true);
 }

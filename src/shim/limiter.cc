@@ -69,11 +69,22 @@ void Limiter::SetDeviceUuid(int device, const std::string& uuid) {
   uuid_[device] = uuid;
 }
 
+namespace {
+
+// Captures begun on this thread in a mode other than relaxed: while there are any, this thread
+// may make no potentially unsafe call (an event query among them).
+thread_local int t_strict_captures = 0;
+
+}  // namespace
+
 void Limiter::OnForkChild() {
   // The mutex is held since OnForkPrepare and no other thread exists; the parent's events and
   // handles are not ours.
   for (auto& pool : pools_) pool.reset();
   estimator_.Clear();
+  captures_.clear();  // a capture is the thread's that began it, in the parent
+  global_captures_.store(0);
+  t_strict_captures = 0;
   nvml_initialized_ = false;
   for (auto& handle : nvml_handle_) handle = nullptr;
   mutex_.unlock();
@@ -85,16 +96,10 @@ int Limiter::CurrentDevice() const {
   return device >= 0 && device < region::kMaxDevices ? device : -1;
 }
 
-namespace {
-
-// Captures begun on this thread in a mode other than relaxed: while there are any, this thread
-// may make no potentially unsafe call (an event query among them).
-thread_local int t_strict_captures = 0;
-
-}  // namespace
-
 void Limiter::OnCaptureBegun(CUstream stream, CUstreamCaptureMode mode) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // The driver began a capture on a stream we took for capturing still: its end went unseen.
+  if (captures_.count(stream) != 0) ForgetCaptureLocked(stream);
   captures_[stream] = {mode, std::this_thread::get_id()};
   if (mode == CU_STREAM_CAPTURE_MODE_GLOBAL) global_captures_.fetch_add(1);
   if (mode != CU_STREAM_CAPTURE_MODE_RELAXED) ++t_strict_captures;
@@ -102,6 +107,10 @@ void Limiter::OnCaptureBegun(CUstream stream, CUstreamCaptureMode mode) {
 
 void Limiter::OnCaptureEnded(CUstream stream) {
   std::lock_guard<std::mutex> lock(mutex_);
+  ForgetCaptureLocked(stream);
+}
+
+void Limiter::ForgetCaptureLocked(CUstream stream) {
   auto capture = captures_.find(stream);
   if (capture == captures_.end()) return;  // begun where the shim did not see it
   if (capture->second.mode == CU_STREAM_CAPTURE_MODE_GLOBAL) global_captures_.fetch_sub(1);

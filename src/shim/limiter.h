@@ -95,6 +95,7 @@ class Limiter {
   int CurrentDevice() const;
   void Poll(int device);  // REQUIRES: mutex_ held
   bool QueriesForbidden() const;
+  void ForgetCaptureLocked(CUstream stream);  // REQUIRES: mutex_ held
   // cuEventElapsedTime_v2, or cuEventElapsedTime where the driver lacks it. REQUIRES: mutex_ held
   CUresult ElapsedTime(float* milliseconds, CUevent start, CUevent end);
   int TakeEvent(int device);  // REQUIRES: mutex_ held

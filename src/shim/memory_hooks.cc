@@ -3,6 +3,7 @@
 // is the container's view. Driver errors pass through unchanged, NULL outputs are the driver's
 // to reject, and a free of a handle the shim does not know still goes to the driver.
 #include <algorithm>
+#include <mutex>
 
 #include "cuda/footprint.h"
 #include "shim/shim.h"
@@ -424,6 +425,9 @@ TESSERA_EXPORT CUresult cuCtxSetLimit(CUlimit limit, size_t value) {
     return call();
   }
   const uint64_t key = static_cast<uint64_t>(context) + static_cast<uint64_t>(limit);
+  // One change at a time: two threads setting a limit together would both reserve.
+  static std::mutex changing;
+  std::lock_guard<std::mutex> lock(changing);
   const uint64_t held = shim.TrackedBytes(ChargeKind::kContextLimit, key);
   const uint64_t baseline = before >= held ? before - held : 0;
   const uint64_t wanted = value > baseline ? value - baseline : 0;

@@ -94,6 +94,19 @@ TEST_F(FakeGpuCapture, RelaxedCaptureAllowsQueries) {
   EXPECT_EQ(cuGraphDestroy(graph), CUDA_SUCCESS);
 }
 
+TEST_F(FakeGpuCapture, AThreadInRelaxedModeMayQueryDuringItsOwnCapture) {
+  ASSERT_EQ(cuEventRecord(event_, nullptr), CUDA_SUCCESS);
+  ASSERT_EQ(cuStreamBeginCapture_v2(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), CUDA_SUCCESS);
+  CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+  ASSERT_EQ(cuThreadExchangeStreamCaptureMode(&mode), CUDA_SUCCESS);
+  EXPECT_EQ(mode, CU_STREAM_CAPTURE_MODE_GLOBAL) << "the thread's mode it had";
+  EXPECT_EQ(cuEventQuery(event_), CUDA_SUCCESS);
+  ASSERT_EQ(cuThreadExchangeStreamCaptureMode(&mode), CUDA_SUCCESS);
+  EXPECT_EQ(cuEventQuery(event_), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+  CUgraph graph = nullptr;
+  EXPECT_EQ(cuStreamEndCapture(stream_, &graph), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+}
+
 TEST_F(FakeGpuCapture, AnotherThreadsGlobalCaptureForbidsQueriesOnlyToGlobalModeThreads) {
   ASSERT_EQ(cuEventRecord(event_, nullptr), CUDA_SUCCESS);
   CUcontext context = nullptr;

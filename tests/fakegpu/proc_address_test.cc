@@ -85,6 +85,19 @@ TEST_F(FakeGpuProcAddress, AnOlderDriverLacksWhatCameAfterIt) {
   EXPECT_EQ(cuCtxCreate_v4(&context, nullptr, 0, 0), CUDA_ERROR_NOT_FOUND);
 }
 
+TEST_F(FakeGpuProcAddress, StreamCaptureHasItsPerThreadStreamVariants) {
+  CUdriverProcAddressQueryResult status{};
+  CUresult result;
+  EXPECT_EQ(Lookup("cuStreamBeginCapture", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+                   &status, &result),
+            reinterpret_cast<void*>(&cuStreamBeginCapture_v2_ptsz));
+  EXPECT_EQ(Lookup("cuStreamEndCapture", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+                   &status, &result),
+            reinterpret_cast<void*>(&cuStreamEndCapture_ptsz));
+  EXPECT_EQ(Lookup("cuStreamBeginCapture", 13000, 0, &status, &result),
+            reinterpret_cast<void*>(&cuStreamBeginCapture_v2));
+}
+
 TEST_F(FakeGpuProcAddress, TooOldACallerGetsVersionNotSufficient) {
   CUdriverProcAddressQueryResult status{};
   CUresult result;

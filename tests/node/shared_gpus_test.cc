@@ -83,8 +83,9 @@ class SharedGpusTest : public ::testing::Test {
     return std::make_unique<SharedGpus>(
         registry_, *registry_.FindResource(kGpu), std::move(*store), &cache_,
         [this]() -> Result<std::vector<PodResourcesPod>> {
+          std::vector<PodResourcesPod> listed = listed_;  // kubelet's answer, then the world moves
           if (on_list_) on_list_();
-          return listed_;
+          return listed;
         },
         options);
   }
@@ -259,6 +260,24 @@ TEST_F(SharedGpusTest, AnEndedPodsShareIsFreedWhileKubeletStillListsItsDevices) 
   shared_->Reconcile(listed_);
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 0u);
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-2"), 10ull * 1024 * kMiB);
+}
+
+TEST_F(SharedGpusTest, AShareClaimedWhileAnotherPreStartWaitedIsNotTakenForGone) {
+  cache_.Upsert(Pod("a", "GPU-1", 40 * 1024, 0));
+  cache_.Upsert(Pod("b", "GPU-1", 30 * 1024, 0));
+  listed_ = {Listed("a", {}), Listed("b", {})};
+  ContainerAllocation allocation;
+  ASSERT_TRUE(shared_->Allocate({"GPU-1::0"}, allocation).ok());
+  listed_[0].containers[0].devices[kGpu] = {"GPU-1::0"};
+  // Right after a's PreStart lists kubelet's pods, b is started and claims its share in full.
+  on_list_ = [&] {
+    on_list_ = nullptr;
+    ASSERT_TRUE(Start({"GPU-1::1"}, "b").ok());
+  };
+  ASSERT_TRUE(shared_->PreStart({"GPU-1::0"}).ok());
+  EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 70ull * 1024 * kMiB);
+  auto store = AllocationStore::Open(dir_ + "/state");
+  EXPECT_EQ(store->List().size(), 2u) << "b's allocation directory is still there";
 }
 
 TEST_F(SharedGpusTest, WithoutAnApiServerSharesAreRefusedSayingWhy) {
