@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -331,8 +332,19 @@ Result<std::vector<DeviceSpec>> LoadDeviceConfig() {
 }
 
 int ConfiguredDriverVersion() {
-  Result<NodeSpec> node = LoadNodeConfig();
-  return node.ok() ? node->driver_version : kNewestDriverVersion;
+  // cuGetProcAddress asks before cuInit, once per entry point: the file is read once per path.
+  static std::mutex mutex;
+  static std::string read_path;
+  static int read_version = 0;
+  const char* variable = std::getenv("TESSERA_FAKEGPU_CONFIG");
+  const std::string path = variable != nullptr ? variable : "";
+  std::lock_guard<std::mutex> lock(mutex);
+  if (read_version == 0 || path != read_path) {
+    Result<NodeSpec> node = LoadNodeConfig();
+    read_path = path;
+    read_version = node.ok() ? node->driver_version : kNewestDriverVersion;
+  }
+  return read_version;
 }
 
 }  // namespace tessera::fakegpu

@@ -78,8 +78,8 @@ Result<std::vector<DeviceSpec>> ParseDeviceConfig(std::string_view text, std::st
 Result<NodeSpec> LoadNodeConfig();
 Result<std::vector<DeviceSpec>> LoadDeviceConfig();
 
-// The driver version TESSERA_FAKEGPU_CONFIG names, read from the file now (a bad file: the
-// newest; cuInit reports the file's error). After cuInit the driver's own copy is used.
+// The driver version TESSERA_FAKEGPU_CONFIG names (a bad file: the newest; cuInit reports the
+// file's error), read once per path. After cuInit the driver's own copy is used.
 int ConfiguredDriverVersion();
 
 std::vector<DeviceSpec> DefaultDevices();

@@ -22,8 +22,6 @@ using tessera::fakegpu::LooksLive;
 
 namespace {
 
-const CUstream CU_STREAM_PER_THREAD_HANDLE = reinterpret_cast<CUstream>(0x2);
-
 __attribute__((constructor)) void ArmFaultsAtLoad() {
   tessera::fakegpu::ArmFaultsFromEnvironment();
 }
@@ -748,23 +746,22 @@ TESSERA_FAKE_EXPORT CUresult cuStreamEndCapture(CUstream hStream, CUgraph* phGra
   return TheDriver().EndCapture(hStream, phGraph);
 }
 
-// The _ptsz variants: stream 0 is the per-thread default stream, which this fake does not capture.
+// The _ptsz variants: their stream 0 is the per-thread default stream, which this fake refuses to
+// capture as it does every default stream; other streams are the same as without the suffix.
 TESSERA_FAKE_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream hStream) {
   if (Fault fault = CheckFault(Api::cuStreamBeginCapture_ptsz)) return Faulted(fault);
-  return TheDriver().BeginCapture(hStream != nullptr ? hStream : CU_STREAM_PER_THREAD_HANDLE,
-                                  CU_STREAM_CAPTURE_MODE_GLOBAL);
+  return TheDriver().BeginCapture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream hStream,
                                                           CUstreamCaptureMode mode) {
   if (Fault fault = CheckFault(Api::cuStreamBeginCapture_v2_ptsz)) return Faulted(fault);
-  return TheDriver().BeginCapture(hStream != nullptr ? hStream : CU_STREAM_PER_THREAD_HANDLE, mode);
+  return TheDriver().BeginCapture(hStream, mode);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream hStream, CUgraph* phGraph) {
   if (Fault fault = CheckFault(Api::cuStreamEndCapture_ptsz)) return Faulted(fault, phGraph);
-  return TheDriver().EndCapture(hStream != nullptr ? hStream : CU_STREAM_PER_THREAD_HANDLE,
-                                phGraph);
+  return TheDriver().EndCapture(hStream, phGraph);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuStreamIsCapturing(CUstream hStream,

@@ -263,8 +263,8 @@ void Agent::RefreshPodResources() {
     return;
   }
   registry_->SetContainers(NvidiaContainerDevices(*pods));
-  // Allocations whose devices kubelet no longer lists belong to pods that are gone.
-  if (shared_ != nullptr) shared_->Reconcile(*pods);
+  // Shares of pods that are gone or ended (SharedGpus lists kubelet's pods again, under its lock).
+  if (shared_ != nullptr) shared_->Reconcile();
 }
 
 Status Agent::Run(const std::atomic<bool>& stop) {

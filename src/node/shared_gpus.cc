@@ -246,13 +246,13 @@ Status SharedGpus::PreStart(const std::vector<std::string>& device_ids) {
   return Status::Ok();
 }
 
-void SharedGpus::Reconcile(const std::vector<PodResourcesPod>& listed) {
+void SharedGpus::Reconcile() {
   const PodSnapshot pods = cache_ != nullptr ? cache_->Snapshot() : PodSnapshot{};
   std::lock_guard lock(mutex_);
-  // As in PreStart: listed again under the lock, so that no share claimed after `listed` was
-  // taken is mistaken for a gone one; `listed` only if kubelet does not answer now.
-  auto current = lister_();
-  ReleaseEndedLocked(current.ok() ? *current : listed, pods);
+  // Listed under the lock, as in PreStart, so that no share claimed meanwhile is taken for gone.
+  auto listed = lister_();
+  if (!listed.ok()) return;  // the next round will
+  ReleaseEndedLocked(*listed, pods);
   PublishSums();
 }
 

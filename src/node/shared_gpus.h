@@ -58,8 +58,7 @@ class SharedGpus {
   // `allocation` is what AllocateContainer made; adds the shared GPUs' part.
   Status Allocate(const std::vector<std::string>& device_ids, ContainerAllocation& allocation);
   Status PreStart(const std::vector<std::string>& device_ids);
-  // `listed`: kubelet's PodResources a moment ago, used only when a listing under the lock fails.
-  void Reconcile(const std::vector<PodResourcesPod>& listed);
+  void Reconcile();
 
  private:
   // Releases the allocations of containers that are over: no container listed by kubelet holds

@@ -195,12 +195,26 @@ uint64_t ParseSize(const char* text) {
   return value;
 }
 
-void WaitForEof() {
-  std::printf("ready\n");
+void Say(const char* marker) {
+  std::printf("%s\n", marker);
   std::fflush(stdout);
+}
+
+void ReadLine() {
+  char c = 0;
+  while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n') {
+  }
+}
+
+void ReadToEof() {
   char buffer[64];
   while (read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
   }
+}
+
+void WaitForEof() {
+  Say("ready");
+  ReadToEof();
 }
 
 void ReportInfo(const Driver& d) {
@@ -414,22 +428,16 @@ int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bo
   CUdeviceptr stake = 0;
   if (start_together) {
     // The context is made (main), before "ready": no stake can crowd it out.
-    std::printf("ready\n");
-    std::fflush(stdout);
-    char c = 0;
-    while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n') {
-    }
+    Say("ready");
+    ReadLine();
     CUresult result = d.MemAlloc(&stake, max_bytes);
     if (result == CUDA_ERROR_OUT_OF_MEMORY) {
       ++refused;
     } else if (result != CUDA_SUCCESS) {
       ++other_errors;
     }
-    std::printf("staked\n");
-    std::fflush(stdout);
-    char buffer[64];
-    while (read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
-    }
+    Say("staked");
+    ReadToEof();
   }
   for (int i = 0; forever || i < operations; ++i) {
     bool allocate = held.empty() || (held.size() < 16 && random() % 2 == 0);

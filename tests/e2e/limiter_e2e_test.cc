@@ -90,8 +90,10 @@ class LimiterEndToEnd : public ::testing::Test {
   }
 
   static Process Limited(const std::string& container, int percent,
-                         const std::string& path = "launch", int device = 0) {
-    return Process{container, {"CUDA_DEVICE_SM_LIMIT=" + std::to_string(percent)}, path, device};
+                         const std::string& path = "launch", int device = 0,
+                         const std::string& kernel_us = "1000") {
+    return Process{
+        container, {"CUDA_DEVICE_SM_LIMIT=" + std::to_string(percent)}, path, device, kernel_us};
   }
 
   testing::FakeNode node_{""};
@@ -157,11 +159,8 @@ INSTANTIATE_TEST_SUITE_P(LaunchKernelExAndGraphs, LimiterShared,
 TEST_F(LimiterEndToEnd, ShortAndLongKernelsAreHeldToTheSameShareOfTime) {
   // 200 µs and 5 ms kernels with the same (1x1) grid: the same 25 % of device time, so 25x as many
   // short launches go through as long ones.
-  Process short_kernels = Limited("short", 25, "launch", 0);
-  short_kernels.kernel_us = "200";
-  Process long_kernels = Limited("long", 25, "launch", 1);
-  long_kernels.kernel_us = "5000";
-  std::vector<double> shares = Run({short_kernels, long_kernels});
+  std::vector<double> shares =
+      Run({Limited("short", 25, "launch", 0, "200"), Limited("long", 25, "launch", 1, "5000")});
   EXPECT_NEAR(shares[0], 25, kTolerancePercent) << outputs_[0];
   EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
 }
@@ -171,11 +170,8 @@ TEST_F(LimiterEndToEnd, OneFunctionRunAtTwoSizesIsHeldToItsShare) {
   // busy_grid_us_200 at 1 block (200 µs) every 10th launch and 10 blocks (2 ms) otherwise: were
   // each launch charged what the function's cheapest recent launch cost, the 2 ms ones would go
   // through at a tenth of their cost.
-  Process half = Limited("half", 50, "mixed", 0);
-  half.kernel_us = "200";
-  Process quarter = Limited("quarter", 25, "mixed", 1);
-  quarter.kernel_us = "200";
-  std::vector<double> shares = Run({half, quarter});
+  std::vector<double> shares =
+      Run({Limited("half", 50, "mixed", 0, "200"), Limited("quarter", 25, "mixed", 1, "200")});
   EXPECT_NEAR(shares[0], 50, kTolerancePercent) << outputs_[0];
   EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
 }
@@ -187,11 +183,8 @@ TEST_F(LimiterEndToEnd, ADriverWithoutElapsedTimeV2IsHeldToTheSameShares) {
   std::string devices = "driver version=12020\n";
   for (int i = 0; i < 2; ++i) devices += "device memory=16GiB sms=132 context_memory=32MiB\n";
   node_.WriteDevices(devices);
-  Process half = Limited("half", 50, "launch", 0);
-  half.kernel_us = "2000";
-  Process quarter = Limited("quarter", 25, "launch", 1);
-  quarter.kernel_us = "2000";
-  std::vector<double> shares = Run({half, quarter});
+  std::vector<double> shares =
+      Run({Limited("half", 50, "launch", 0, "2000"), Limited("quarter", 25, "launch", 1, "2000")});
   EXPECT_NEAR(shares[0], 50, kTolerancePercent) << outputs_[0];
   EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
 }

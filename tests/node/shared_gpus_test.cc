@@ -202,11 +202,11 @@ TEST_F(SharedGpusTest, ARestartedContainerKeepsItsOneShareAndAGonePodReleasesIt)
   shared_ = Make();
   shared_->Recover();
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 60ull * 1024 * kMiB);
-  shared_->Reconcile(listed_);  // still listed: kept
+  shared_->Reconcile();  // still listed: kept
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 60ull * 1024 * kMiB);
 
   listed_.clear();  // the pod is gone
-  shared_->Reconcile(listed_);
+  shared_->Reconcile();
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 0u);
   auto store = AllocationStore::Open(dir_ + "/state");
   EXPECT_TRUE(store->List().empty());
@@ -257,7 +257,7 @@ TEST_F(SharedGpusTest, AnEndedPodsShareIsFreedWhileKubeletStillListsItsDevices) 
 
   // Reconcile frees an ended pod's share too, and keeps a running one's.
   cache_.Upsert(Pod("next", "GPU-1", 70 * 1024, 0, "Failed"));
-  shared_->Reconcile(listed_);
+  shared_->Reconcile();
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 0u);
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-2"), 10ull * 1024 * kMiB);
 }
