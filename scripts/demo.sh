@@ -7,7 +7,11 @@ build=$(cd "${1:-build}" && pwd)
 tessera="$build/bin/tessera"
 client="$build/bin/tessera-cuda-client"
 work=$(mktemp -d /tmp/tessera-demo-XXXXXX)
+# The fake GPU's node: exactly one 80 GiB GPU, as the demo says.
+echo 'device name="Tessera Fake H100" memory=80GiB sms=132 context_memory=256MiB' \
+  >"$work/fakegpu.conf"
 export LD_LIBRARY_PATH="$build/fakegpu" TESSERA_FAKEGPU_STATE="$work/fakegpu.state"
+export TESSERA_FAKEGPU_CONFIG="$work/fakegpu.conf"
 export TESSERA_REGION_DIR="$work/regions"
 mkdir -p "$TESSERA_REGION_DIR"
 pids=()
@@ -41,7 +45,8 @@ start() {
        "256 MiB more); the next block: error $result, CUDA_ERROR_OUT_OF_MEMORY"
 }
 
-echo "Tessera demo: one fake 80 GiB GPU ($build/fakegpu), three processes, three limits."
+echo "Tessera demo: one fake 80 GiB GPU (the fake driver in $build/fakegpu), three processes,"
+echo "three memory limits."
 echo
 echo "1. Each process allocates until Tessera refuses it at its limit:"
 start A 4GiB
@@ -60,4 +65,5 @@ echo "   The next look at its region reclaims what it held:"
 echo
 "$tessera" status "$TESSERA_REGION_DIR/B.region" | sed 's/^/   /'
 echo
-echo "B's 8 GiB is back; A and C never noticed. 'make test' proves the rest (races, 1,000 kills)."
+echo "B's 8 GiB is back; A and C kept theirs. 'make test' checks the rest, among it processes"
+echo "racing for the last bytes and 1,000 kills mid-allocation."

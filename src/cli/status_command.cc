@@ -25,15 +25,16 @@ constexpr const char* kUsage =
     "(default /tmp/tessera-<uid>). Usage of processes that died is reclaimed first.\n"
     "\n"
     "options:\n"
-    "  --json      one JSON object: {\"regions\": [{\"path\", \"layout_version\", \"devices\": [...],\n"
+    "  --json      one JSON object: {\"regions\": [{\"path\", \"layout_version\", \"devices\": "
+    "[...],\n"
     "              \"processes\": [...]}], \"errors\": [...]}\n"
     "  -h, --help  this help\n";
 
-
 std::string Percent(uint64_t part, uint64_t whole) {
   if (whole == 0) return "-";
-  return std::to_string(static_cast<int>((100.0 * static_cast<double>(part)) /
-                                         static_cast<double>(whole) + 0.5)) + "%";
+  return std::to_string(static_cast<int>(
+             (100.0 * static_cast<double>(part)) / static_cast<double>(whole) + 0.5)) +
+         "%";
 }
 
 struct RegionView {
@@ -53,15 +54,17 @@ void PrintTable(const std::vector<RegionView>& views) {
     std::printf("Region %s\n", view.path.c_str());
     std::printf("  %-4s %-42s %12s %12s %6s %14s\n", "GPU", "UUID", "USED", "LIMIT", "USE",
                 "COMPUTE/LIMIT");
-    // Devices no process has seen yet (the region holds 16) are summarised, not listed.
-    int unseen = 0;
+    // The region holds limits for 16 device indexes; those no process has bound to a GPU are
+    // indexes the container has no GPU for (the shim binds every GPU it sees at start-up), so
+    // they are left out.
+    bool any_seen = false;
     uint64_t unseen_limit = 0;
     for (const region::DeviceUsage& device : view.snapshot.devices) {
       if (device.uuid.empty() && device.used == 0) {
-        ++unseen;
         unseen_limit = std::max(unseen_limit, device.limits.memory_bytes);
         continue;
       }
+      any_seen = true;
       uint64_t limit = device.limits.memory_bytes;
       // The share achieved over the last second (device time the limiter charged), next to the
       // limit; "-" when the device has no limit or was idle.
@@ -73,13 +76,12 @@ void PrintTable(const std::vector<RegionView>& views) {
           (device.limits.sm_percent ? std::to_string(device.limits.sm_percent) + "%" : "-");
       std::printf("  %-4d %-42s %12s %12s %6s %14s\n", device.index,
                   device.uuid.empty() ? "(not seen yet)" : device.uuid.c_str(),
-                  FormatBytes(device.used).c_str(),
-                  limit ? FormatBytes(limit).c_str() : "none", Percent(device.used, limit).c_str(),
-                  compute.c_str());
+                  FormatBytes(device.used).c_str(), limit ? FormatBytes(limit).c_str() : "none",
+                  Percent(device.used, limit).c_str(), compute.c_str());
     }
-    if (unseen > 0) {
-      std::printf("  (%d more GPU%s not used yet%s%s)\n", unseen, unseen > 1 ? "s" : "",
-                  unseen_limit ? ", limit up to " : "",
+    if (!any_seen) {
+      std::printf("  (no process has opened a GPU yet%s%s)\n",
+                  unseen_limit ? "; memory limit up to " : "",
                   unseen_limit ? FormatBytes(unseen_limit).c_str() : "");
     }
     std::printf("  %-8s %-16s %-4s %12s %15s\n", "PID", "COMMAND", "GPU", "MEMORY",
@@ -108,7 +110,8 @@ void PrintJson(const std::vector<RegionView>& views, const std::vector<std::stri
     for (size_t d = 0; d < view.snapshot.devices.size(); ++d) {
       const region::DeviceUsage& device = view.snapshot.devices[d];
       std::printf("%s{\"index\": %d, \"uuid\": %s, \"memory_limit_bytes\": %" PRIu64
-                  ", \"memory_used_bytes\": %" PRIu64 ", \"sm_limit_percent\": %u"
+                  ", \"memory_used_bytes\": %" PRIu64
+                  ", \"sm_limit_percent\": %u"
                   ", \"sm_achieved_percent\": %s, \"sm_charged_ns\": %lld}",
                   d ? ", " : "", device.index, JsonString(device.uuid).c_str(),
                   device.limits.memory_bytes, device.used, device.limits.sm_percent,
@@ -192,7 +195,8 @@ int StatusCommand(int argc, char** argv) {
   if (json) {
     PrintJson(views, errors);
   } else {
-    for (const std::string& error : errors) std::fprintf(stderr, "tessera status: %s\n", error.c_str());
+    for (const std::string& error : errors)
+      std::fprintf(stderr, "tessera status: %s\n", error.c_str());
     if (views.empty() && errors.empty()) {
       std::printf("No Tessera regions in %s (start one with `tessera run`).\n",
                   DefaultRegionDirectory().c_str());

@@ -16,6 +16,18 @@ inline std::string Join(const std::vector<std::string>& items, const std::string
   return out;
 }
 
+// The pieces of `text` between each `separator`, empty ones included: "a,,b" gives "a", "",
+// "b"; "" gives one empty piece. The views point into `text`.
+inline std::vector<std::string_view> Split(std::string_view text, char separator) {
+  std::vector<std::string_view> pieces;
+  while (true) {
+    const size_t at = text.find(separator);
+    pieces.push_back(text.substr(0, at));
+    if (at == std::string_view::npos) return pieces;
+    text.remove_prefix(at + 1);
+  }
+}
+
 // `text` without leading and trailing white space (space, \t, \r, \n, \f, \v).
 inline std::string_view Trim(std::string_view text) {
   constexpr std::string_view kSpace = " \t\r\n\f\v";
@@ -24,7 +36,9 @@ inline std::string_view Trim(std::string_view text) {
   return text.substr(begin, text.find_last_not_of(kSpace) - begin + 1);
 }
 
-inline char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+inline char ToLowerAscii(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 inline std::string ToLowerAscii(std::string_view text) {
   std::string out(text);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/units.h"
 
 namespace tessera::fakegpu {
@@ -60,8 +61,8 @@ Result<FaultRule> ParseRule(std::string_view rule) {
 
   std::optional<Api> api = FindApi(name);
   if (!api) {
-    return BadRule(rule, "names \"" + std::string(name) +
-                             "\", which is not a function the fake GPU exports");
+    return BadRule(
+        rule, "names \"" + std::string(name) + "\", which is not a function the fake GPU exports");
   }
   FaultRule parsed{*api, 0, false, {}};
   if (!count.empty() && count.back() == '+') {
@@ -115,14 +116,9 @@ std::optional<Api> FindApi(std::string_view name) {
 
 Result<std::vector<FaultRule>> ParseFaultRules(std::string_view spec) {
   std::vector<FaultRule> rules;
-  size_t start = 0;
-  while (start <= spec.size()) {
-    size_t comma = spec.find(',', start);
-    if (comma == std::string_view::npos) comma = spec.size();
-    std::string_view rule = spec.substr(start, comma - start);
-    start = comma + 1;
+  if (spec.empty()) return rules;
+  for (std::string_view rule : Split(spec, ',')) {
     if (rule.empty()) {
-      if (spec.empty()) break;
       return Status::Error(std::string(kVariable) + "=\"" + std::string(spec) +
                            "\" has an empty rule (two commas, or a leading or trailing comma)");
     }

@@ -1,5 +1,6 @@
 #include "fakegpu/mig.h"
 
+#include "common/strings.h"
 #include "cuda/footprint.h"
 #include "fakegpu/config.h"
 
@@ -10,7 +11,8 @@ constexpr unsigned kH100Multiprocessors = 132;
 
 // NVML_GPU_INSTANCE_PROFILE_* values (cuda/nvml_api.h), repeated so the table needs no NVML header.
 constexpr unsigned k1Slice = 0x0, k2Slice = 0x1, k3Slice = 0x2, k4Slice = 0x3, k7Slice = 0x4,
-                   k1SliceRev2 = 0x9;  // NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2: 1 slice, 2 memory slices
+                   k1SliceRev2 =
+                       0x9;  // NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2: 1 slice, 2 memory slices
 
 // An H100 80GB's GPU instance profiles (the MIG user guide's table and `nvidia-smi mig -lgip`),
 // without the media-extension variant 1g.10gb+me. Placements as on an A100/H100: starts in memory
@@ -122,12 +124,7 @@ Result<std::vector<MigInstance>> PlaceMigInstances(std::string_view layout,
                          std::string(kProfileNames) + ", e.g. mig=3g.40gb,2g.20gb,1g.10gb");
   }
   std::vector<const MigProfile*> profiles;
-  size_t start = 0;
-  while (start <= layout.size()) {
-    size_t comma = layout.find(',', start);
-    if (comma == std::string_view::npos) comma = layout.size();
-    std::string_view name = layout.substr(start, comma - start);
-    start = comma + 1;
+  for (std::string_view name : Split(layout, ',')) {
     if (name.empty()) {
       return Status::Error(quoted +
                            " has an empty profile (two commas, or a leading or trailing "

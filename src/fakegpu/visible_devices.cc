@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "common/strings.h"
 #include "common/units.h"
 
 namespace tessera::fakegpu {
@@ -26,18 +27,6 @@ std::string Lowercase(std::string_view text) {
 bool AllDigits(std::string_view text) {
   return !text.empty() &&
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::vector<std::string_view> SplitCommas(std::string_view text) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string_view::npos) comma = text.size();
-    parts.push_back(text.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return parts;
 }
 
 // What one NVIDIA_VISIBLE_DEVICES entry names.
@@ -177,7 +166,7 @@ Result<std::vector<VisibleGpu>> SelectVisibleGpus(const std::vector<DeviceSpec>&
   std::vector<bool> whole(node.size(), false);
   std::vector<std::vector<bool>> migs(node.size());
   for (size_t gpu = 0; gpu < node.size(); ++gpu) migs[gpu].assign(node[gpu].mig.size(), false);
-  for (std::string_view entry : SplitCommas(text)) {
+  for (std::string_view entry : Split(text, ',')) {
     Result<Selection> selection = parser.Parse(entry);
     if (!selection.ok()) return selection.status();
     size_t gpu = static_cast<size_t>(selection->gpu);
@@ -216,7 +205,7 @@ std::vector<DeviceRef> SelectCudaDevices(const std::vector<DeviceSpec>& node,
   if (cuda_visible_devices == nullptr) return base;
   std::vector<DeviceRef> chosen;
   std::vector<bool> taken(base.size(), false);
-  for (std::string_view entry : SplitCommas(cuda_visible_devices)) {
+  for (std::string_view entry : Split(cuda_visible_devices, ',')) {
     std::optional<size_t> found = FindCudaEntry(node, base, entry);
     if (!found.has_value() || taken[*found]) break;
     taken[*found] = true;

@@ -37,8 +37,6 @@ Status FieldError(std::string_view what, const std::string& problem) {
   return Status::Error(std::string(what) + ": " + problem);
 }
 
-
-
 // Splits, checks each item against `allowed`, refuses repeats; the shared core of the list-valued
 // enum annotations.
 Result<std::vector<std::string>> ParseEnumList(std::string_view text, std::string_view what,
@@ -178,7 +176,8 @@ Result<ContainerGpuRequest> ParseContainer(const json& container, std::string pa
       request.privileged = privileged->get<bool>();
     }
     const std::string capabilities_path = path + ".securityContext.capabilities";
-    Result<const json*> capabilities = OptionalObject(**security, "capabilities", capabilities_path);
+    Result<const json*> capabilities =
+        OptionalObject(**security, "capabilities", capabilities_path);
     if (!capabilities.ok()) return capabilities.status();
     if (*capabilities != nullptr) {
       auto add = (*capabilities)->find("add");
@@ -410,12 +409,9 @@ Result<int64_t> ParseQuantity(std::string_view text, std::string_view what) {
 
 std::vector<std::string> ParseCommaList(std::string_view text) {
   std::vector<std::string> items;
-  while (true) {
-    size_t comma = text.find(',');
-    std::string_view item = Trim(text.substr(0, comma));
+  for (std::string_view piece : Split(text, ',')) {
+    std::string_view item = Trim(piece);
     if (!item.empty()) items.emplace_back(item);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
   }
   return items;
 }

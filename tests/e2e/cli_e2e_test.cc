@@ -3,11 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-
 #include <fstream>
 
-#include "support/child_process.h"
 #include "fake_node.h"
+#include "support/child_process.h"
 
 namespace tessera {
 namespace {
@@ -70,9 +69,13 @@ TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
   Child table(Tessera({"status", directory_ + "/c.region"}), Environment());
   ASSERT_EQ(table.Finish(), 0) << table.output();
   EXPECT_NE(table.output().find("544 MiB"), std::string::npos) << "512 MiB + 32 MiB context\n"
-                                                                 << table.output();
+                                                               << table.output();
   EXPECT_NE(table.output().find("2 GiB"), std::string::npos) << table.output();
   EXPECT_NE(table.output().find("27%"), std::string::npos) << table.output();
+  // The node has one GPU: the table shows one GPU row, none for the region's other indexes.
+  EXPECT_NE(table.output().find("\n  0    GPU-"), std::string::npos) << table.output();
+  EXPECT_EQ(table.output().find("\n  1 "), std::string::npos) << table.output();
+  EXPECT_EQ(table.output().find("more GPU"), std::string::npos) << table.output();
   Child json(Tessera({"status", "--json", directory_ + "/c.region"}), Environment());
   ASSERT_EQ(json.Finish(), 0) << json.output();
   const std::string& text = json.output();

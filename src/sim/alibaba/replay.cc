@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "common/random.h"
 #include "placement/ledger.h"
 #include "placement/policy.h"
 
@@ -13,16 +14,6 @@ namespace tessera::sim::alibaba {
 namespace pl = tessera::placement;
 
 namespace {
-
-// Uniform in [0, n) from a 64-bit stream, identical on every platform. REQUIRES: n > 0.
-size_t Draw(std::mt19937_64& rng, size_t n) {
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t x;
-  do {
-    x = rng();
-  } while (x >= limit);
-  return static_cast<size_t>(x % n);
-}
 
 pl::TaskShape ShapeOf(const TracePod& pod) {
   return {pod.cpu_milli, pod.num_gpu > 0 ? pod.gpu_milli : 0, pod.num_gpu, pod.gpu_spec};
@@ -44,7 +35,7 @@ std::vector<size_t> ArrivalOrder(const Trace& trace, int64_t target_milli, std::
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return trace.pods[a].name < trace.pods[b].name; });
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[Draw(rng, i)]);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[UniformIndex(rng, i)]);
   int64_t total = 0;
   for (const TracePod& pod : trace.pods) total += pod.total_gpu_milli();
   if (trace.pods.empty()) return order;
@@ -52,7 +43,7 @@ std::vector<size_t> ArrivalOrder(const Trace& trace, int64_t target_milli, std::
     // Append clones until the first that would overshoot. Like the artifact, the check uses the
     // clone's per-GPU share, so a multi-GPU clone may overshoot a little.
     while (true) {
-      size_t pick = Draw(rng, trace.pods.size());
+      size_t pick = UniformIndex(rng, trace.pods.size());
       const TracePod& pod = trace.pods[pick];
       if (total + pod.gpu_milli > target_milli) break;
       order.push_back(pick);
@@ -61,7 +52,7 @@ std::vector<size_t> ArrivalOrder(const Trace& trace, int64_t target_milli, std::
     }
   } else {
     while (total > target_milli && !order.empty()) {
-      size_t victim = Draw(rng, order.size());
+      size_t victim = UniformIndex(rng, order.size());
       total -= trace.pods[order[victim]].total_gpu_milli();
       order.erase(order.begin() + static_cast<std::ptrdiff_t>(victim));
     }

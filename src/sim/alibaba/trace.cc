@@ -1,10 +1,13 @@
 #include "sim/alibaba/trace.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <limits>
 #include <sstream>
 #include <unordered_set>
+
+#include "common/strings.h"
 
 namespace tessera::sim::alibaba {
 namespace {
@@ -31,20 +34,6 @@ class LineReader {
   size_t pos_ = 0;
   int line_ = 0;
 };
-
-std::vector<std::string_view> SplitFields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  size_t start = 0;
-  while (true) {
-    size_t comma = line.find(',', start);
-    if (comma == std::string_view::npos) {
-      fields.push_back(line.substr(start));
-      return fields;
-    }
-    fields.push_back(line.substr(start, comma - start));
-    start = comma + 1;
-  }
-}
 
 std::string Where(std::string_view file, int line) {
   return std::string(file) + ":" + std::to_string(line) + ": ";
@@ -87,7 +76,7 @@ Status ReadHeader(LineReader& reader, std::string_view file, const std::vector<s
   std::string_view line;
   int number = 0;
   if (!reader.Next(&line, &number)) return Status::Error(std::string(file) + ": empty file");
-  header->names = SplitFields(line);
+  header->names = Split(line, ',');
   columns->clear();
   for (const std::string& name : need) {
     int at = header->Find(name);
@@ -101,15 +90,11 @@ Status ReadHeader(LineReader& reader, std::string_view file, const std::vector<s
 
 std::vector<std::string> SplitSpec(std::string_view spec) {
   std::vector<std::string> models;
-  size_t start = 0;
-  while (start <= spec.size()) {
-    size_t bar = spec.find('|', start);
-    if (bar == std::string_view::npos) bar = spec.size();
-    std::string model(spec.substr(start, bar - start));
-    bool seen = false;
-    for (const std::string& m : models) seen = seen || m == model;
-    if (!model.empty() && !seen) models.push_back(std::move(model));
-    start = bar + 1;
+  for (std::string_view piece : Split(spec, '|')) {
+    std::string model(piece);
+    if (!model.empty() && std::find(models.begin(), models.end(), model) == models.end()) {
+      models.push_back(std::move(model));
+    }
   }
   return models;
 }
@@ -140,7 +125,7 @@ Result<std::vector<TraceNode>> ParseNodeCsv(std::string_view text, std::string_v
   int number = 0;
   while (reader.Next(&line, &number)) {
     if (line.empty()) continue;
-    std::vector<std::string_view> fields = SplitFields(line);
+    std::vector<std::string_view> fields = Split(line, ',');
     if (fields.size() != header.names.size()) {
       return Status::Error(Where(file, number) + "expected " + std::to_string(header.names.size()) +
                            " fields, found " + std::to_string(fields.size()));
@@ -186,7 +171,7 @@ Result<std::vector<TracePod>> ParsePodCsv(std::string_view text, std::string_vie
   int number = 0;
   while (reader.Next(&line, &number)) {
     if (line.empty()) continue;
-    std::vector<std::string_view> fields = SplitFields(line);
+    std::vector<std::string_view> fields = Split(line, ',');
     if (fields.size() != header.names.size()) {
       return Status::Error(Where(file, number) + "expected " + std::to_string(header.names.size()) +
                            " fields, found " + std::to_string(fields.size()));

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/strings.h"
 #include "common/units.h"
 #include "sim/mix/report.h"
 #include "sim/mix/scenario.h"
@@ -49,18 +50,6 @@ int UsageError(const std::string& message) {
   return 2;
 }
 
-std::vector<std::string> SplitCommas(std::string_view text) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string_view::npos) comma = text.size();
-    parts.emplace_back(text.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return parts;
-}
-
 }  // namespace
 
 int RunMixCommand(int argc, char** argv) {
@@ -93,7 +82,8 @@ int RunMixCommand(int argc, char** argv) {
       options.scenario = value;
     } else if (arg == "--strategy") {
       if (!take_value(arg)) return UsageError("--strategy needs a list like whole,shares");
-      options.strategies = SplitCommas(value);
+      options.strategies.clear();
+      for (std::string_view name : Split(value, ',')) options.strategies.emplace_back(name);
     } else if (arg == "--seed") {
       if (!take_value(arg)) return UsageError("--seed needs a number");
       Result<uint64_t> seed = ParseUnsigned(value, "--seed", 0, UINT64_MAX);
@@ -119,7 +109,8 @@ int RunMixCommand(int argc, char** argv) {
   } else {
     std::vector<int> chosen;
     if (options.strategies.empty()) {
-      for (size_t s = 0; s < scenario->strategies.size(); ++s) chosen.push_back(static_cast<int>(s));
+      for (size_t s = 0; s < scenario->strategies.size(); ++s)
+        chosen.push_back(static_cast<int>(s));
     }
     for (const std::string& name : options.strategies) {
       const int index = scenario->StrategyIndex(name);
@@ -135,7 +126,8 @@ int RunMixCommand(int argc, char** argv) {
     }
     const std::vector<mix::Job> jobs = mix::GenerateJobs(*scenario, report.seed);
     for (int index : chosen) {
-      report.strategies.push_back(mix::SimulateStrategy(*scenario, scenario->strategies[index], jobs));
+      report.strategies.push_back(
+          mix::SimulateStrategy(*scenario, scenario->strategies[index], jobs));
     }
   }
   const std::string text = options.json ? mix::FormatJson(report) : mix::FormatText(report);

@@ -50,6 +50,24 @@ TEST_F(AlibabaCommand, HelpSucceedsAndNamesThePolicies) {
   EXPECT_NE(out.find("tessera-online"), std::string::npos);
 }
 
+// A user's clone has the trace: with no --trace the command replays the one in data/.
+TEST_F(AlibabaCommand, ReplaysTheShippedTraceWithoutTrace) {
+  ::testing::internal::CaptureStdout();
+  int rc = Run({"--policy", "bestfit", "--seeds", "42", "--json", "--quiet"});
+  std::string out = ::testing::internal::GetCapturedStdout();
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(out.rfind(std::string("{\"trace\":\"") + TESSERA_ALIBABA_TRACE_DIR + "\"", 0), 0u)
+      << out.substr(0, 200);
+  EXPECT_NE(out.find("\"name\":\"bestfit\""), std::string::npos) << out.substr(0, 400);
+}
+
+TEST_F(AlibabaCommand, AMissingTraceFolderIsNamed) {
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(Run({"--trace", (dir_ / "nowhere").string(), "--quiet"}), 1);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find((dir_ / "nowhere").string()), std::string::npos) << err;
+}
+
 TEST_F(AlibabaCommand, PrintsOneJsonObjectAndDrawsThePlot) {
   const std::string svg = (dir_ / "curves.svg").string();
   ::testing::internal::CaptureStdout();
@@ -68,13 +86,16 @@ TEST_F(AlibabaCommand, PrintsOneJsonObjectAndDrawsThePlot) {
 
 TEST_F(AlibabaCommand, UsageErrorsExitWithTwo) {
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(Run({}), 2);
+  EXPECT_EQ(Run({"--trace", dir_.string(), "--inflation", "0"}), 2);
+  EXPECT_EQ(Run({"--trace", dir_.string(), "--jobs"}), 2);
   EXPECT_EQ(Run({"--trace", dir_.string(), "--policy", "firstfit"}), 2);
   EXPECT_EQ(Run({"--trace", dir_.string(), "--seeds", "9-1"}), 2);
   EXPECT_EQ(Run({"--trace", dir_.string(), "--frobnicate"}), 2);
   std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("\"firstfit\""), std::string::npos);
-  EXPECT_NE(err.find("\"--frobnicate\""), std::string::npos);
+  EXPECT_NE(err.find("--frobnicate"), std::string::npos);
+  EXPECT_NE(err.find("--inflation"), std::string::npos);
+  EXPECT_NE(err.find("--jobs"), std::string::npos);
 }
 
 TEST_F(AlibabaCommand, AMalformedTraceFailsNamingFileAndLine) {

@@ -85,9 +85,6 @@ TEST(Replay, AnUnknownPolicyIsAnError) {
 // The one test that replays the real trace: the harness must reproduce the artifact.
 TEST(AlibabaTrace, FgdAndBestFitLandNearThePublishedNumbers) {
   const std::string dir = TESSERA_ALIBABA_TRACE_DIR;
-  if (!std::filesystem::exists(dir + "/openb_pod_list_default.csv")) {
-    GTEST_SKIP() << "trace not found at " << dir;
-  }
   auto trace = LoadTrace(dir, "default");
   ASSERT_TRUE(trace.ok()) << trace.status().message();
   auto prepared = PrepareTrace(*trace);

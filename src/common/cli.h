@@ -1,0 +1,41 @@
+// Command lines through CLI11, the same way in every command: a command's Parse…Options(argc,
+// argv) builds its CLI::App and calls ParseCommandLine, which turns CLI11's exceptions into a
+// Status (the message names the flag and what was wrong) or the --help text.
+#ifndef TESSERA_COMMON_CLI_H_
+#define TESSERA_COMMON_CLI_H_
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "common/status.h"
+
+namespace tessera {
+
+// Parses argv (argv[0] is the command's name) into `app`'s options. On --help, `*help` is the
+// usage text and the status OK; `*help` stays empty otherwise.
+inline Status ParseCommandLine(CLI::App& app, int argc, char** argv, std::string* help) {
+  help->clear();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    *help = app.help();
+  } catch (const CLI::CallForAllHelp&) {
+    *help = app.help("", CLI::AppFormatMode::All);
+  } catch (const CLI::ParseError& e) {
+    return Status::Error(e.what());
+  }
+  return Status::Ok();
+}
+
+// The usage error every command prints: "<command>: <message>" and where to read more; returns
+// the exit code for bad usage, 2.
+inline int ReportUsageError(const std::string& command, const std::string& message) {
+  std::fprintf(stderr, "%s: %s\nRun `%s --help` for usage.\n", command.c_str(), message.c_str(),
+               command.c_str());
+  return 2;
+}
+
+}  // namespace tessera
+
+#endif  // TESSERA_COMMON_CLI_H_
