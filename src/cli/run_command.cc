@@ -15,37 +15,114 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "common/cli.h"
 #include "common/units.h"
 #include "region/region.h"
+#include "shim/environment.h"
 
 namespace tessera::cli {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: tessera run [options] -- COMMAND [ARGS...]\n"
-    "\n"
-    "Runs COMMAND with the Tessera shim preloaded and GPU memory limits in force: its CUDA\n"
-    "allocations beyond a limit fail with CUDA_ERROR_OUT_OF_MEMORY, and cuMemGetInfo, \n"
-    "cuDeviceTotalMem and NVML report the limit; with --gpu-cores its kernels get that share of\n"
-    "each GPU's time. All processes COMMAND starts share the limits.\n"
-    "\n"
-    "options:\n"
-    "  --gpu-memory SIZE       memory limit of every GPU (e.g. 4GiB, 512MiB, 8g)\n"
-    "  --gpu-memory I=SIZE     memory limit of GPU I (0-15; overrides the default)\n"
-    "  --gpu-cores PERCENT     share of every GPU's time (1-100; the compute limiter)\n"
-    "  --gpu-cores I=PERCENT   share of GPU I's time (overrides the default)\n"
-    "  --region PATH           the region file to account in (default: a new one in\n"
-    "                          $TESSERA_REGION_DIR or /tmp/tessera-<uid>, removed at exit)\n"
-    "  --keep-region           leave the region file in place when COMMAND ends\n"
-    "  -v, --verbose           say which region and shim are used\n"
-    "  -h, --help              this help\n"
-    "\n"
-    "The shim is found next to this program (../lib/libtessera-cuda.so) or at $TESSERA_SHIM.\n"
-    "`tessera status` shows the region while COMMAND runs.\n";
+constexpr const char* kCommand = "tessera run";
 
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "tessera run: %s\n\n%s", message.c_str(), kUsage);
-  return 2;
+// Everything `tessera run` runs with, checked.
+struct RunOptions {
+  region::RegionConfig limits;
+  std::string region_path;  // empty: a new region in DefaultRegionDirectory()
+  bool keep_region = false;
+  bool verbose = false;
+  std::vector<std::string> command;  // after "--"
+  std::string help;                  // set: --help was asked for; print it and run nothing
+};
+
+// Applies "--<flag> VALUE" or "--<flag> I=VALUE" values: the bare ones to every device, then
+// those for one device over them. `parse` turns the text after any "I=" into the value.
+template <typename Parse>
+Status ApplyPerDevice(const std::vector<std::string>& values, const std::string& flag, Parse parse,
+                      region::RegionConfig* limits) {
+  for (bool per_device : {false, true}) {
+    for (const std::string& value : values) {
+      const size_t equals = value.find('=');
+      if ((equals != std::string::npos) != per_device) continue;
+      auto parsed = parse(per_device ? value.substr(equals + 1) : value);
+      if (!parsed.ok()) return parsed.status();
+      if (*parsed == 0) {
+        return Status::Error(flag + "=\"" + value + "\": a limit must be above 0");
+      }
+      int first = 0;
+      int last = region::kMaxDevices - 1;
+      if (per_device) {
+        auto device =
+            ParseUnsigned(value.substr(0, equals), flag + " device", 0, region::kMaxDevices - 1);
+        if (!device.ok()) return device.status();
+        first = last = static_cast<int>(*device);
+      }
+      for (int device = first; device <= last; ++device) {
+        if (flag == "--gpu-memory") {
+          limits->devices[device].memory_bytes = static_cast<uint64_t>(*parsed);
+        } else {
+          limits->devices[device].sm_percent = static_cast<uint32_t>(*parsed);
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<RunOptions> ParseRunOptions(int argc, char** argv) {
+  RunOptions options;
+  std::vector<std::string> memory;
+  std::vector<std::string> cores;
+  CLI::App app{
+      "Runs COMMAND with the Tessera shim preloaded and GPU limits in force: its CUDA "
+      "allocations beyond a memory limit fail with CUDA_ERROR_OUT_OF_MEMORY, and cuMemGetInfo, "
+      "cuDeviceTotalMem and NVML report the limit; with --gpu-cores its kernels get that share "
+      "of each GPU's time. All processes COMMAND starts share the limits.",
+      kCommand};
+  app.footer(
+      "The shim is found next to this program (../lib/libtessera-cuda.so) or at $TESSERA_SHIM.\n"
+      "`tessera status` shows the region while COMMAND runs.\n\n"
+      "example:\n"
+      "  tessera run --gpu-memory 4GiB --gpu-cores 25 -- python3 train.py");
+  app.add_option("--gpu-memory", memory,
+                 "SIZE: memory limit of every GPU (e.g. 4GiB, 512MiB, 8g); I=SIZE: of GPU I "
+                 "(0-15), over the default; may be repeated")
+      ->allow_extra_args(false);
+  app.add_option("--gpu-cores", cores,
+                 "PERCENT: share of every GPU's time (1-100, the compute limiter); I=PERCENT: of "
+                 "GPU I, over the default; may be repeated")
+      ->allow_extra_args(false);
+  app.add_option("--region", options.region_path,
+                 "the region file to account in, kept at exit (default: a new one in "
+                 "$TESSERA_REGION_DIR or /tmp/tessera-<uid>, removed at exit)");
+  app.add_flag("--keep-region", options.keep_region,
+               "leave the region file in place when COMMAND ends");
+  app.add_flag("-v,--verbose", options.verbose, "say which region and shim are used");
+  // The command is everything after the first "--", taken as it is (CLI11 would read a
+  // command's own options as ours).
+  int flags_end = 1;
+  while (flags_end < argc && std::string_view(argv[flags_end]) != "--") ++flags_end;
+  for (int i = flags_end + 1; i < argc; ++i) options.command.emplace_back(argv[i]);
+  if (Status parsed = ParseCommandLine(app, flags_end, argv, &options.help); !parsed.ok()) {
+    return parsed;
+  }
+  if (!options.help.empty()) return options;
+  if (options.command.empty()) return Status::Error("no command to run after --");
+  if (!options.region_path.empty()) options.keep_region = true;
+  Status applied = ApplyPerDevice(
+      memory, "--gpu-memory",
+      [](const std::string& text) { return ParseBytes(text, "--gpu-memory"); }, &options.limits);
+  if (!applied.ok()) return applied;
+  applied = ApplyPerDevice(
+      cores, "--gpu-cores",
+      [](const std::string& text) { return ParsePercent(text, "--gpu-cores"); }, &options.limits);
+  if (!applied.ok()) return applied;
+  return options;
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "%s: %s\n", kCommand, message.c_str());
+  return 1;
 }
 
 std::string ShimPath() {
@@ -75,123 +152,29 @@ std::string DefaultRegionDirectory() {
   return "/tmp/tessera-" + std::to_string(getuid());
 }
 
-int RunCommand(int argc, char** argv) {
-  region::RegionConfig config;
-  bool memory_for_all = false;
-  uint64_t memory_all = 0;
-  bool memory_for[region::kMaxDevices] = {};
-  bool cores_for_all = false;
-  uint32_t cores_all = 0;
-  bool cores_for[region::kMaxDevices] = {};
-  std::string region_path;
-  bool keep_region = false;
-  bool verbose = false;
-  int command_start = -1;
-  for (int i = 1; i < argc; ++i) {
-    std::string argument = argv[i];
-    if (argument == "--") {
-      command_start = i + 1;
-      break;
-    }
-    if (argument == "-h" || argument == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (argument == "-v" || argument == "--verbose") {
-      verbose = true;
-    } else if (argument == "--keep-region") {
-      keep_region = true;
-    } else if (argument == "--gpu-memory" || argument.rfind("--gpu-memory=", 0) == 0) {
-      std::string value;
-      if (argument == "--gpu-memory") {
-        if (i + 1 >= argc) return UsageError("--gpu-memory needs a value, e.g. 4GiB or 1=2GiB");
-        value = argv[++i];
-      } else {
-        value = argument.substr(std::strlen("--gpu-memory="));
-      }
-      size_t equals = value.find('=');
-      std::string size_text = equals == std::string::npos ? value : value.substr(equals + 1);
-      Result<uint64_t> bytes = ParseBytes(size_text, "--gpu-memory");
-      if (!bytes.ok()) return UsageError(bytes.status().message());
-      if (*bytes == 0) return UsageError("--gpu-memory=\"" + value + "\": a limit must be above 0");
-      if (equals == std::string::npos) {
-        memory_for_all = true;
-        memory_all = *bytes;
-      } else {
-        Result<uint64_t> device = ParseUnsigned(value.substr(0, equals), "--gpu-memory device",
-                                                0, region::kMaxDevices - 1);
-        if (!device.ok()) return UsageError(device.status().message());
-        config.devices[*device].memory_bytes = *bytes;
-        memory_for[*device] = true;
-      }
-    } else if (argument == "--gpu-cores" || argument.rfind("--gpu-cores=", 0) == 0) {
-      std::string value;
-      if (argument == "--gpu-cores") {
-        if (i + 1 >= argc) return UsageError("--gpu-cores needs a value, e.g. 25 or 1=50");
-        value = argv[++i];
-      } else {
-        value = argument.substr(std::strlen("--gpu-cores="));
-      }
-      size_t equals = value.find('=');
-      std::string percent_text = equals == std::string::npos ? value : value.substr(equals + 1);
-      Result<int> percent = ParsePercent(percent_text, "--gpu-cores");
-      if (!percent.ok()) return UsageError(percent.status().message());
-      if (*percent == 0) return UsageError("--gpu-cores=\"" + value + "\": a share must be above 0");
-      if (equals == std::string::npos) {
-        cores_for_all = true;
-        cores_all = static_cast<uint32_t>(*percent);
-      } else {
-        Result<uint64_t> device = ParseUnsigned(value.substr(0, equals), "--gpu-cores device", 0,
-                                                region::kMaxDevices - 1);
-        if (!device.ok()) return UsageError(device.status().message());
-        config.devices[*device].sm_percent = static_cast<uint32_t>(*percent);
-        cores_for[*device] = true;
-      }
-    } else if (argument == "--region") {
-      if (i + 1 >= argc) return UsageError("--region needs a path");
-      region_path = argv[++i];
-      keep_region = true;
-    } else {
-      return UsageError("unknown option \"" + argument + "\" (put the command after --)");
-    }
-  }
-  if (command_start < 0 || command_start >= argc) return UsageError("no command to run after --");
-  if (memory_for_all) {
-    for (int device = 0; device < region::kMaxDevices; ++device) {
-      if (!memory_for[device]) config.devices[device].memory_bytes = memory_all;
-    }
-  }
-  if (cores_for_all) {
-    for (int device = 0; device < region::kMaxDevices; ++device) {
-      if (!cores_for[device]) config.devices[device].sm_percent = cores_all;
-    }
-  }
+namespace {
 
+int Run(RunOptions options) {
+  region::RegionConfig& config = options.limits;
+  std::string& region_path = options.region_path;
   std::string shim = ShimPath();
   if (access(shim.c_str(), R_OK) != 0) {
-    std::fprintf(stderr, "tessera run: cannot read the shim at %s (set TESSERA_SHIM?)\n",
-                 shim.c_str());
-    return 1;
+    return Fail("cannot read the shim at " + shim + " (set TESSERA_SHIM?)");
   }
   if (region_path.empty()) {
     std::string directory = DefaultRegionDirectory();
     if (mkdir(directory.c_str(), 0700) != 0 && errno != EEXIST) {
-      std::fprintf(stderr, "tessera run: cannot create %s: %s\n", directory.c_str(),
-                   std::strerror(errno));
-      return 1;
+      return Fail("cannot create " + directory + ": " + std::strerror(errno));
     }
     region_path = directory + "/run-" + std::to_string(getpid()) + ".region";
   }
   auto region = region::Region::Open(region_path, &config);
-  if (!region.ok()) {
-    std::fprintf(stderr, "tessera run: %s\n", region.status().message().c_str());
-    return 1;
-  }
+  if (!region.ok()) return Fail(region.status().message());
   // Whoever runs the container sets its limits, also on a region that existed before.
   for (int device = 0; device < region::kMaxDevices; ++device) {
     (*region)->SetLimits(device, config.devices[device]);
   }
-  if (verbose) {
+  if (options.verbose) {
     std::fprintf(stderr, "tessera run: region %s, shim %s\n", region_path.c_str(), shim.c_str());
   }
 
@@ -200,36 +183,22 @@ int RunCommand(int argc, char** argv) {
     preload += std::string(":") + existing;
   }
   setenv("LD_PRELOAD", preload.c_str(), 1);
-  setenv("CUDA_DEVICE_MEMORY_SHARED_CACHE", region_path.c_str(), 1);
+  setenv(std::string(shim::kRegionVariable).c_str(), region_path.c_str(), 1);
   // The region holds the limits; the variables say the same to anything that reads them.
-  for (int device = 0; device < region::kMaxDevices; ++device) {
-    std::string name = "CUDA_DEVICE_MEMORY_LIMIT_" + std::to_string(device);
-    if (config.devices[device].memory_bytes != 0) {
-      setenv(name.c_str(), std::to_string(config.devices[device].memory_bytes).c_str(), 1);
-    } else {
-      unsetenv(name.c_str());
-    }
+  for (const std::string& name : shim::LimitVariableNames()) unsetenv(name.c_str());
+  for (const std::string& assignment : shim::LimitAssignments(config)) {
+    const size_t equals = assignment.find('=');
+    setenv(assignment.substr(0, equals).c_str(), assignment.c_str() + equals + 1, 1);
   }
-  unsetenv("CUDA_DEVICE_MEMORY_LIMIT");
-  for (int device = 0; device < region::kMaxDevices; ++device) {
-    std::string name = "CUDA_DEVICE_SM_LIMIT_" + std::to_string(device);
-    if (config.devices[device].sm_percent != 0) {
-      setenv(name.c_str(), std::to_string(config.devices[device].sm_percent).c_str(), 1);
-    } else {
-      unsetenv(name.c_str());
-    }
-  }
-  unsetenv("CUDA_DEVICE_SM_LIMIT");
 
   pid_t child = fork();
-  if (child < 0) {
-    std::fprintf(stderr, "tessera run: fork: %s\n", std::strerror(errno));
-    return 1;
-  }
+  if (child < 0) return Fail(std::string("fork: ") + std::strerror(errno));
   if (child == 0) {
-    execvp(argv[command_start], argv + command_start);
-    std::fprintf(stderr, "tessera run: cannot run %s: %s\n", argv[command_start],
-                 std::strerror(errno));
+    std::vector<char*> command;
+    for (std::string& word : options.command) command.push_back(word.data());
+    command.push_back(nullptr);
+    execvp(command[0], command.data());
+    std::fprintf(stderr, "%s: cannot run %s: %s\n", kCommand, command[0], std::strerror(errno));
     _exit(127);
   }
   g_child = child;
@@ -242,9 +211,21 @@ int RunCommand(int argc, char** argv) {
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!keep_region) unlink(region_path.c_str());
+  if (!options.keep_region) unlink(region_path.c_str());
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return WEXITSTATUS(status);
+}
+
+}  // namespace
+
+int RunCommand(int argc, char** argv) {
+  Result<RunOptions> options = ParseRunOptions(argc, argv);
+  if (!options.ok()) return ReportUsageError(kCommand, options.status().message());
+  if (!options->help.empty()) {
+    std::fputs(options->help.c_str(), stdout);
+    return 0;
+  }
+  return Run(std::move(*options));
 }
 
 }  // namespace tessera::cli

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/strings.h"
+#include "shim/environment.h"
 
 namespace tessera::node {
 namespace {
@@ -198,16 +199,15 @@ Result<IdentifiedContainer> CheckGrant(const CachedPod& pod, const std::string& 
 }
 
 std::string LimitsFileText(const IdentifiedContainer& container) {
-  std::string text = "# tessera-node: limits of pod " +
-                     PodKey(container.namespace_name, container.pod) + " container " +
-                     container.container + "\n";
-  for (size_t i = 0; i < container.gpus.size(); ++i) {
+  region::RegionConfig limits;
+  for (size_t i = 0; i < container.gpus.size() && i < region::kMaxDevices; ++i) {
     const auto& gpu = container.gpus[i];
-    text += "CUDA_DEVICE_MEMORY_LIMIT_" + std::to_string(i) + "=" + std::to_string(gpu.memory_mib) +
-            "m\n";
-    text += "CUDA_DEVICE_SM_LIMIT_" + std::to_string(i) + "=" + std::to_string(gpu.cores) + "\n";
+    limits.devices[i].memory_bytes = static_cast<uint64_t>(gpu.memory_mib) << 20;
+    limits.devices[i].sm_percent = static_cast<uint32_t>(gpu.cores);
   }
-  return text;
+  return shim::FormatLimitsFile(limits, "tessera-node: limits of pod " +
+                                            PodKey(container.namespace_name, container.pod) +
+                                            " container " + container.container);
 }
 
 }  // namespace tessera::node

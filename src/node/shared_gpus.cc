@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "shim/config.h"  // the limits file's path, where the shim reads it
+#include "shim/environment.h"
 
 namespace tessera::node {
 namespace {
@@ -162,7 +163,7 @@ Status SharedGpus::Allocate(const std::vector<std::string>& device_ids,
         ": cannot make the container's allocation directory: " + stored.status().message());
   }
   allocation.envs["NVIDIA_VISIBLE_DEVICES"] = Join(visible, ",");
-  allocation.envs["CUDA_DEVICE_MEMORY_SHARED_CACHE"] = kContainerRegionPath;
+  allocation.envs[std::string(shim::kRegionVariable)] = kContainerRegionPath;
   allocation.mounts.push_back({shim::kLimitsFilePath, stored->path + "/limits", true});
   allocation.mounts.push_back({kContainerRegionDir, stored->path + "/region", false});
   allocation.mounts.push_back({kContainerShimPath, options_.shim_path, true});

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "scheduler/pod_request.h"
+#include "shim/environment.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -67,9 +68,12 @@ void AddPriorityEnv(json& container, int32_t priority) {
   }
   if (!env->is_array()) return;  // not a pod the API server will accept; leave it to say so
   for (const json& variable : *env) {
-    if (variable.is_object() && variable.value("name", json()) == kTaskPriorityEnv) return;
+    if (variable.is_object() &&
+        variable.value("name", json()) == std::string(shim::kPriorityVariable))
+      return;
   }
-  env->push_back({{"name", kTaskPriorityEnv}, {"value", std::to_string(priority)}});
+  env->push_back(
+      {{"name", std::string(shim::kPriorityVariable)}, {"value", std::to_string(priority)}});
 }
 
 // HAMi's webhook changes, §2.3. REQUIRES: `request` is ParsePodGpuRequest(pod).

@@ -41,7 +41,6 @@
 namespace tessera::scheduler {
 
 inline constexpr size_t kMaxAdmissionBodyBytes = size_t{3} * 1024 * 1024;
-inline constexpr char kTaskPriorityEnv[] = "CUDA_TASK_PRIORITY";
 
 struct AdmissionOptions {
   std::string scheduler_name = "tessera-scheduler";

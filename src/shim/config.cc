@@ -8,20 +8,12 @@
 #include <cstring>
 
 #include "common/units.h"
+#include "shim/environment.h"
 
 extern char** environ;
 
 namespace tessera::shim {
 namespace {
-
-constexpr std::string_view kMemoryLimit = "CUDA_DEVICE_MEMORY_LIMIT";
-constexpr std::string_view kSmLimit = "CUDA_DEVICE_SM_LIMIT";
-constexpr std::string_view kRegion = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
-constexpr std::string_view kDisable = "CUDA_DISABLE_CONTROL";
-constexpr std::string_view kWorkConserving = "TESSERA_SM_WORK_CONSERVING";
-constexpr std::string_view kPriority = "CUDA_TASK_PRIORITY";
-constexpr std::string_view kNodeBoard = "TESSERA_NODE_BOARD";
-constexpr std::string_view kLimitsFileVariable = "TESSERA_LIMITS_FILE";
 
 // "true"/"1" or "false"/"0"; anything else is an error naming the variable.
 void ParseFlag(std::string_view name, std::string_view value, bool* flag,
@@ -70,8 +62,8 @@ enum class LimitParse { kNotALimit, kSet, kBad };
 // set and `*memory` whether it was a memory limit. Errors name the variable.
 LimitParse ParseLimitVariable(std::string_view name, std::string_view value, LimitValues& values,
                               std::vector<std::string>& errors, int* slot, bool* memory) {
-  if (HasPrefix(name, kMemoryLimit)) {
-    std::optional<int> device = DeviceSuffix(name, kMemoryLimit, errors);
+  if (HasPrefix(name, kMemoryLimitVariable)) {
+    std::optional<int> device = DeviceSuffix(name, kMemoryLimitVariable, errors);
     if (!device) return LimitParse::kBad;
     Result<uint64_t> bytes = ParseBytes(value, name);
     if (!bytes.ok()) {
@@ -89,8 +81,8 @@ LimitParse ParseLimitVariable(std::string_view name, std::string_view value, Lim
     values.memory[*slot] = *bytes;
     return LimitParse::kSet;
   }
-  if (HasPrefix(name, kSmLimit)) {
-    std::optional<int> device = DeviceSuffix(name, kSmLimit, errors);
+  if (HasPrefix(name, kSmLimitVariable)) {
+    std::optional<int> device = DeviceSuffix(name, kSmLimitVariable, errors);
     if (!device) return LimitParse::kBad;
     Result<int> percent = ParsePercent(value, name);
     if (!percent.ok()) {
@@ -155,31 +147,31 @@ void ParseEnvironment(const std::vector<std::string_view>& environment,
       limits_ignored = true;
       continue;
     }
-    if (name == kRegion) {
+    if (name == kRegionVariable) {
       if (value.empty()) {
-        config.errors.push_back(std::string(kRegion) +
+        config.errors.push_back(std::string(kRegionVariable) +
                                 "=\"\": is empty; expected the path of the region file");
       } else {
         config.region_path = std::string(value);
       }
-    } else if (name == kDisable) {
+    } else if (name == kDisableVariable) {
       if (authoritative) {
         disable_ignored = true;
       } else {
         ParseFlag(name, value, &config.disabled, config.errors);
       }
-    } else if (name == kWorkConserving) {
+    } else if (name == kWorkConservingVariable) {
       ParseFlag(name, value, &config.work_conserving, config.errors);
-    } else if (name == kPriority) {
+    } else if (name == kPriorityVariable) {
       if (value == "0" || value == "1") {
         config.task_priority = value[0] - '0';
       } else {
-        config.errors.push_back(std::string(kPriority) + "=\"" + std::string(value) +
+        config.errors.push_back(std::string(kPriorityVariable) + "=\"" + std::string(value) +
                                 "\": expected 0 (high) or 1 (low)");
       }
-    } else if (name == kNodeBoard) {
+    } else if (name == kNodeBoardVariable) {
       if (value.empty()) {
-        config.errors.push_back(std::string(kNodeBoard) +
+        config.errors.push_back(std::string(kNodeBoardVariable) +
                                 "=\"\": is empty; expected the path of the node board file");
       } else {
         config.node_board_path = std::string(value);
@@ -188,7 +180,7 @@ void ParseEnvironment(const std::vector<std::string_view>& environment,
   }
   if (!authoritative) return;
   if (disable_ignored) {
-    config.notices.push_back(std::string(kDisable) +
+    config.notices.push_back(std::string(kDisableVariable) +
                              " in the environment is ignored: the limits "
                              "file " +
                              std::string(limits_file) + " governs this process");
@@ -197,9 +189,10 @@ void ParseEnvironment(const std::vector<std::string_view>& environment,
   // limits in both places.
   if (limits_ignored &&
       (!ignored_errors.empty() || !SameLimits(ResolveLimits(ignored), ResolveLimits(limits)))) {
-    config.notices.push_back("the environment's " + std::string(kMemoryLimit) + "/" +
-                             std::string(kSmLimit) + " variables are ignored: the limits file " +
-                             std::string(limits_file) + " sets the limits");
+    config.notices.push_back("the environment's " + std::string(kMemoryLimitVariable) + "/" +
+                             std::string(kSmLimitVariable) +
+                             " variables are ignored: the limits file " + std::string(limits_file) +
+                             " sets the limits");
   }
 }
 
@@ -268,8 +261,8 @@ void ParseLimitsText(std::string_view path, std::string_view text, LimitValues& 
       bool memory = false;
       switch (ParseLimitVariable(name, value, values, errors, &slot, &memory)) {
         case LimitParse::kNotALimit:
-          errors.push_back(where + Printable(name) + ": only " + std::string(kMemoryLimit) +
-                           "[_<i>] and " + std::string(kSmLimit) +
+          errors.push_back(where + Printable(name) + ": only " + std::string(kMemoryLimitVariable) +
+                           "[_<i>] and " + std::string(kSmLimitVariable) +
                            "[_<i>] may be set in a limits file");
           break;
         case LimitParse::kBad:

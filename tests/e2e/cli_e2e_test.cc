@@ -61,6 +61,43 @@ TEST_F(TesseraCommand, RunRejectsABadSizeNamingTheFlag) {
   EXPECT_NE(run.output().find("--gpu-memory=\"4XB\""), std::string::npos) << run.output();
 }
 
+// Everything after "--" is the command's, its own options included.
+TEST_F(TesseraCommand, RunLeavesTheCommandsOwnOptionsToIt) {
+  Child run(Tessera({"run", "--gpu-memory", "1GiB", "--", "/bin/sh", "-c", "echo \"[$0 $1]\"", "-v",
+                     "--region"}),
+            Environment());
+  EXPECT_EQ(run.Finish(), 0) << run.output();
+  EXPECT_NE(run.output().find("[-v --region]"), std::string::npos) << run.output();
+}
+
+// One value a flag: a second is refused, not taken for the limit.
+TEST_F(TesseraCommand, RunRefusesAStrayValueAnUnknownFlagAndNoCommand) {
+  Child stray(Tessera({"run", "--gpu-memory", "1GiB", "2GiB", "--", "true"}), Environment());
+  EXPECT_EQ(stray.Finish(), 2);
+  EXPECT_NE(stray.output().find("2GiB"), std::string::npos) << stray.output();
+  Child unknown(Tessera({"run", "--gpu-memroy", "1GiB", "--", "true"}), Environment());
+  EXPECT_EQ(unknown.Finish(), 2);
+  EXPECT_NE(unknown.output().find("--gpu-memroy"), std::string::npos) << unknown.output();
+  Child none(Tessera({"run", "--gpu-memory", "1GiB"}), Environment());
+  EXPECT_EQ(none.Finish(), 2);
+  EXPECT_NE(none.output().find("no command to run after --"), std::string::npos) << none.output();
+}
+
+// The limits reach the program in the contract's variables, per device, the bare value for every
+// device and an I=SIZE over it.
+TEST_F(TesseraCommand, RunStatesTheLimitsInTheShimsVariables) {
+  Child run(Tessera({"run", "--gpu-memory", "1GiB", "--gpu-memory", "1=2GiB", "--gpu-cores", "1=40",
+                     "--", "/bin/sh", "-c",
+                     "echo \"[$CUDA_DEVICE_MEMORY_LIMIT_0 $CUDA_DEVICE_MEMORY_LIMIT_1 "
+                     "${CUDA_DEVICE_SM_LIMIT_0:-none} $CUDA_DEVICE_SM_LIMIT_1 "
+                     "${CUDA_DEVICE_MEMORY_LIMIT:-unset}]\""}),
+            node_.Environment({"TESSERA_REGION_DIR=" + node_.Path("regions"),
+                               std::string("TESSERA_SHIM=") + TESSERA_SHIM_PATH,
+                               "CUDA_DEVICE_MEMORY_LIMIT=9g"}));
+  EXPECT_EQ(run.Finish(), 0) << run.output();
+  EXPECT_NE(run.output().find("[1024m 2048m none 40 unset]"), std::string::npos) << run.output();
+}
+
 TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
   Child run(Tessera({"run", "--gpu-memory", "2GiB", "--gpu-memory", "1=1GiB", "--region",
                      directory_ + "/c.region", "--", TESSERA_CLIENT, "dlopen", "hold", "512M"}),

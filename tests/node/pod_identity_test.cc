@@ -254,8 +254,7 @@ TEST(LimitsFileText, OneMemoryAndOneComputeLinePerContainerDeviceInTheShimsSynta
             "# tessera-node: limits of pod ns/p container main\n"
             "CUDA_DEVICE_MEMORY_LIMIT_0=1000m\n"
             "CUDA_DEVICE_SM_LIMIT_0=10\n"
-            "CUDA_DEVICE_MEMORY_LIMIT_1=24576m\n"
-            "CUDA_DEVICE_SM_LIMIT_1=0\n");
+            "CUDA_DEVICE_MEMORY_LIMIT_1=24576m\n");  // cores 0: no compute limit
 }
 
 TEST(ContainerGpus, EachGpuOnceInNodeIndexOrder) {
