@@ -1,7 +1,10 @@
 // libcuda.so.1: the exported driver API. Each function checks its fault rules, then forwards to
 // the process's Driver (driver.h); the launch functions validate lock-free and, for busy_us_
 // kernels only, queue the kernel on the device's timeline.
+#include <dlfcn.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/log.h"
@@ -24,6 +27,15 @@ namespace {
 
 __attribute__((constructor)) void ArmFaultsAtLoad() {
   tessera::fakegpu::ArmFaultsFromEnvironment();
+  // A real driver's loading looks symbols up through dlsym (its helper libraries' entry points):
+  // TESSERA_FAKEGPU_DLSYM_AT_LOAD=<name> makes this one look up <name>, through the program's
+  // handle, while it loads.
+  if (const char* name = std::getenv("TESSERA_FAKEGPU_DLSYM_AT_LOAD"); name != nullptr && *name) {
+    if (void* program = dlopen(nullptr, RTLD_NOW)) {
+      (void)dlsym(program, name);
+      dlclose(program);
+    }
+  }
 }
 
 // What a faulted call returns: the rule's code, or success with the primary output zeroed.

@@ -135,6 +135,37 @@ std::string CommandName() {
 }  // namespace
 
 // ---- Construction ----------------------------------------------------------------------------
+namespace {
+
+// Set while this thread runs the Shim's constructor.
+thread_local bool t_creating_shim = false;
+
+}  // namespace
+
+Shim* Shim::Create() {
+  if (t_creating_shim) return nullptr;
+  std::lock_guard<std::mutex> lock(create_mutex_);
+  if (Shim* shim = instance_.load(std::memory_order_acquire)) return shim;  // another thread's
+  t_creating_shim = true;
+  Shim* shim = new Shim();  // never destroyed: hooks may run during exit
+  t_creating_shim = false;
+  instance_.store(shim, std::memory_order_release);
+  return shim;
+}
+
+Shim& Shim::CreateForHook() {
+  Shim* shim = Create();
+  if (shim == nullptr) {
+    // A driver entry point called from inside the shim's own start-up (the driver's or NVML's
+    // loading): the shim has no table to forward it with yet. Waiting would deadlock this thread.
+    log::Write(log::Level::kError, "shim",
+               "a CUDA or NVML function was called while the shim was starting (from the "
+               "driver's loading); this process cannot go on");
+    std::abort();
+  }
+  return *shim;
+}
+
 Shim::Shim() : config_(ReadConfigFromEnvironment()) {
   authoritative_ = !config_.limits_file.empty();
   for (const std::string& notice : config_.notices) {
@@ -588,5 +619,8 @@ tessera_dlsym_hooked(void* handle, const char* name) {
   // Cheap reject for the thousands of non-driver lookups a large program makes.
   bool candidate = (name[0] == 'c' && name[1] == 'u') || (name[0] == 'n' && name[1] == 'v');
   if (!candidate) return found;
-  return tessera::shim::Shim::Get().HookForDlsym(name, found);
+  // The shim's start-up loads the driver, and the driver's loading may look symbols up: those
+  // lookups get what they found.
+  tessera::shim::Shim* shim = tessera::shim::Shim::GetUnlessStarting();
+  return shim != nullptr ? shim->HookForDlsym(name, found) : found;
 }

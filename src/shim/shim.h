@@ -61,7 +61,14 @@ class Shim {
   // around the guard: 40 instructions added per cuLaunchKernel instead of 10).
   static Shim& Get() {
     Shim* shim = instance_.load(std::memory_order_acquire);
-    return __builtin_expect(shim != nullptr, 1) ? *shim : Create();
+    return __builtin_expect(shim != nullptr, 1) ? *shim : CreateForHook();
+  }
+  // The Shim, created if need be; nullptr when the calling thread is creating it right now: the
+  // shim's own start-up (dlopen of the driver, whose loading may call dlsym) re-entered it. Such
+  // a call must pass through to the real symbol.
+  static Shim* GetUnlessStarting() {
+    Shim* shim = instance_.load(std::memory_order_acquire);
+    return __builtin_expect(shim != nullptr, 1) ? shim : Create();
   }
   // The Shim when a hook has created it already, else nullptr. For hooks that must not even
   // prepare for the call to Create() (launch_hooks.cc): they test this and tail-call onward.
@@ -137,12 +144,13 @@ class Shim {
 
  private:
   // Creates the one Shim, exactly once even when threads race to it, and publishes it to Get().
-  [[gnu::cold, gnu::noinline]] static Shim& Create() {
-    static Shim* instance = new Shim();  // never destroyed: hooks may run during exit
-    instance_.store(instance, std::memory_order_release);
-    return *instance;
-  }
+  // Returns nullptr, at once, to a call from the thread that is creating it (see
+  // GetUnlessStarting); other threads wait for the creation to end.
+  [[gnu::cold, gnu::noinline]] static Shim* Create();
+  // Create() for a hook, which has no symbol to pass through to while the shim starts.
+  [[gnu::cold, gnu::noinline]] static Shim& CreateForHook();
   static inline std::atomic<Shim*> instance_{nullptr};
+  static inline std::mutex create_mutex_;  // constant-initialised: usable before constructors
 
   Shim();
   void LoadDriver();

@@ -5,6 +5,9 @@
 //   linked       calls the functions it was linked against (only in tessera-cuda-client-linked)
 //   dlopen       dlopen("libcuda.so.1") + dlsym for every function
 //   procaddress  dlopen + dlsym("cuGetProcAddress_v2") only, then cuGetProcAddress for the rest
+//   global       first calls the cuInit that dlsym(RTLD_DEFAULT) finds before the driver is
+//                loaded (a preloaded shim's; it loads the driver), reports "first_init", then
+//                goes on as dlopen
 //
 // Commands:
 //   fill CHUNK                allocate CHUNK-byte blocks until refused; report and exit
@@ -468,7 +471,7 @@ int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bo
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s linked|dlopen|procaddress COMMAND [ARGS...]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s linked|dlopen|procaddress|global COMMAND [ARGS...]\n", argv[0]);
     return 2;
   }
   std::string via = argv[1];
@@ -476,7 +479,18 @@ int main(int argc, char** argv) {
 #ifdef TESSERA_CLIENT_LINKED
   if (via == "linked") d = LinkedDriver();
 #endif
-  if (via == "dlopen" || via == "procaddress") d = DynamicDriver(via == "procaddress");
+  if (via == "global") {
+    auto first = reinterpret_cast<decltype(&cuInit)>(dlsym(RTLD_DEFAULT, "cuInit"));
+    if (first == nullptr) {
+      std::fprintf(stderr, "client: no cuInit in the global scope\n");
+      return 3;
+    }
+    std::printf("first_init=%d\n", first(0));
+    std::fflush(stdout);
+  }
+  if (via == "dlopen" || via == "procaddress" || via == "global") {
+    d = DynamicDriver(via == "procaddress");
+  }
   if (d.Init == nullptr) {
     std::fprintf(stderr, "client: cannot reach the driver \"%s\" from this build\n", via.c_str());
     return 2;

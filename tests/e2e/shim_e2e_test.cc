@@ -76,6 +76,19 @@ TEST_P(ShimReach, AllocationsStopAtTheLimitAndEveryViewReportsIt) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, ShimReach, ::testing::Values("linked", "dlopen", "procaddress"));
 
+// The shim's start-up loads the driver, and the driver's loading looks a symbol up through the
+// shim's dlsym: that lookup must pass through, not start the shim again on the same thread (a
+// recursive start-up aborted the process).
+TEST_F(ShimEndToEnd, TheDriversLookupsWhileTheShimStartsPassThrough) {
+  Child client(
+      Client("global", {"fill", "64M"}),
+      Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB", "TESSERA_FAKEGPU_DLSYM_AT_LOAD=cuInit"}));
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "first_init"), 0) << client.output();
+  EXPECT_EQ(Number(fields, "allocated"), 15 * 64 * kMiB) << "the limit holds after such a start";
+}
+
 TEST_F(ShimEndToEnd, PerDeviceLimitOverridesTheDefault) {
   Child client(Client("dlopen", {"fill", "64M"}),
                Environment({"CUDA_DEVICE_MEMORY_LIMIT=8GiB", "CUDA_DEVICE_MEMORY_LIMIT_0=512m"}));
