@@ -189,7 +189,11 @@ int RunCommand(int argc, char** argv) {
   }
   // Whoever runs the container sets its limits, also on a region that existed before.
   for (int device = 0; device < region::kMaxDevices; ++device) {
-    (*region)->SetLimits(device, config.devices[device]);
+    Status set = (*region)->SetLimits(device, config.devices[device]);
+    if (!set.ok()) {
+      std::fprintf(stderr, "tessera run: %s\n", set.message().c_str());
+      return 1;
+    }
   }
   if (verbose) {
     std::fprintf(stderr, "tessera run: region %s, shim %s\n", region_path.c_str(), shim.c_str());
