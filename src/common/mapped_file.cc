@@ -126,8 +126,8 @@ Result<MappedFile> MappedFile::Open(const std::string& path, std::string_view la
     if (got < 0) return fail(Status::Error(Errno(label, "cannot read", errno)));
     // A creator that died before writing the header left a file of the right size without a
     // magic number: it is made again.
-    bool unfinished = create && file_size == format.size && static_cast<size_t>(got) == wanted &&
-                      ReadMagic(header, format) == 0;
+    bool unfinished = create && format.remake_unfinished && file_size == format.size &&
+                      static_cast<size_t>(got) == wanted && ReadMagic(header, format) == 0;
     if (unfinished) {
       fresh = true;
     } else {

@@ -4,7 +4,8 @@
 //
 //  * MappedFile::Open creates or opens such a file. Creation is serialised by flock(2), which the
 //    kernel drops if the creator dies; the header is written last, so a file whose creator died
-//    part way has no magic number and is made again by the next creator. A file of another layout
+//    part way has no magic number (and is made again by the next creator, if the format says
+//    so). A file of another layout
 //    (magic number, layout version or size) is refused with a message naming the file and what
 //    differed; it is never reinterpreted.
 //  * RobustMutexLock holds the mutex. When the previous holder died holding it (EOWNERDEAD), the
@@ -42,6 +43,9 @@ struct MappedFileFormat {
   size_t version_offset;
   size_t size_offset;
   size_t size;  // the layout's size; the file is at least this long
+  // Whether a file of the layout's size without a magic number (its creator died before writing
+  // the header, or someone zeroed it) is made again when opened with `create`; else refused.
+  bool remake_unfinished;
 };
 
 // Writes the header of `format` into `mapping`, the magic number last (release): a reader that
@@ -58,9 +62,10 @@ class MappedFile {
   // Fills a zeroed mapping with the layout's initial contents (not the header).
   using Initializer = Status (*)(void* mapping, void* context);
 
-  // Maps the file at `path`. With `create`, a missing or empty file (or one whose creator died
-  // before writing its header) is sized, zeroed, initialised and given its header; without, such
-  // a file is an error. `label` names the file in messages ("region /run/x").
+  // Maps the file at `path`. With `create`, a missing or empty file (and, with
+  // format.remake_unfinished, one without a magic number) is sized, zeroed, initialised and given
+  // its header; without, such a file is an error. `label` names the file in messages ("region
+  // /run/x").
   static Result<MappedFile> Open(const std::string& path, std::string_view label,
                                  const MappedFileFormat& format, bool create,
                                  Initializer initialize, void* context);

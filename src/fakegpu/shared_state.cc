@@ -88,6 +88,7 @@ constexpr MappedFileFormat kStateFormat = {
     offsetof(StateLayout, layout_version),
     offsetof(StateLayout, size),
     sizeof(StateLayout),
+    /*remake_unfinished=*/true,
 };
 
 bool IsMemoryXid(uint32_t xid) {

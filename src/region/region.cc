@@ -19,6 +19,9 @@ constexpr MappedFileFormat kFormat = {
     offsetof(RegionLayout, layout_version),
     offsetof(RegionLayout, size),
     sizeof(RegionLayout),
+    // A region without a magic number is refused, not made again: zeroing the file must not
+    // give a container's processes a fresh account (fail closed).
+    /*remake_unfinished=*/false,
 };
 
 // A device's UUID, never read past its field (a forged region need not NUL-terminate it).

@@ -35,6 +35,7 @@ constexpr MappedFileFormat kFormat = {
     offsetof(TestLayout, layout_version),
     offsetof(TestLayout, size),
     sizeof(TestLayout),
+    /*remake_unfinished=*/true,
 };
 
 class MappedFileTest : public ::testing::Test {
@@ -155,6 +156,18 @@ TEST_F(MappedFileTest, MakesAgainAFileWhoseCreatorDiedBeforeWritingTheHeader) {
   Result<MappedFile> made = Open(/*create=*/true, 5);
   ASSERT_TRUE(made.ok()) << made.status().message();
   EXPECT_EQ(LayoutOf(*made)->value, 5u);
+}
+
+TEST_F(MappedFileTest, AFileWithoutAMagicNumberIsRefusedWhenTheFormatSaysSo) {
+  std::vector<char> zeros(sizeof(TestLayout), 0);
+  Write(zeros.data(), zeros.size());
+  MappedFileFormat strict = kFormat;
+  strict.remake_unfinished = false;
+  Result<MappedFile> file = MappedFile::Open(path_, "test file " + path_, strict, true,
+                                             [](void*) { return Status::Ok(); });
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.status().message().find("not a test file"), std::string::npos)
+      << file.status().message();
 }
 
 TEST_F(MappedFileTest, AFailedInitialisationIsReturnedAndLeavesNoHeader) {

@@ -242,6 +242,19 @@ TEST_F(RegionTest, RefusesARegionOfAnotherLayoutVersion) {
       << region.status().message();
 }
 
+TEST_F(RegionTest, AZeroedRegionIsRefusedNotMadeAfresh) {
+  OpenRegion();
+  {
+    std::vector<char> zeros(sizeof(RegionLayout), 0);
+    std::ofstream file(path_, std::ios::binary | std::ios::trunc);
+    file.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  auto region = Region::Open(path_, &config_);
+  ASSERT_FALSE(region.ok()) << "a forger could zero the totals and start a fresh account";
+  EXPECT_NE(region.status().message().find("not a Tessera region"), std::string::npos)
+      << region.status().message();
+}
+
 TEST_F(RegionTest, RefusesAFileThatIsNotARegion) {
   {
     std::ofstream file(path_);
