@@ -172,7 +172,8 @@ int Run(RunOptions options) {
   if (!region.ok()) return Fail(region.status().message());
   // Whoever runs the container sets its limits, also on a region that existed before.
   for (int device = 0; device < region::kMaxDevices; ++device) {
-    (*region)->SetLimits(device, config.devices[device]);
+    Status set = (*region)->SetLimits(device, config.devices[device]);
+    if (!set.ok()) return Fail(set.message());
   }
   if (options.verbose) {
     std::fprintf(stderr, "tessera run: region %s, shim %s\n", region_path.c_str(), shim.c_str());

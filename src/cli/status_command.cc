@@ -189,8 +189,14 @@ int StatusCommand(int argc, char** argv) {
       errors.push_back(region.status().message());
       continue;
     }
-    (*region)->Reap(/*force=*/true);
-    views.push_back({path, (*region)->TakeSnapshot()});
+    Result<int> reaped = (*region)->Reap(/*force=*/true);
+    Result<region::Snapshot> snapshot =
+        reaped.ok() ? (*region)->TakeSnapshot() : Result<region::Snapshot>(reaped.status());
+    if (!snapshot.ok()) {
+      errors.push_back(snapshot.status().message());
+      continue;
+    }
+    views.push_back({path, std::move(snapshot).value()});
   }
   if (json) {
     PrintJson(views, errors);

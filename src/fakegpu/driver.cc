@@ -72,7 +72,7 @@ void RaiseTo(std::atomic<uint64_t>& value, uint64_t at_least) {
 // Simulated device time passes in real time: waiting for the device is sleeping until its work
 // ends. clock_nanosleep reports errors by its result, so errno stays the caller's.
 void SleepUntil(uint64_t monotonic_ns) {
-  if (monotonic_ns <= MonotonicNs()) return;
+  if (monotonic_ns <= static_cast<uint64_t>(MonotonicNs())) return;
   timespec until{static_cast<time_t>(monotonic_ns / 1'000'000'000ull),
                  static_cast<long>(monotonic_ns % 1'000'000'000ull)};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR) {
@@ -255,11 +255,9 @@ int Driver::ResetPeaks() {
   if (state_ == nullptr) {
     Result<std::unique_ptr<SharedState>> state = SharedState::Open(DefaultStatePath(), false);
     if (!state.ok()) return -1;
-    (*state)->ResetPeaks();
-    return 0;
+    return (*state)->ResetPeaks().ok() ? 0 : -1;
   }
-  state_->ResetPeaks();
-  return 0;
+  return state_->ResetPeaks().ok() ? 0 : -1;
 }
 
 const CudaDevice* Driver::Device(CUdevice device) const {
@@ -283,9 +281,12 @@ CUresult Driver::ChargeLocked(int device, uint64_t bytes, Charge* charge) {
     }
     slot_ = *slot;
   }
-  if (!state_->Charge(slot_, devices_[static_cast<size_t>(device)].ref, bytes)) {
-    return CUDA_ERROR_OUT_OF_MEMORY;
+  Result<bool> charged = state_->Charge(slot_, devices_[static_cast<size_t>(device)].ref, bytes);
+  if (!charged.ok()) {
+    log::Write(log::Level::kError, "fakegpu", "%s", charged.status().message().c_str());
+    return CUDA_ERROR_UNKNOWN;
   }
+  if (!*charged) return CUDA_ERROR_OUT_OF_MEMORY;
   *charge = {device, bytes, pid_};
   return CUDA_SUCCESS;
 }
@@ -630,7 +631,8 @@ CUresult Driver::StreamQuery(CUstream stream) {
   if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
-  return StreamWorkEndLocked(stream) > MonotonicNs() ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
+  return StreamWorkEndLocked(stream) > static_cast<uint64_t>(MonotonicNs()) ? CUDA_ERROR_NOT_READY
+                                                                            : CUDA_SUCCESS;
 }
 
 CUresult Driver::EventCreate(CUevent* event, unsigned flags) {
@@ -662,7 +664,7 @@ CUresult Driver::EventRecord(CUevent event, CUstream stream) {
   // On a capturing stream the record is a node of the capture: the event is not reached now.
   if (captures_.count(stream) != 0) return CUDA_SUCCESS;
   // The device reaches the event when the stream's work before it is done, or now if it is idle.
-  uint64_t now = MonotonicNs();
+  uint64_t now = static_cast<uint64_t>(MonotonicNs());
   uint64_t work_end = StreamWorkEndLocked(stream);
   found->recorded = true;
   found->recorded_ns = work_end > now ? work_end : now;
@@ -689,8 +691,9 @@ CUresult Driver::EventQuery(CUevent event) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUevent_st* found = events_.Find(event);
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  return found->recorded && found->recorded_ns > MonotonicNs() ? CUDA_ERROR_NOT_READY
-                                                               : CUDA_SUCCESS;
+  return found->recorded && found->recorded_ns > static_cast<uint64_t>(MonotonicNs())
+             ? CUDA_ERROR_NOT_READY
+             : CUDA_SUCCESS;
 }
 
 CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent end) {
@@ -705,7 +708,7 @@ CUresult Driver::EventElapsedTime(float* milliseconds, CUevent start, CUevent en
   if ((first->flags & kDisableTiming) != 0 || (second->flags & kDisableTiming) != 0) {
     return CUDA_ERROR_INVALID_HANDLE;
   }
-  uint64_t now = MonotonicNs();
+  uint64_t now = static_cast<uint64_t>(MonotonicNs());
   if (first->recorded_ns > now || second->recorded_ns > now) return CUDA_ERROR_NOT_READY;
   double elapsed_ns =
       static_cast<double>(second->recorded_ns) - static_cast<double>(first->recorded_ns);

@@ -60,8 +60,7 @@ Result<uint64_t> RaiseXidOnGpu(SharedState& state, const std::vector<DeviceSpec>
 
 Status ClearGpuFault(SharedState& state, const std::vector<DeviceSpec>& node, int gpu) {
   if (Status exists = CheckGpu(node, gpu); !exists.ok()) return exists;
-  state.ClearFault(gpu);
-  return Status::Ok();
+  return state.ClearFault(gpu);
 }
 
 std::string_view XidMeaning(uint32_t xid) {

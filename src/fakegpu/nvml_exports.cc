@@ -884,7 +884,8 @@ bool DeliverNextXid(SharedState& state, nvmlEventSet_st& set, nvmlEventData_t* d
 TESSERA_FAKE_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t* data,
                                                      unsigned int timeoutms) {
   if (Fault fault = CheckFault(Api::nvmlEventSetWait_v2)) return Faulted(fault, data);
-  uint64_t deadline = tessera::fakegpu::MonotonicNs() + uint64_t{timeoutms} * 1'000'000;
+  uint64_t deadline =
+      static_cast<uint64_t>(tessera::MonotonicNs()) + uint64_t{timeoutms} * 1'000'000;
   for (;;) {
     nvmlReturn_t result = Nvml::Get().Call([&](Nvml::Access& nvml) {
       nvmlEventSet_st* found = nvml.FindEventSet(set);
@@ -892,7 +893,7 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEve
       return DeliverNextXid(nvml.state, *found, data) ? NVML_SUCCESS : NVML_ERROR_TIMEOUT;
     });
     if (result != NVML_ERROR_TIMEOUT) return result;
-    uint64_t now = tessera::fakegpu::MonotonicNs();
+    uint64_t now = static_cast<uint64_t>(tessera::MonotonicNs());
     if (now >= deadline) return NVML_ERROR_TIMEOUT;
     uint64_t pause = deadline - now < kEventPollIntervalNs ? deadline - now : kEventPollIntervalNs;
     timespec interval{static_cast<time_t>(pause / 1'000'000'000),

@@ -1,17 +1,11 @@
 #include "fakegpu/shared_state.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 
 #include "common/log.h"
 #include "fakegpu/config.h"
@@ -85,14 +79,20 @@ struct StateLayout {
   DeviceTimeline timelines[kMaxDevices];
 };
 
+constexpr MappedFileFormat kStateFormat = {
+    "a fake GPU state file",
+    "remove the file once no process uses it, or point TESSERA_FAKEGPU_STATE elsewhere",
+    kStateMagic,
+    sizeof(StateLayout::magic),
+    kStateLayoutVersion,
+    offsetof(StateLayout, layout_version),
+    offsetof(StateLayout, size),
+    sizeof(StateLayout),
+    /*remake_unfinished=*/true,
+};
+
 bool IsMemoryXid(uint32_t xid) {
   return xid == 48 || xid == 63 || xid == 64 || xid == 94 || xid == 95;
-}
-
-uint64_t MonotonicNs() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 
 namespace {
@@ -115,44 +115,22 @@ GpuHealth HealthOf(const FaultSlot& fault) {
   return health;
 }
 
-Status Errno(const std::string& path, const char* what) {
-  return Status::Error(Describe(path) + ": " + what + ": " + std::strerror(errno));
-}
-
 Status InitialiseLayout(StateLayout* layout) {
-  std::memset(static_cast<void*>(layout), 0, sizeof(StateLayout));
-  pthread_mutexattr_t attributes;
-  pthread_mutexattr_init(&attributes);
-  pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
-  int error = pthread_mutex_init(&layout->mutex, &attributes);
-  pthread_mutexattr_destroy(&attributes);
-  if (error != 0) return Status::Error(std::string("pthread_mutex_init: ") + std::strerror(error));
-  layout->layout_version = kStateLayoutVersion;
-  layout->size = sizeof(StateLayout);
+  Status mutex = InitializeRobustMutex(&layout->mutex);
+  if (!mutex.ok()) return mutex;
   layout->process_capacity = kMaxProcesses;
-  // The magic last: a file with it is fully initialised.
-  __atomic_store_n(&layout->magic, kStateMagic, __ATOMIC_RELEASE);
   return Status::Ok();
 }
 
-// Checks a header read from the file before the whole file is trusted.
-Status CheckHeader(const std::string& path, const StateLayout* layout, uint64_t file_size) {
-  if (layout->magic != kStateMagic) {
-    return Status::Error(Describe(path) +
-                         " is not a fake GPU state file (wrong magic number); remove it or point "
-                         "TESSERA_FAKEGPU_STATE elsewhere");
-  }
-  if (layout->layout_version != kStateLayoutVersion || layout->size != sizeof(StateLayout) ||
-      file_size != sizeof(StateLayout)) {
-    return Status::Error(Describe(path) + " has layout version " +
-                         std::to_string(layout->layout_version) + " and size " +
-                         std::to_string(file_size) + "; this fake GPU uses layout version " +
-                         std::to_string(kStateLayoutVersion) + " and size " +
-                         std::to_string(sizeof(StateLayout)) +
-                         "; remove the file once no process uses it");
-  }
-  return Status::Ok();
+// What a member without an error to return does when the mutex cannot be had: it says so and
+// changes nothing.
+void Refused(const Status& status) {
+  log::Write(log::Level::kError, "fakegpu", "%s", status.message().c_str());
+}
+template <typename T>
+T Refused(const Status& status, T value) {
+  Refused(status);
+  return value;
 }
 
 }  // namespace
@@ -177,82 +155,12 @@ int NodePid() {
   return getpid();
 }
 
-uint64_t ProcessStartTime(int pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char text[1024];
-  ssize_t length = read(fd, text, sizeof text - 1);
-  close(fd);
-  if (length <= 0) return 0;
-  text[length] = '\0';
-  // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-  char* cursor = std::strrchr(text, ')');
-  if (cursor == nullptr) return 0;
-  cursor += 2;  // ") "
-  char state = *cursor;
-  if (state == 'Z' || state == 'X' || state == 'x') return 0;
-  // Field 3 is the state; the start time is field 22, 19 fields further on.
-  for (int field = 3; field < 22 && cursor != nullptr; ++field) {
-    cursor = std::strchr(cursor, ' ');
-    if (cursor != nullptr) ++cursor;
-  }
-  if (cursor == nullptr) return 0;
-  return std::strtoull(cursor, nullptr, 10);
-}
-
 Result<std::unique_ptr<SharedState>> SharedState::Open(const std::string& path, bool create) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0666);
-  if (fd < 0) return Errno(path, "cannot open");
-  // The file lock only orders creation; the mutex inside orders everything after.
-  if (flock(fd, LOCK_EX) != 0) {
-    Status error = Errno(path, "cannot lock");
-    close(fd);
-    return error;
-  }
-  struct stat info {};
-  if (fstat(fd, &info) != 0) {
-    Status error = Errno(path, "cannot stat");
-    close(fd);
-    return error;
-  }
-  bool fresh = info.st_size == 0;
-  if (fresh && !create) {
-    close(fd);
-    return Status::Error(Describe(path) + " is empty: no process has used the fake GPU yet");
-  }
-  if (fresh && ftruncate(fd, sizeof(StateLayout)) != 0) {
-    Status error = Errno(path, "cannot size");
-    close(fd);
-    return error;
-  }
-  uint64_t file_size = fresh ? sizeof(StateLayout) : static_cast<uint64_t>(info.st_size);
-  if (file_size < offsetof(StateLayout, mutex)) {
-    close(fd);
-    return Status::Error(Describe(path) + " is " + std::to_string(file_size) +
-                         " bytes long, too short for a fake GPU state file; remove it");
-  }
-  size_t map_size = fresh || file_size >= sizeof(StateLayout) ? sizeof(StateLayout)
-                                                              : static_cast<size_t>(file_size);
-  void* mapping = mmap(nullptr, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) {
-    Status error = Errno(path, "cannot map");
-    close(fd);
-    return error;
-  }
-  auto* layout = static_cast<StateLayout*>(mapping);
-  // A creator that died before writing the magic left a zeroed file of the right size: finish it.
-  if (!fresh && create && file_size == sizeof(StateLayout) && layout->magic == 0) fresh = true;
-  Status status = fresh ? InitialiseLayout(layout) : CheckHeader(path, layout, file_size);
-  // The mapping keeps the open file description, and with it the flock, alive: unlock explicitly.
-  flock(fd, LOCK_UN);
-  close(fd);
-  if (!status.ok()) {
-    munmap(mapping, map_size);
-    return status;
-  }
-  return std::unique_ptr<SharedState>(new SharedState(path, layout));
+  Result<MappedFile> file = MappedFile::Open(
+      path, Describe(path), kStateFormat, create,
+      [](void* mapping) { return InitialiseLayout(static_cast<StateLayout*>(mapping)); });
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<SharedState>(new SharedState(path, std::move(file).value()));
 }
 
 Result<std::unique_ptr<SharedState>> SharedState::OpenForNode(
@@ -264,17 +172,19 @@ Result<std::unique_ptr<SharedState>> SharedState::OpenForNode(
   return state;
 }
 
-SharedState::~SharedState() { munmap(layout_, sizeof(StateLayout)); }
+SharedState::SharedState(std::string path, MappedFile file)
+    : path_(std::move(path)),
+      file_(std::move(file)),
+      layout_(static_cast<StateLayout*>(file_.data())) {}
 
-void SharedState::Lock() {
-  int error = pthread_mutex_lock(&layout_->mutex);
-  if (error == EOWNERDEAD) {
+SharedState::~SharedState() = default;
+
+Result<RobustMutexLock> SharedState::LockState() {
+  return RobustMutexLock::Acquire(&layout_->mutex, Describe(path_), [this] {
     RepairAfterOwnerDied();
-    pthread_mutex_consistent(&layout_->mutex);
-  }
+    return Status::Ok();
+  });
 }
-
-void SharedState::Unlock() { pthread_mutex_unlock(&layout_->mutex); }
 
 // The holder died between updating a slot and its device: the slots are the truth.
 void SharedState::RepairAfterOwnerDied() {
@@ -315,7 +225,7 @@ void SharedState::FreeSlot(int slot) {
 }
 
 void SharedState::ReclaimDeadProcesses() {
-  layout_->last_scan_ns = MonotonicNs();
+  layout_->last_scan_ns = static_cast<uint64_t>(MonotonicNs());
   for (int slot = 0; slot < kMaxProcesses; ++slot) {
     const ProcessSlot& process = layout_->processes[slot];
     if (process.pid == 0) continue;
@@ -324,11 +234,13 @@ void SharedState::ReclaimDeadProcesses() {
 }
 
 void SharedState::MaybeReclaimDeadProcesses() {
-  if (MonotonicNs() - layout_->last_scan_ns >= kScanIntervalNs) ReclaimDeadProcesses();
+  if (static_cast<uint64_t>(MonotonicNs()) - layout_->last_scan_ns >= kScanIntervalNs)
+    ReclaimDeadProcesses();
 }
 
 Status SharedState::Configure(const std::vector<DeviceSpec>& devices) {
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return lock.status();
   ReclaimDeadProcesses();
   bool idle = true;
   for (const ProcessSlot& process : layout_->processes) idle = idle && process.pid == 0;
@@ -343,7 +255,6 @@ Status SharedState::Configure(const std::vector<DeviceSpec>& devices) {
   }
   if (!same && !idle) {
     uint32_t count = layout_->device_count;
-    Unlock();
     return Status::Error(Describe(path_) + " is in use by processes that see " +
                          std::to_string(count) +
                          " device(s) of other sizes or MIG layouts than this process's " +
@@ -369,19 +280,18 @@ Status SharedState::Configure(const std::vector<DeviceSpec>& devices) {
       }
     }
   }
-  Unlock();
   return Status::Ok();
 }
 
 Result<int> SharedState::RegisterProcess(int pid, uint64_t start_time) {
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return lock.status();
   MaybeReclaimDeadProcesses();
   for (int pass = 0; pass < 2; ++pass) {
     int free_slot = -1;
     for (int slot = 0; slot < kMaxProcesses; ++slot) {
       ProcessSlot& process = layout_->processes[slot];
       if (process.pid == pid && process.start_time == start_time) {
-        Unlock();
         return slot;
       }
       if (process.pid == 0 && free_slot < 0) free_slot = slot;
@@ -390,24 +300,23 @@ Result<int> SharedState::RegisterProcess(int pid, uint64_t start_time) {
       ProcessSlot& process = layout_->processes[free_slot];
       process.start_time = start_time;
       process.pid = pid;
-      Unlock();
       return free_slot;
     }
     ReclaimDeadProcesses();
   }
-  Unlock();
   return Status::Error(Describe(path_) + ": all " + std::to_string(kMaxProcesses) +
                        " process slots are held by live processes");
 }
 
 void SharedState::ReleaseProcess(int slot) {
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status());
   FreeSlot(slot);
-  Unlock();
 }
 
-bool SharedState::Charge(int slot, DeviceRef device, uint64_t bytes) {
-  Lock();
+Result<bool> SharedState::Charge(int slot, DeviceRef device, uint64_t bytes) {
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return lock.status();
   MaybeReclaimDeadProcesses();
   DeviceSlot& totals = layout_->devices[device.gpu];
   DeviceSlot* instance = device.mig < 0 ? nullptr : &layout_->mig_instances[device.gpu][device.mig];
@@ -418,7 +327,6 @@ bool SharedState::Charge(int slot, DeviceRef device, uint64_t bytes) {
   if (!fits()) {
     ReclaimDeadProcesses();
     if (!fits()) {
-      Unlock();
       return false;
     }
   }
@@ -435,12 +343,12 @@ bool SharedState::Charge(int slot, DeviceRef device, uint64_t bytes) {
     process.mig_used_bytes[device.gpu][device.mig] += bytes;
     add(*instance);
   }
-  Unlock();
   return true;
 }
 
 void SharedState::Uncharge(int slot, DeviceRef device, uint64_t bytes) {
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status());
   ProcessSlot& process = layout_->processes[slot];
   uint64_t& held = process.used_bytes[device.gpu];
   uint64_t taken = bytes > held ? held : bytes;
@@ -454,20 +362,19 @@ void SharedState::Uncharge(int slot, DeviceRef device, uint64_t bytes) {
     DeviceSlot& instance = layout_->mig_instances[device.gpu][device.mig];
     instance.used_bytes = Subtract(instance.used_bytes, instance_taken);
   }
-  Unlock();
 }
 
 uint64_t SharedState::QueueKernels(DeviceRef device, int pid, const uint64_t* durations_ns,
                                    size_t count) {
-  Lock();
-  uint64_t now = MonotonicNs();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status(), static_cast<uint64_t>(MonotonicNs()));
+  auto now = static_cast<uint64_t>(MonotonicNs());
   if (device.mig >= 0) {
     uint64_t& busy_until = layout_->mig_busy_until_ns[device.gpu][device.mig];
     for (size_t i = 0; i < count; ++i) {
       busy_until = (now > busy_until ? now : busy_until) + durations_ns[i];
     }
     uint64_t end = busy_until;
-    Unlock();
     return end;
   }
   DeviceTimeline& timeline = layout_->timelines[device.gpu];
@@ -486,13 +393,13 @@ uint64_t SharedState::QueueKernels(DeviceRef device, int pid, const uint64_t* du
     timeline.busy_until_ns = end;
   }
   uint64_t end = timeline.busy_until_ns;
-  Unlock();
   return end;
 }
 
 std::vector<KernelRun> SharedState::KernelRuns(int gpu, uint64_t since_ns) {
   std::vector<KernelRun> runs;
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status(), runs);
   const DeviceTimeline& timeline = layout_->timelines[gpu];
   uint64_t remembered = timeline.run_count < kKernelRuns ? timeline.run_count : kKernelRuns;
   for (uint64_t back = 1; back <= remembered; ++back) {
@@ -500,7 +407,6 @@ std::vector<KernelRun> SharedState::KernelRuns(int gpu, uint64_t since_ns) {
     if (run.end_ns <= since_ns) break;  // runs are ordered: all older ones ended earlier
     runs.push_back({run.start_ns, run.end_ns, run.pid});
   }
-  Unlock();
   std::reverse(runs.begin(), runs.end());
   return runs;
 }
@@ -508,17 +414,18 @@ std::vector<KernelRun> SharedState::KernelRuns(int gpu, uint64_t since_ns) {
 DeviceUsage SharedState::Device(int gpu) { return Usage({gpu, -1}); }
 
 DeviceUsage SharedState::Usage(DeviceRef device) {
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status(), DeviceUsage{});
   MaybeReclaimDeadProcesses();
   DeviceUsage usage = UsageOf(device.mig < 0 ? layout_->devices[device.gpu]
                                              : layout_->mig_instances[device.gpu][device.mig]);
-  Unlock();
   return usage;
 }
 
 StateSnapshot SharedState::Snapshot() {
   StateSnapshot snapshot;
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status(), snapshot);
   ReclaimDeadProcesses();
   uint32_t count = layout_->device_count;
   for (uint32_t device = 0; device < count; ++device) {
@@ -542,21 +449,22 @@ StateSnapshot SharedState::Snapshot() {
     }
     snapshot.processes.push_back(std::move(usage));
   }
-  Unlock();
   return snapshot;
 }
 
-void SharedState::ResetPeaks() {
-  Lock();
+Status SharedState::ResetPeaks() {
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return lock.status();
   for (DeviceSlot& totals : layout_->devices) totals.peak_bytes = totals.used_bytes;
   for (auto& instances : layout_->mig_instances) {
     for (DeviceSlot& totals : instances) totals.peak_bytes = totals.used_bytes;
   }
-  Unlock();
+  return Status::Ok();
 }
 
-uint64_t SharedState::RaiseXid(int gpu, uint32_t xid) {
-  Lock();
+Result<uint64_t> SharedState::RaiseXid(int gpu, uint32_t xid) {
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return lock.status();
   FaultSlot& fault = layout_->faults[gpu];
   ++fault.xid_count;
   fault.last_xid = xid;
@@ -566,20 +474,20 @@ uint64_t SharedState::RaiseXid(int gpu, uint32_t xid) {
   layout_->xid_events[sequence % kXidEvents] = {sequence, gpu, xid};
   // Published last: a waiter that sees the number finds the event in the ring.
   __atomic_store_n(&layout_->xid_sequence, sequence, __ATOMIC_RELEASE);
-  Unlock();
   return sequence;
 }
 
-void SharedState::ClearFault(int gpu) {
-  Lock();
+Status SharedState::ClearFault(int gpu) {
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return lock.status();
   layout_->faults[gpu] = {};
-  Unlock();
+  return Status::Ok();
 }
 
 GpuHealth SharedState::Health(int gpu) {
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status(), GpuHealth{});
   GpuHealth health = HealthOf(layout_->faults[gpu]);
-  Unlock();
   return health;
 }
 
@@ -589,7 +497,8 @@ uint64_t SharedState::XidSequence() const {
 
 std::vector<XidEvent> SharedState::XidEventsAfter(uint64_t sequence) {
   std::vector<XidEvent> events;
-  Lock();
+  Result<RobustMutexLock> lock = LockState();
+  if (!lock.ok()) return Refused(lock.status(), events);
   uint64_t newest = layout_->xid_sequence;
   uint64_t oldest = newest > static_cast<uint64_t>(kXidEvents) ? newest - kXidEvents + 1 : 1;
   for (uint64_t number = sequence + 1 > oldest ? sequence + 1 : oldest; number <= newest;
@@ -597,7 +506,6 @@ std::vector<XidEvent> SharedState::XidEventsAfter(uint64_t sequence) {
     const XidEventSlot& slot = layout_->xid_events[number % kXidEvents];
     if (slot.sequence == number) events.push_back({slot.sequence, slot.gpu, slot.xid});
   }
-  Unlock();
   return events;
 }
 

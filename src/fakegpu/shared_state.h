@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "common/mapped_file.h"
+#include "common/process.h"
 #include "common/status.h"
 #include "fakegpu/config.h"
 #include "fakegpu/state_reader.h"
@@ -63,17 +65,10 @@ struct XidEvent {
   uint32_t xid = 0;
 };
 
-// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
-uint64_t MonotonicNs();
-
 struct StateLayout;
 
 // TESSERA_FAKEGPU_STATE when set and not empty, else /tmp/tessera-fakegpu-<uid>.state.
 std::string DefaultStatePath();
-
-// The start time of a process (field 22 of /proc/<pid>/stat), or 0 when it does not exist or is a
-// zombie.
-uint64_t ProcessStartTime(int pid);
 
 // This process's pid as the node sees it: a real driver knows a containerised process by its host
 // pid, and the node's processes (in other pid namespaces) share one state file, so the fake keys
@@ -81,7 +76,9 @@ uint64_t ProcessStartTime(int pid);
 // container on the local cluster keeps from the host; getpid() when that fails.
 int NodePid();
 
-// Thread-safe: every member takes the file's mutex.
+// Thread-safe: every member takes the file's mutex. When it cannot be had (a holder died and the
+// state could not be repaired), a member with an error to return returns it; the others say so
+// on stderr and change nothing (they return empty values).
 class SharedState {
  public:
   // Maps the file at `path`; with `create`, creates and initialises it when absent or empty.
@@ -108,7 +105,7 @@ class SharedState {
   // Adds `bytes` to the slot's and the device's use (and to the MIG instance's, for one); false
   // (and nothing changed) when the device or instance does not have them free even after
   // reclaiming dead processes.
-  bool Charge(int slot, DeviceRef device, uint64_t bytes);
+  Result<bool> Charge(int slot, DeviceRef device, uint64_t bytes);
   void Uncharge(int slot, DeviceRef device, uint64_t bytes);
 
   // Queues kernels of these durations on `device` for process `pid`, one after another, behind
@@ -125,8 +122,8 @@ class SharedState {
 
   // Faults. RaiseXid records the Xid in the GPU's fault record and in the ring, and returns its
   // sequence number; ClearFault makes the GPU healthy (the ring keeps what was raised).
-  uint64_t RaiseXid(int gpu, uint32_t xid);
-  void ClearFault(int gpu);
+  Result<uint64_t> RaiseXid(int gpu, uint32_t xid);
+  Status ClearFault(int gpu);
   GpuHealth Health(int gpu);
   // The newest Xid's sequence number (0: none yet). Takes no lock: waiters poll it.
   uint64_t XidSequence() const;
@@ -134,18 +131,18 @@ class SharedState {
   std::vector<XidEvent> XidEventsAfter(uint64_t sequence);
 
   StateSnapshot Snapshot();
-  void ResetPeaks();
+  Status ResetPeaks();
 
  private:
-  SharedState(std::string path, StateLayout* layout) : path_(std::move(path)), layout_(layout) {}
-  void Lock();
-  void Unlock();
+  SharedState(std::string path, MappedFile file);
+  Result<RobustMutexLock> LockState();
   void RepairAfterOwnerDied();
   void MaybeReclaimDeadProcesses();
   void ReclaimDeadProcesses();
   void FreeSlot(int slot);
 
   std::string path_;
+  MappedFile file_;
   StateLayout* layout_;
 };
 

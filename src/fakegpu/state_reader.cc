@@ -18,7 +18,7 @@ Result<StateReader> StateReader::Open(const std::string& path) {
 
 StateSnapshot StateReader::Read() { return state_->Snapshot(); }
 
-void StateReader::ResetPeaks() { state_->ResetPeaks(); }
+Status StateReader::ResetPeaks() { return state_->ResetPeaks(); }
 
 const std::string& StateReader::path() const { return state_->path(); }
 

@@ -62,7 +62,7 @@ class StateReader {
 
   StateSnapshot Read();
   // Restarts every device's peak at its current use.
-  void ResetPeaks();
+  Status ResetPeaks();
   const std::string& path() const;
 
  private:

@@ -1,18 +1,7 @@
 #include "region/region.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
 #include "common/log.h"
@@ -21,78 +10,28 @@ namespace tessera::region {
 
 namespace {
 
-constexpr uint32_t kMagic = 0x41525354;  // "TSRA" in a little-endian dump
-constexpr uint32_t kLayoutVersion = 2;  // 2: the compute limiter's per-device budget
-constexpr size_t kUuidBytes = 64;
-constexpr size_t kCommandBytes = 16;
-
-static_assert(std::atomic<uint64_t>::is_always_lock_free);
-static_assert(std::atomic<int32_t>::is_always_lock_free);
-static_assert(std::atomic<int64_t>::is_always_lock_free);
-
-struct DeviceRecord {
-  char uuid[kUuidBytes];
-  uint64_t memory_limit;
-  uint32_t sm_percent;
-  uint32_t padding;
-  std::atomic<uint64_t> used;  // the sum of the slots' used[] for this device
-  std::atomic<uint64_t> context_estimate;  // bytes the last context created on it took
-  // The compute budget (see ChargeCompute): the bucket as its "theoretical arrival time", the
-  // device time charged so far, and the share achieved over the last completed window.
-  std::atomic<int64_t> compute_tat_ns;
-  std::atomic<int64_t> compute_charged_ns;
-  std::atomic<int64_t> share_window_start_ns;
-  std::atomic<int64_t> share_window_charged_ns;  // compute_charged_ns at the window's start
-  std::atomic<int64_t> share_measured_at_ns;     // when last_share_permille was computed
-  std::atomic<uint32_t> last_share_permille;
-  uint32_t padding2;
-  uint64_t reserved[4];
+constexpr MappedFileFormat kFormat = {
+    "a Tessera region",
+    "it was made by another Tessera version. Stop its processes and remove it, or use a new path",
+    kMagic,
+    sizeof(RegionLayout::magic),
+    kLayoutVersion,
+    offsetof(RegionLayout, layout_version),
+    offsetof(RegionLayout, size),
+    sizeof(RegionLayout),
+    // A region without a magic number is refused, not made again: zeroing the file must not
+    // give a container's processes a fresh account (fail closed).
+    /*remake_unfinished=*/false,
 };
-
-struct Slot {
-  std::atomic<int32_t> pid;  // 0: free
-  uint32_t padding;
-  std::atomic<uint64_t> start_time;
-  char command[kCommandBytes];
-  std::atomic<uint64_t> used[kMaxDevices];
-  uint64_t reserved[2];
-};
-
-int64_t MonotonicNs() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
-}
 
 // A device's UUID, never read past its field (a forged region need not NUL-terminate it).
 std::string_view UuidOf(const DeviceRecord& record) {
   return std::string_view(record.uuid, strnlen(record.uuid, kUuidBytes));
 }
 
-std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
-}  // namespace
-
-struct Region::Layout {
-  uint32_t magic;
-  uint32_t layout_version;
-  uint64_t size;
-  std::atomic<uint32_t> ready;
-  uint32_t padding;
-  pthread_mutex_t lock;
-  std::atomic<int64_t> last_reap_ns;
-  std::atomic<uint32_t> slot_high_water;  // slots at or above this index have never been used
-  uint32_t padding2;
-  uint64_t reserved[16];
-  DeviceRecord devices[kMaxDevices];
-  Slot slots[kMaxProcesses];
-};
-
-namespace {
-
 // Recomputes the per-device totals from the slots. Called by the holder that inherits the lock
 // from a process that died while holding it, whose update may be half done.
-void RepairTotals(Region::Layout* layout) {
+void RepairTotals(RegionLayout* layout) {
   uint32_t high_water = layout->slot_high_water.load(std::memory_order_relaxed);
   for (int device = 0; device < kMaxDevices; ++device) {
     uint64_t total = 0;
@@ -104,26 +43,20 @@ void RepairTotals(Region::Layout* layout) {
   }
 }
 
-void InitializeLayout(Region::Layout* layout, const RegionConfig& config) {
-  std::memset(static_cast<void*>(layout), 0, sizeof(Region::Layout));
-  layout->magic = kMagic;
-  layout->layout_version = kLayoutVersion;
-  layout->size = sizeof(Region::Layout);
-  pthread_mutexattr_t attributes;
-  pthread_mutexattr_init(&attributes);
-  pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&layout->lock, &attributes);
-  pthread_mutexattr_destroy(&attributes);
+// Fills a zeroed layout (the header is written after, by MappedFile).
+Status InitializeLayout(RegionLayout* layout, const RegionConfig& config) {
+  Status mutex = InitializeRobustMutex(&layout->lock);
+  if (!mutex.ok()) return mutex;
   for (int device = 0; device < kMaxDevices; ++device) {
     layout->devices[device].memory_limit = config.devices[device].memory_bytes;
     layout->devices[device].sm_percent = config.devices[device].sm_percent;
   }
   layout->ready.store(1, std::memory_order_release);
+  return Status::Ok();
 }
 
 // Drops every charge of a slot and frees it. REQUIRES: the lock is held.
-void ClearSlotLocked(Region::Layout* layout, int slot) {
+void ClearSlotLocked(RegionLayout* layout, int slot) {
   Slot& record = layout->slots[slot];
   for (int device = 0; device < kMaxDevices; ++device) {
     uint64_t charged = record.used[device].exchange(0, std::memory_order_relaxed);
@@ -138,123 +71,45 @@ void ClearSlotLocked(Region::Layout* layout, int slot) {
 
 }  // namespace
 
-class Region::Lock {
- public:
-  explicit Lock(Layout* layout) : layout_(layout) {
-    int rc = pthread_mutex_lock(&layout_->lock);
-    if (rc == EOWNERDEAD) {
-      log::Write(log::Level::kInfo, "region", "a process died holding the region lock; repairing");
-      RepairTotals(layout_);
-      pthread_mutex_consistent(&layout_->lock);
-    } else if (rc != 0) {
-      log::Write(log::Level::kError, "region", "cannot lock the region: %s", std::strerror(rc));
-    }
-  }
-  ~Lock() { pthread_mutex_unlock(&layout_->lock); }
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
+Region::Region(std::string path, MappedFile file)
+    : path_(std::move(path)),
+      file_(std::move(file)),
+      layout_(static_cast<RegionLayout*>(file_.data())) {}
 
- private:
-  Layout* layout_;
-};
+Region::~Region() = default;
 
-uint64_t ProcessStartTime(pid_t pid) {
-  if (pid <= 0) return 0;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char text[1024];
-  ssize_t length = ::read(fd, text, sizeof text - 1);
-  ::close(fd);
-  if (length <= 0) return 0;
-  text[length] = '\0';
-  // The command (field 2) may contain spaces and parentheses; fields resume after the last ')'.
-  char* cursor = std::strrchr(text, ')');
-  if (cursor == nullptr || cursor[1] != ' ') return 0;
-  cursor += 2;
-  char state = *cursor;
-  if (state == 'Z' || state == 'X' || state == 'x') return 0;
-  for (int field = 3; field < 22; ++field) {
-    cursor = std::strchr(cursor, ' ');
-    if (cursor == nullptr) return 0;
-    ++cursor;
-  }
-  return std::strtoull(cursor, nullptr, 10);
+Result<RobustMutexLock> Region::LockLayout() const {
+  RegionLayout* layout = layout_;
+  return RobustMutexLock::Acquire(&layout_->lock, "region " + path_, [layout] {
+    log::Write(log::Level::kInfo, "region", "a process died holding the region lock; repairing");
+    RepairTotals(layout);
+    return Status::Ok();
+  });
 }
-
-Region::Region(std::string path, Layout* layout, size_t mapped_bytes)
-    : path_(std::move(path)), layout_(layout), mapped_bytes_(mapped_bytes) {}
-
-Region::~Region() { ::munmap(layout_, mapped_bytes_); }
 
 Result<std::unique_ptr<Region>> Region::Open(const std::string& path,
                                              const RegionConfig* create_with) {
   if (path.empty()) return Status::Error("region path is empty");
-  int flags = O_RDWR | O_CLOEXEC | (create_with != nullptr ? O_CREAT : 0);
-  int fd = ::open(path.c_str(), flags, 0666);
-  if (fd < 0) {
-    if (errno == ENOENT && create_with == nullptr) {
-      return Status::Error("no region at " + path + " (is the path right, and is a process using it?)");
-    }
-    return Status::Error("region " + path + ": " + Errno("cannot open"));
+  std::string label = "region " + path;
+  Result<MappedFile> file =
+      MappedFile::Open(path, label, kFormat, create_with != nullptr, [create_with](void* mapping) {
+        return InitializeLayout(static_cast<RegionLayout*>(mapping), *create_with);
+      });
+  if (!file.ok()) return file.status();
+  // A region made by a version that wrote its header first, whose creator then died.
+  if (static_cast<RegionLayout*>(file->data())->ready.load(std::memory_order_acquire) != 1) {
+    return Status::Error(label + ": the file was never fully initialised (its creator died); " +
+                         "remove it");
   }
-  // Creation is serialised by a lock on the file itself, which the kernel drops if we die.
-  if (::flock(fd, LOCK_EX) != 0) {
-    std::string message = "region " + path + ": " + Errno("cannot lock the file");
-    ::close(fd);
-    return Status::Error(message);
-  }
-  // The flock must be dropped explicitly: a mapping keeps the open file alive past close().
-  auto fail = [&](std::string message) -> Result<std::unique_ptr<Region>> {
-    ::flock(fd, LOCK_UN);
-    ::close(fd);
-    return Status::Error("region " + path + ": " + std::move(message));
-  };
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) return fail(Errno("cannot stat"));
-  bool create = info.st_size == 0;
-  if (create && create_with == nullptr) return fail("the file is empty (not a region)");
-  if (!create) {
-    uint32_t header[4] = {};
-    if (::pread(fd, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
-      return fail("the file is too short to be a region");
-    }
-    uint64_t size = 0;
-    std::memcpy(&size, &header[2], sizeof size);
-    if (header[0] != kMagic) return fail("not a Tessera region (bad magic number)");
-    if (header[1] != kLayoutVersion || size != sizeof(Layout)) {
-      return fail("layout version " + std::to_string(header[1]) + " (" + std::to_string(size) +
-                  " bytes), but this Tessera uses version " + std::to_string(kLayoutVersion) +
-                  " (" + std::to_string(sizeof(Layout)) +
-                  " bytes); it was made by another Tessera version. Stop its processes and "
-                  "remove it, or use a new path");
-    }
-    if (static_cast<uint64_t>(info.st_size) < sizeof(Layout)) return fail("the file is truncated");
-  } else if (::ftruncate(fd, sizeof(Layout)) != 0) {
-    return fail(Errno("cannot size the file"));
-  }
-  void* mapping = ::mmap(nullptr, sizeof(Layout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) return fail(Errno("cannot map"));
-  auto* layout = static_cast<Layout*>(mapping);
-  if (create) InitializeLayout(layout, *create_with);
-  ::flock(fd, LOCK_UN);
-  ::close(fd);
-  if (layout->ready.load(std::memory_order_acquire) != 1) {
-    ::munmap(mapping, sizeof(Layout));
-    return Status::Error("region " + path + ": the file was never fully initialised (its creator "
-                         "died); remove it");
-  }
-  return std::unique_ptr<Region>(new Region(path, layout, sizeof(Layout)));
+  return std::unique_ptr<Region>(new Region(path, std::move(file).value()));
 }
 
 Result<std::unique_ptr<Region>> Region::CreatePrivate(const RegionConfig& config) {
-  void* mapping = ::mmap(nullptr, sizeof(Layout), PROT_READ | PROT_WRITE,
-                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mapping == MAP_FAILED) return Status::Error(Errno("cannot map a private region"));
-  auto* layout = static_cast<Layout*>(mapping);
-  InitializeLayout(layout, config);
-  return std::unique_ptr<Region>(new Region("(private)", layout, sizeof(Layout)));
+  Result<MappedFile> file = MappedFile::CreateAnonymous(kFormat, [&config](void* mapping) {
+    return InitializeLayout(static_cast<RegionLayout*>(mapping), config);
+  });
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<Region>(new Region("(private)", std::move(file).value()));
 }
 
 DeviceLimits Region::Limits(int device) const {
@@ -262,10 +117,12 @@ DeviceLimits Region::Limits(int device) const {
   return {record.memory_limit, record.sm_percent};
 }
 
-void Region::SetLimits(int device, DeviceLimits limits) {
-  Lock lock(layout_);
+Status Region::SetLimits(int device, DeviceLimits limits) {
+  Result<RobustMutexLock> lock = LockLayout();
+  if (!lock.ok()) return lock.status();
   layout_->devices[device].memory_limit = limits.memory_bytes;
   layout_->devices[device].sm_percent = limits.sm_percent;
+  return Status::Ok();
 }
 
 Status Region::BindDevice(int device, std::string_view uuid) {
@@ -276,7 +133,8 @@ Status Region::BindDevice(int device, std::string_view uuid) {
   if (uuid.empty() || uuid.size() >= kUuidBytes) {
     return Status::Error("device " + std::to_string(device) + " has an invalid UUID");
   }
-  Lock lock(layout_);
+  Result<RobustMutexLock> lock = LockLayout();
+  if (!lock.ok()) return lock.status();
   char* bound = layout_->devices[device].uuid;
   if (bound[0] == '\0') {
     std::memcpy(bound, uuid.data(), uuid.size());
@@ -290,8 +148,9 @@ Status Region::BindDevice(int device, std::string_view uuid) {
                        " (do the container's processes see different CUDA_VISIBLE_DEVICES?)");
 }
 
-int Region::FindDevice(std::string_view uuid) const {
-  Lock lock(layout_);
+Result<int> Region::FindDevice(std::string_view uuid) const {
+  Result<RobustMutexLock> lock = LockLayout();
+  if (!lock.ok()) return lock.status();
   for (int device = 0; device < kMaxDevices; ++device) {
     if (UuidOf(layout_->devices[device]) == uuid) return device;
   }
@@ -301,7 +160,8 @@ int Region::FindDevice(std::string_view uuid) const {
 Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
-      Lock lock(layout_);
+      Result<RobustMutexLock> lock = LockLayout();
+      if (!lock.ok()) return lock.status();
       // Clamped: the file is writable by the container's processes, and a forged value must not
       // send us past the mapping.
       uint32_t high_water = std::min<uint32_t>(
@@ -332,31 +192,38 @@ Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view c
         return chosen;
       }
     }
-    if (Reap(true) == 0) break;
+    Result<int> reaped = Reap(true);
+    if (!reaped.ok()) return reaped.status();
+    if (*reaped == 0) break;
   }
   return Status::Error("region " + path_ + ": all " + std::to_string(kMaxProcesses) +
                        " process slots are taken by live processes");
 }
 
-void Region::ReleaseSlot(int slot) {
-  Lock lock(layout_);
+Status Region::ReleaseSlot(int slot) {
+  Result<RobustMutexLock> lock = LockLayout();
+  if (!lock.ok()) return lock.status();
   ClearSlotLocked(layout_, slot);
+  return Status::Ok();
 }
 
-bool Region::Reserve(int slot, int device, uint64_t bytes) {
+Result<bool> Region::Reserve(int slot, int device, uint64_t bytes) {
   return ReserveWithin(slot, device, bytes, nullptr);
 }
 
-bool Region::Reserve(int slot, int device, uint64_t bytes, uint64_t limit) {
+Result<bool> Region::Reserve(int slot, int device, uint64_t bytes, uint64_t limit) {
   return ReserveWithin(slot, device, bytes, &limit);
 }
 
-bool Region::ReserveWithin(int slot, int device, uint64_t bytes, const uint64_t* given_limit) {
+Result<bool> Region::ReserveWithin(int slot, int device, uint64_t bytes,
+                                   const uint64_t* given_limit) {
   if (bytes == 0) return true;
-  Reap(false);
+  Result<int> reaped = Reap(false);
+  if (!reaped.ok()) return reaped.status();
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
-      Lock lock(layout_);
+      Result<RobustMutexLock> lock = LockLayout();
+      if (!lock.ok()) return lock.status();
       DeviceRecord& record = layout_->devices[device];
       uint64_t used = record.used.load(std::memory_order_relaxed);
       uint64_t limit = given_limit != nullptr ? *given_limit : record.memory_limit;
@@ -368,14 +235,17 @@ bool Region::ReserveWithin(int slot, int device, uint64_t bytes, const uint64_t*
         return true;
       }
     }
-    if (Reap(true) == 0) break;
+    reaped = Reap(true);
+    if (!reaped.ok()) return reaped.status();
+    if (*reaped == 0) break;
   }
   return false;
 }
 
-void Region::Release(int slot, int device, uint64_t bytes) {
-  if (bytes == 0) return;
-  Lock lock(layout_);
+Status Region::Release(int slot, int device, uint64_t bytes) {
+  if (bytes == 0) return Status::Ok();
+  Result<RobustMutexLock> lock = LockLayout();
+  if (!lock.ok()) return lock.status();
   std::atomic<uint64_t>& mine = layout_->slots[slot].used[device];
   uint64_t charged = mine.load(std::memory_order_relaxed);
   uint64_t dropped = charged >= bytes ? bytes : charged;
@@ -383,6 +253,7 @@ void Region::Release(int slot, int device, uint64_t bytes) {
   std::atomic<uint64_t>& total = layout_->devices[device].used;
   uint64_t current = total.load(std::memory_order_relaxed);
   total.store(current >= dropped ? current - dropped : 0, std::memory_order_relaxed);
+  return Status::Ok();
 }
 
 uint64_t Region::Used(int device) const {
@@ -401,7 +272,7 @@ uint64_t Region::SlotUsed(int slot, int device) const {
   return layout_->slots[slot].used[device].load(std::memory_order_relaxed);
 }
 
-int Region::Reap(bool force) {
+Result<int> Region::Reap(bool force) {
   int64_t now = MonotonicNs();
   int64_t last = layout_->last_reap_ns.load(std::memory_order_relaxed);
   if (!force) {
@@ -420,8 +291,9 @@ int Region::Reap(bool force) {
   Candidate dead[64];
   int found = 0;
   int reclaimed = 0;
-  auto reclaim_found = [&] {
-    Lock lock(layout_);
+  auto reclaim_found = [&]() -> Status {
+    Result<RobustMutexLock> lock = LockLayout();
+    if (!lock.ok()) return lock.status();
     for (int k = 0; k < found; ++k) {
       Slot& candidate = layout_->slots[dead[k].slot];
       if (candidate.pid.load(std::memory_order_relaxed) != dead[k].pid ||
@@ -434,6 +306,7 @@ int Region::Reap(bool force) {
       ++reclaimed;
     }
     found = 0;
+    return Status::Ok();
   };
   uint32_t high_water = layout_->slot_high_water.load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < high_water && i < kMaxProcesses; ++i) {
@@ -443,9 +316,15 @@ int Region::Reap(bool force) {
     uint64_t start_time = slot.start_time.load(std::memory_order_relaxed);
     if (ProcessStartTime(pid) == start_time) continue;
     dead[found++] = {static_cast<int>(i), pid, start_time};
-    if (found == 64) reclaim_found();
+    if (found == 64) {
+      Status status = reclaim_found();
+      if (!status.ok()) return status;
+    }
   }
-  if (found > 0) reclaim_found();
+  if (found > 0) {
+    Status status = reclaim_found();
+    if (!status.ok()) return status;
+  }
   return reclaimed;
 }
 
@@ -514,11 +393,12 @@ void Region::UpdateShareWindow(int device, int64_t now_ns) {
   record.share_measured_at_ns.store(now_ns, std::memory_order_relaxed);
 }
 
-Snapshot Region::TakeSnapshot() const {
+Result<Snapshot> Region::TakeSnapshot() const {
   Snapshot snapshot;
   snapshot.layout_version = layout_->layout_version;
   {
-    Lock lock(layout_);
+    Result<RobustMutexLock> lock = LockLayout();
+    if (!lock.ok()) return lock.status();
     for (int device = 0; device < kMaxDevices; ++device) {
       const DeviceRecord& record = layout_->devices[device];
       DeviceUsage usage;

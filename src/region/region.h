@@ -2,8 +2,8 @@
 //
 // It holds, per device, the container's limits and the bytes charged against them, and one slot
 // per process with that process's own charges. Guarantees:
-//  * Versioned: a header with magic, layout version and size. A file of another layout is
-//    refused with a message, never reinterpreted.
+//  * Versioned: a header with magic, layout version and size (layout.h; docs/region-format.md).
+//    A file of another layout is refused with a message, never reinterpreted.
 //  * Atomic admission: Reserve() checks and charges under one process-shared lock, so processes
 //    racing for the last bytes can never pass the limit together.
 //  * Crash-safe: the lock is a robust mutex (the kernel hands it on when a holder dies; the next
@@ -11,6 +11,8 @@
 //    reused pid is never mistaken for the dead process. A dead process's charges are reclaimed by
 //    the next process that touches the region (at most every kReapInterval) or by `Reap()`.
 //  * Per-process counters are written by their owner (or, after it died, by the reaper).
+//  * Never unlocked: every member that needs the lock returns an error, and changes nothing, when
+//    the lock cannot be taken (its holder died and the region could not be repaired).
 //
 // Device indexes are the container's CUDA ordinals; each is bound to the GPU's UUID by the first
 // process that sees it, so NVML handles (which know UUIDs, not ordinals) map to the same entry.
@@ -25,12 +27,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mapped_file.h"
+#include "common/process.h"
 #include "common/status.h"
+#include "region/layout.h"
 
 namespace tessera::region {
 
-inline constexpr int kMaxDevices = 16;
-inline constexpr int kMaxProcesses = 1024;
 inline constexpr int64_t kReapIntervalNs = 250'000'000;  // 250 ms
 // The compute budget's burst: a full bucket holds share x 20 ms of device time.
 inline constexpr int64_t kComputeBurstNs = 20'000'000;
@@ -72,10 +75,6 @@ struct Snapshot {
   std::vector<ProcessUsage> processes;
 };
 
-// The start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat), or 0 if there
-// is no such process or it is a zombie.
-uint64_t ProcessStartTime(pid_t pid);
-
 class Region {
  public:
   // Opens the region at `path`, creating it with `create_with` if the file is missing or empty.
@@ -92,30 +91,31 @@ class Region {
   const std::string& path() const { return path_; }
   DeviceLimits Limits(int device) const;
   // Sets the limits of an existing region (for the tool that owns it, e.g. `tessera run`).
-  void SetLimits(int device, DeviceLimits limits);
+  Status SetLimits(int device, DeviceLimits limits);
 
   // Records that container device `device` is the GPU `uuid`. The first binding wins; binding a
   // different UUID later is an error (the region was made for other GPUs).
   Status BindDevice(int device, std::string_view uuid);
   // The device bound to `uuid`, or -1.
-  int FindDevice(std::string_view uuid) const;
+  Result<int> FindDevice(std::string_view uuid) const;
 
   // Claims a slot for the process (pid, start_time). Reclaims dead slots first if none is free.
   Result<int> ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command);
   // Gives the slot back, dropping its charges (the process is exiting).
-  void ReleaseSlot(int slot);
+  Status ReleaseSlot(int slot);
 
   // Charges `bytes` on `device` to `slot` if the device's total stays within its limit (always,
-  // when it has none). When refused, dead processes are reaped and the check is made once more.
+  // when it has none): true if charged, false if refused. When refused, dead processes are reaped
+  // and the check is made once more. An error (nothing charged) when the lock cannot be taken.
   // REQUIRES: slot was claimed by this process; 0 <= device < kMaxDevices.
-  bool Reserve(int slot, int device, uint64_t bytes);
+  Result<bool> Reserve(int slot, int device, uint64_t bytes);
   // The same against `limit` (0: none) instead of the limit the region holds: for a caller whose
   // limit comes from somewhere the region's writers cannot reach (the shim's limits file). The
   // region's total can still be forged by a process that writes the file; the caller must bound
   // what it charges itself (see the shim's Reserve).
-  bool Reserve(int slot, int device, uint64_t bytes, uint64_t limit);
+  Result<bool> Reserve(int slot, int device, uint64_t bytes, uint64_t limit);
   // Drops `bytes` of `slot`'s charge on `device` (never below zero).
-  void Release(int slot, int device, uint64_t bytes);
+  Status Release(int slot, int device, uint64_t bytes);
 
   uint64_t Used(int device) const;
   uint64_t SlotUsed(int slot, int device) const;
@@ -144,22 +144,20 @@ class Region {
 
   // Reclaims the slots of dead processes. Unless `force`, does nothing if a reap ran less than
   // kReapIntervalNs ago. Returns the number of slots reclaimed.
-  int Reap(bool force);
+  Result<int> Reap(bool force);
 
-  Snapshot TakeSnapshot() const;
-
-  struct Layout;  // defined in region.cc
+  Result<Snapshot> TakeSnapshot() const;
 
  private:
-  Region(std::string path, Layout* layout, size_t mapped_bytes);
+  Region(std::string path, MappedFile file);
+  Result<RobustMutexLock> LockLayout() const;
   void UpdateShareWindow(int device, int64_t now_ns);
   // Reserve against `*limit`, or the region's own limit when `limit` is null.
-  bool ReserveWithin(int slot, int device, uint64_t bytes, const uint64_t* limit);
-  class Lock;
+  Result<bool> ReserveWithin(int slot, int device, uint64_t bytes, const uint64_t* limit);
 
   std::string path_;
-  Layout* layout_;
-  size_t mapped_bytes_;
+  MappedFile file_;
+  RegionLayout* layout_;
 };
 
 }  // namespace tessera::region

@@ -7,15 +7,10 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/process.h"
 
 namespace tessera::shim {
 namespace {
-
-int64_t MonotonicNs() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
-}
 
 // Sleeps until `deadline_ns` on CLOCK_MONOTONIC, leaving errno as the application had it.
 void SleepUntil(int64_t deadline_ns) {

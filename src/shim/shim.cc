@@ -132,6 +132,16 @@ std::string CommandName() {
   return name;
 }
 
+// Gives a charge back to the region. When the region's lock cannot be had the charge stays in the
+// region (too much rather than too little is counted) until this process is reaped.
+void ReleaseCharge(region::Region& region, int slot, int device, uint64_t bytes) {
+  Status released = region.Release(slot, device, bytes);
+  if (!released.ok()) {
+    log::Write(log::Level::kError, "shim", "%s; %llu bytes stay charged on device %d",
+               released.message().c_str(), static_cast<unsigned long long>(bytes), device);
+  }
+}
+
 }  // namespace
 
 // ---- Construction ----------------------------------------------------------------------------
@@ -221,7 +231,11 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
                      static_cast<unsigned long long>(held.memory_bytes), held.sm_percent,
                      static_cast<unsigned long long>(wanted.memory_bytes), wanted.sm_percent);
         }
-        region_->SetLimits(device, wanted);
+        Status set = region_->SetLimits(device, wanted);
+        if (!set.ok()) {
+          // Enforcement does not depend on it: the file's limits apply whatever the region says.
+          log::Write(log::Level::kError, "shim", "%s", set.message().c_str());
+        }
       }
       continue;
     }
@@ -302,7 +316,7 @@ int Shim::CurrentDevice() const {
 bool Shim::EnsureSlot() {
   if (slot_ >= 0) return true;
   pid_t pid = getpid();
-  auto slot = region_->ClaimSlot(pid, region::ProcessStartTime(pid), CommandName());
+  auto slot = region_->ClaimSlot(pid, ProcessStartTime(pid), CommandName());
   if (!slot.ok()) {
     log::Write(log::Level::kError, "shim", "%s; allocations are refused",
                slot.status().message().c_str());
@@ -337,9 +351,14 @@ bool Shim::Reserve(int device, uint64_t bytes) {
   }
   if (!EnsureSlot()) return false;
   // With a limits file the limit checked is the file's, never the region's.
-  bool admitted = authoritative_ ? region_->Reserve(slot_, device, bytes, limit)
-                                 : region_->Reserve(slot_, device, bytes);
-  if (!admitted) {
+  Result<bool> admitted = authoritative_ ? region_->Reserve(slot_, device, bytes, limit)
+                                         : region_->Reserve(slot_, device, bytes);
+  if (!admitted.ok()) {
+    log::Write(log::Level::kError, "shim", "%s; refused %llu bytes on device %d",
+               admitted.status().message().c_str(), static_cast<unsigned long long>(bytes), device);
+    return false;
+  }
+  if (!*admitted) {
     log::Write(log::Level::kInfo, "shim",
                "refused %llu bytes on device %d: %llu of %llu bytes in use",
                static_cast<unsigned long long>(bytes), device,
@@ -355,7 +374,7 @@ void Shim::Release(int device, uint64_t bytes) {
   if (device < 0 || region_ == nullptr) return;
   std::lock_guard<std::mutex> lock(mutex_);
   if (slot_ < 0) return;
-  region_->Release(slot_, device, bytes);
+  ReleaseCharge(*region_, slot_, device, bytes);
   process_charged_[device] -= bytes <= process_charged_[device] ? bytes : process_charged_[device];
 }
 
@@ -366,7 +385,7 @@ void Shim::Track(ChargeKind kind, uint64_t key, int device, uint64_t bytes, uint
   if (!inserted) {
     // The driver handed out a handle we still hold a charge for: the earlier one was freed by a
     // path we do not see (e.g. a context teardown). Its charge goes with it.
-    if (slot_ >= 0) region_->Release(slot_, entry->second.device, entry->second.bytes);
+    if (slot_ >= 0) ReleaseCharge(*region_, slot_, entry->second.device, entry->second.bytes);
     process_charged_[entry->second.device] -= entry->second.bytes;
     entry->second = Charge{device, bytes, owner};
   }
@@ -377,7 +396,7 @@ bool Shim::Untrack(ChargeKind kind, uint64_t key) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto entry = charges_.find(Key{kind, key});
   if (entry == charges_.end()) return false;
-  if (slot_ >= 0) region_->Release(slot_, entry->second.device, entry->second.bytes);
+  if (slot_ >= 0) ReleaseCharge(*region_, slot_, entry->second.device, entry->second.bytes);
   process_charged_[entry->second.device] -= entry->second.bytes;
   charges_.erase(entry);
   return true;
@@ -391,7 +410,7 @@ void Shim::UntrackOwner(uintptr_t owner) {
       ++entry;
       continue;
     }
-    if (slot_ >= 0) region_->Release(slot_, entry->second.device, entry->second.bytes);
+    if (slot_ >= 0) ReleaseCharge(*region_, slot_, entry->second.device, entry->second.bytes);
     process_charged_[entry->second.device] -= entry->second.bytes;
     entry = charges_.erase(entry);
   }
@@ -514,7 +533,12 @@ int Shim::DeviceOfNvmlHandle(nvmlDevice_t handle) {
   }
   char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = {};
   if (nvml_.nvmlDeviceGetUUID(handle, uuid, sizeof uuid) != NVML_SUCCESS) return -1;
-  int device = region_->FindDevice(uuid);
+  Result<int> found = region_->FindDevice(uuid);
+  if (!found.ok()) {
+    log::Write(log::Level::kError, "shim", "%s", found.status().message().c_str());
+    return -1;
+  }
+  int device = *found;
   if (device >= 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     nvml_handles_[device] = handle;

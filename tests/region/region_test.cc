@@ -1,7 +1,10 @@
 #include "region/region.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,10 +17,15 @@
 #include <thread>
 #include <vector>
 
+#include "region/layout.h"
+
 namespace tessera::region {
 namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
+
+// Charged: neither refused nor an error.
+bool Granted(const Result<bool>& reserved) { return reserved.ok() && reserved.value(); }
 
 class RegionTest : public ::testing::Test {
  protected:
@@ -43,28 +51,121 @@ class RegionTest : public ::testing::Test {
     return *slot;
   }
 
+  // The file mapped as raw memory, as another process (or a forger) sees it.
+  RegionLayout* MapLayout() {
+    int fd = open(path_.c_str(), O_RDWR | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    void* mapping = mmap(nullptr, sizeof(RegionLayout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    EXPECT_NE(mapping, MAP_FAILED);
+    mapped_.push_back(mapping);
+    return static_cast<RegionLayout*>(mapping);
+  }
+  // A child takes the region's lock, runs `while_holding` and dies holding it.
+  template <typename F>
+  void DieHoldingTheLock(RegionLayout* layout, F while_holding) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      if (pthread_mutex_lock(&layout->lock) != 0) _exit(1);
+      while_holding();
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+  ~RegionTest() override {
+    for (void* mapping : mapped_) munmap(mapping, sizeof(RegionLayout));
+  }
+
   std::string directory_;
   std::string path_;
   RegionConfig config_;
+  std::vector<void*> mapped_;
 };
+
+TEST_F(RegionTest, TheFileIsExactlyTheLayoutWithItsHeaderFirst) {
+  OpenRegion();
+  std::ifstream file(path_, std::ios::binary | std::ios::ate);
+  EXPECT_EQ(static_cast<uint64_t>(file.tellg()), sizeof(RegionLayout));
+  file.seekg(0);
+  uint32_t magic = 0;
+  uint32_t version = 0;
+  uint64_t size = 0;
+  file.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  file.read(reinterpret_cast<char*>(&version), sizeof version);
+  file.read(reinterpret_cast<char*>(&size), sizeof size);
+  EXPECT_EQ(magic, 0x41525354u);
+  EXPECT_EQ(version, 2u);
+  EXPECT_EQ(size, 183248u);
+}
+
+TEST_F(RegionTest, TheNextHolderRepairsTotalsLeftHalfUpdatedByAHolderThatDied) {
+  auto region = OpenRegion();
+  int slot = Claim(*region);
+  ASSERT_TRUE(Granted(region->Reserve(slot, 0, 10 * kMiB)));
+  RegionLayout* layout = MapLayout();
+  // Dies after writing the device's total but before the slot's.
+  DieHoldingTheLock(layout, [layout] { layout->devices[0].used.store(99 * kMiB); });
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, kMiB))) << "the total is the slots' sum again";
+  EXPECT_EQ(region->Used(0), 11 * kMiB);
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, kMiB))) << "the lock is consistent again";
+}
+
+TEST_F(RegionTest, AnUnrecoverableLockIsAnErrorAndNothingIsChargedUnlocked) {
+  auto region = OpenRegion();
+  int slot = Claim(*region);
+  ASSERT_TRUE(Granted(region->Reserve(slot, 0, 10 * kMiB)));
+  // A slot of a process that is gone, for the reaper to find.
+  auto stale = region->ClaimSlot(getpid(), ProcessStartTime(getpid()) + 12345, "stale");
+  ASSERT_TRUE(stale.ok());
+  RegionLayout* layout = MapLayout();
+  DieHoldingTheLock(layout, [] {});
+  // Inheriting the lock and giving it back without repairing what it guards leaves it
+  // unrecoverable, for this process and every other.
+  ASSERT_EQ(pthread_mutex_lock(&layout->lock), EOWNERDEAD);
+  ASSERT_EQ(pthread_mutex_unlock(&layout->lock), 0);
+
+  Result<bool> reserved = region->Reserve(slot, 0, kMiB);
+  ASSERT_FALSE(reserved.ok()) << "charged without the lock";
+  EXPECT_NE(reserved.status().message().find(path_), std::string::npos)
+      << reserved.status().message();
+  EXPECT_NE(reserved.status().message().find("unrecoverable"), std::string::npos)
+      << reserved.status().message();
+  EXPECT_FALSE(region->Reserve(slot, 0, kMiB, 100 * kMiB).ok());
+  EXPECT_FALSE(region->Release(slot, 0, 10 * kMiB).ok());
+  EXPECT_EQ(region->Used(0), 10 * kMiB);
+  EXPECT_EQ(region->SlotUsed(slot, 0), 10 * kMiB);
+  EXPECT_FALSE(region->ClaimSlot(getpid() + 1, 1, "other").ok());
+  EXPECT_FALSE(region->SetLimits(0, {kMiB, 0}).ok());
+  EXPECT_EQ(region->Limits(0).memory_bytes, 100 * kMiB);
+  EXPECT_FALSE(region->BindDevice(0, "GPU-0").ok());
+  EXPECT_FALSE(region->FindDevice("GPU-0").ok());
+  EXPECT_FALSE(region->ReleaseSlot(slot).ok());
+  EXPECT_FALSE(region->Reap(true).ok());
+  EXPECT_NE(layout->slots[*stale].pid.load(), 0) << "reaped without the lock";
+  EXPECT_FALSE(region->TakeSnapshot().ok());
+}
 
 TEST_F(RegionTest, ReserveGrantsUpToTheLimitAndRefusesBeyondIt) {
   auto region = OpenRegion();
   int slot = Claim(*region);
-  EXPECT_TRUE(region->Reserve(slot, 0, 60 * kMiB));
-  EXPECT_TRUE(region->Reserve(slot, 0, 40 * kMiB));
-  EXPECT_FALSE(region->Reserve(slot, 0, 1));
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 60 * kMiB)));
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 40 * kMiB)));
+  EXPECT_FALSE(Granted(region->Reserve(slot, 0, 1)));
   EXPECT_EQ(region->Used(0), 100 * kMiB);
   region->Release(slot, 0, 40 * kMiB);
   EXPECT_EQ(region->Used(0), 60 * kMiB);
-  EXPECT_TRUE(region->Reserve(slot, 0, 40 * kMiB));
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 40 * kMiB)));
 }
 
 TEST_F(RegionTest, DeviceWithoutLimitGrantsEverything) {
   auto region = OpenRegion();
   int slot = Claim(*region);
-  EXPECT_TRUE(region->Reserve(slot, 1, 1ull << 50));
-  EXPECT_FALSE(region->Reserve(slot, 1, UINT64_MAX)) << "a total that overflows is refused";
+  EXPECT_TRUE(Granted(region->Reserve(slot, 1, 1ull << 50)));
+  EXPECT_FALSE(Granted(region->Reserve(slot, 1, UINT64_MAX)))
+      << "a total that overflows is refused";
 }
 
 TEST_F(RegionTest, ReserveAgainstAGivenLimitIgnoresTheLimitTheRegionHolds) {
@@ -72,11 +173,11 @@ TEST_F(RegionTest, ReserveAgainstAGivenLimitIgnoresTheLimitTheRegionHolds) {
   int slot = Claim(*region);
   // A limit forged into the region (any process of the container can write it) does not count.
   region->SetLimits(0, {1ull << 40, 0});
-  EXPECT_TRUE(region->Reserve(slot, 0, 60 * kMiB, 100 * kMiB));
-  EXPECT_FALSE(region->Reserve(slot, 0, 41 * kMiB, 100 * kMiB));
-  EXPECT_TRUE(region->Reserve(slot, 0, 40 * kMiB, 100 * kMiB));
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 60 * kMiB, 100 * kMiB)));
+  EXPECT_FALSE(Granted(region->Reserve(slot, 0, 41 * kMiB, 100 * kMiB)));
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 40 * kMiB, 100 * kMiB)));
   EXPECT_EQ(region->Used(0), 100 * kMiB);
-  EXPECT_TRUE(region->Reserve(slot, 0, 1ull << 30, 0)) << "0: no limit";
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 1ull << 30, 0))) << "0: no limit";
 }
 
 TEST_F(RegionTest, AnUnterminatedUuidIsNeverReadPastItsField) {
@@ -99,14 +200,14 @@ TEST_F(RegionTest, AnUnterminatedUuidIsNeverReadPastItsField) {
     file.write(filler.data(), static_cast<std::streamsize>(filler.size()));
   }
   auto region = OpenRegion();
-  EXPECT_EQ(region->FindDevice("GPU-0"), -1);
-  EXPECT_EQ(region->TakeSnapshot().devices[0].uuid, std::string(64, 'X'));
+  EXPECT_EQ(region->FindDevice("GPU-0").value(), -1);
+  EXPECT_EQ(region->TakeSnapshot()->devices[0].uuid, std::string(64, 'X'));
 }
 
 TEST_F(RegionTest, ReleaseNeverGoesBelowZero) {
   auto region = OpenRegion();
   int slot = Claim(*region);
-  ASSERT_TRUE(region->Reserve(slot, 0, 10 * kMiB));
+  ASSERT_TRUE(Granted(region->Reserve(slot, 0, 10 * kMiB)));
   region->Release(slot, 0, 20 * kMiB);
   EXPECT_EQ(region->Used(0), 0u);
   EXPECT_EQ(region->SlotUsed(slot, 0), 0u);
@@ -141,6 +242,19 @@ TEST_F(RegionTest, RefusesARegionOfAnotherLayoutVersion) {
       << region.status().message();
 }
 
+TEST_F(RegionTest, AZeroedRegionIsRefusedNotMadeAfresh) {
+  OpenRegion();
+  {
+    std::vector<char> zeros(sizeof(RegionLayout), 0);
+    std::ofstream file(path_, std::ios::binary | std::ios::trunc);
+    file.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  auto region = Region::Open(path_, &config_);
+  ASSERT_FALSE(region.ok()) << "a forger could zero the totals and start a fresh account";
+  EXPECT_NE(region.status().message().find("not a Tessera region"), std::string::npos)
+      << region.status().message();
+}
+
 TEST_F(RegionTest, RefusesAFileThatIsNotARegion) {
   {
     std::ofstream file(path_);
@@ -158,8 +272,8 @@ TEST_F(RegionTest, DeviceIsBoundToTheFirstUuidSeen) {
   Status mismatch = region->BindDevice(0, "GPU-bbbb");
   ASSERT_FALSE(mismatch.ok());
   EXPECT_NE(mismatch.message().find("GPU-bbbb"), std::string::npos);
-  EXPECT_EQ(region->FindDevice("GPU-aaaa"), 0);
-  EXPECT_EQ(region->FindDevice("GPU-cccc"), -1);
+  EXPECT_EQ(region->FindDevice("GPU-aaaa").value(), 0);
+  EXPECT_EQ(region->FindDevice("GPU-cccc").value(), -1);
 }
 
 TEST_F(RegionTest, ASlotOfAReusedPidWithAnotherStartTimeIsReaped) {
@@ -167,9 +281,9 @@ TEST_F(RegionTest, ASlotOfAReusedPidWithAnotherStartTimeIsReaped) {
   pid_t me = getpid();
   auto stale = region->ClaimSlot(me, ProcessStartTime(me) + 12345, "stale");
   ASSERT_TRUE(stale.ok());
-  EXPECT_EQ(region->TakeSnapshot().processes.size(), 1u);
-  EXPECT_EQ(region->Reap(true), 1);
-  EXPECT_TRUE(region->TakeSnapshot().processes.empty());
+  EXPECT_EQ(region->TakeSnapshot()->processes.size(), 1u);
+  EXPECT_EQ(region->Reap(true).value(), 1);
+  EXPECT_TRUE(region->TakeSnapshot()->processes.empty());
 }
 
 TEST_F(RegionTest, AKilledProcessUsageIsReclaimedByTheNextReservation) {
@@ -180,7 +294,7 @@ TEST_F(RegionTest, AKilledProcessUsageIsReclaimedByTheNextReservation) {
     auto mine = Region::Open(path_, &config_);
     if (!mine.ok()) _exit(1);
     auto slot = (*mine)->ClaimSlot(getpid(), ProcessStartTime(getpid()), "child");
-    if (!slot.ok() || !(*mine)->Reserve(*slot, 0, 100 * kMiB)) _exit(2);
+    if (!slot.ok() || !Granted((*mine)->Reserve(*slot, 0, 100 * kMiB))) _exit(2);
     pause();
     _exit(0);
   }
@@ -193,7 +307,7 @@ TEST_F(RegionTest, AKilledProcessUsageIsReclaimedByTheNextReservation) {
   waitpid(child, nullptr, 0);
   int slot = Claim(*region);
   // Full: only reclaiming the dead child's charge lets this through.
-  EXPECT_TRUE(region->Reserve(slot, 0, 50 * kMiB));
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 50 * kMiB)));
   EXPECT_EQ(region->Used(0), 50 * kMiB);
 }
 
@@ -212,7 +326,7 @@ TEST_F(RegionTest, ProcessesRacingForTheLastBytesNeverPassTheLimitTogether) {
       if (!slot.ok()) _exit(1);
       for (int round = 0; round < kRounds; ++round) {
         // 8 processes x 30 MiB against 100 MiB: at most 3 can hold it at once.
-        if ((*mine)->Reserve(*slot, 0, 30 * kMiB)) {
+        if (Granted((*mine)->Reserve(*slot, 0, 30 * kMiB))) {
           if ((*mine)->Used(0) > 100 * kMiB) _exit(3);
           (*mine)->Release(*slot, 0, 30 * kMiB);
         }
@@ -240,7 +354,7 @@ TEST_F(RegionTest, ThreadsReservingConcurrentlyKeepExactTotals) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 500; ++i) {
-        if (region->Reserve(slot, 0, kMiB)) granted.fetch_add(kMiB);
+        if (Granted(region->Reserve(slot, 0, kMiB))) granted.fetch_add(kMiB);
       }
     });
   }
@@ -254,8 +368,8 @@ TEST_F(RegionTest, SnapshotShowsLimitsUsageAndProcesses) {
   auto region = OpenRegion();
   int slot = Claim(*region);
   ASSERT_TRUE(region->BindDevice(0, "GPU-1234").ok());
-  ASSERT_TRUE(region->Reserve(slot, 0, 8 * kMiB));
-  Snapshot snapshot = region->TakeSnapshot();
+  ASSERT_TRUE(Granted(region->Reserve(slot, 0, 8 * kMiB)));
+  Snapshot snapshot = region->TakeSnapshot().value();
   ASSERT_EQ(snapshot.devices.size(), 1u);
   EXPECT_EQ(snapshot.devices[0].uuid, "GPU-1234");
   EXPECT_EQ(snapshot.devices[0].used, 8 * kMiB);
@@ -372,7 +486,7 @@ TEST_F(ComputeBudget, StatusSeesTheShareOfTheLastWindow) {
   region->ChargeCompute(0, 1, start);
   region->ChargeCompute(0, 300 * kMs, start + kMs);
   region->ChargeCompute(0, 1, start + kShareWindowNs + kMs);
-  Snapshot snapshot = region->TakeSnapshot();
+  Snapshot snapshot = region->TakeSnapshot().value();
   ASSERT_FALSE(snapshot.devices.empty());
   EXPECT_NEAR(snapshot.devices[0].compute_share_permille, 300, 2);
   EXPECT_EQ(snapshot.devices[0].limits.sm_percent, 50u);
