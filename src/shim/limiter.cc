@@ -42,7 +42,7 @@ struct Limiter::EventPool {
   int pending_count = 0;
 };
 
-Limiter::Limiter(const CudaTable& cuda, const NvmlTable& nvml, region::Region* region,
+Limiter::Limiter(const CudaTable& cuda, NvmlDevices& nvml, region::Region* region,
                  const Options& options)
     : cuda_(cuda), nvml_(nvml), region_(region), options_(options) {
   if (options_.task_priority >= 0) {
@@ -58,11 +58,6 @@ Limiter::Limiter(const CudaTable& cuda, const NvmlTable& nvml, region::Region* r
 
 // The events are left to the driver's teardown: the Shim is never destroyed.
 Limiter::~Limiter() = default;
-
-void Limiter::SetDeviceUuid(int device, const std::string& uuid) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  uuid_[device] = uuid;
-}
 
 namespace {
 
@@ -80,8 +75,6 @@ void Limiter::OnForkChild() {
   captures_.clear();  // a capture is the thread's that began it, in the parent
   global_captures_.store(0);
   t_strict_captures = 0;
-  nvml_initialized_ = false;
-  for (auto& handle : nvml_handle_) handle = nullptr;
   mutex_.unlock();
 }
 
@@ -264,16 +257,10 @@ bool Limiter::DeviceHasSpareTime(int device) {
   }
   utilisation_read_at_[device] = now;
   utilisation_[device] = 100;  // unknown: no spare time
-  if (!nvml_initialized_) nvml_initialized_ = nvml_.nvmlInit_v2() == NVML_SUCCESS;
-  if (!nvml_initialized_ || uuid_[device].empty()) return false;
-  if (nvml_handle_[device] == nullptr &&
-      nvml_.nvmlDeviceGetHandleByUUID(uuid_[device].c_str(), &nvml_handle_[device]) !=
-          NVML_SUCCESS) {
-    nvml_handle_[device] = nullptr;
-    return false;
-  }
+  nvmlDevice_t handle = nvml_.Handle(device);
+  if (handle == nullptr) return false;
   nvmlUtilization_t utilisation{};
-  if (nvml_.nvmlDeviceGetUtilizationRates(nvml_handle_[device], &utilisation) != NVML_SUCCESS) {
+  if (nvml_.table().nvmlDeviceGetUtilizationRates(handle, &utilisation) != NVML_SUCCESS) {
     return false;
   }
   utilisation_[device] = utilisation.gpu;
@@ -281,11 +268,7 @@ bool Limiter::DeviceHasSpareTime(int device) {
 }
 
 void Limiter::ApplyPriority(int device) {
-  std::string uuid;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    uuid = uuid_[device];
-  }
+  const std::string uuid = nvml_.Uuid(device);
   if (uuid.empty()) return;
   if (options_.task_priority == 0) {
     node_board_->MarkHighPriorityLaunch(uuid, MonotonicNs());

@@ -63,8 +63,7 @@ class Limiter {
     int64_t charged_ns = 0;
   };
 
-  Limiter(const CudaTable& cuda, const NvmlTable& nvml, region::Region* region,
-          const Options& options);
+  Limiter(const CudaTable& cuda, NvmlDevices& nvml, region::Region* region, const Options& options);
   ~Limiter();
   Limiter(const Limiter&) = delete;
   Limiter& operator=(const Limiter&) = delete;
@@ -81,8 +80,6 @@ class Limiter {
   void OnCaptureBegun(CUstream stream, CUstreamCaptureMode mode);
   void OnCaptureEnded(CUstream stream);
 
-  // The GPU behind container device `device` (for NVML and the priority board).
-  void SetDeviceUuid(int device, const std::string& uuid);
   // Around fork: the mutex is held across it (no other thread can leave it locked in the child);
   // in the child the parent's events and contexts are forgotten.
   void OnForkPrepare() { mutex_.lock(); }
@@ -104,7 +101,7 @@ class Limiter {
   void ApplyPriority(int device);
 
   const CudaTable& cuda_;
-  const NvmlTable& nvml_;
+  NvmlDevices& nvml_;  // the shim's; UUIDs and handles of the container's GPUs
   region::Region* region_;
   Options options_;
   // The share in force on `device`: the fixed limits' when given, else the region's.
@@ -117,8 +114,6 @@ class Limiter {
   std::mutex mutex_;  // guards everything below
   CostEstimator estimator_;
   std::unique_ptr<EventPool> pools_[region::kMaxDevices];
-  std::string uuid_[region::kMaxDevices];
-  bool nvml_initialized_ = false;
   bool elapsed_v2_ = true;  // until the driver says it has no cuEventElapsedTime_v2
   struct CaptureSeen {
     CUstreamCaptureMode mode;
@@ -126,7 +121,6 @@ class Limiter {
   };
   std::unordered_map<CUstream, CaptureSeen> captures_;
   std::atomic<int> global_captures_{0};  // written under mutex_, read without
-  nvmlDevice_t nvml_handle_[region::kMaxDevices] = {};
   int64_t utilisation_read_at_[region::kMaxDevices] = {};
   unsigned utilisation_[region::kMaxDevices] = {};
 };

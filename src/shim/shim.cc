@@ -256,7 +256,7 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
   }
   if (any_sm_limit || config_.task_priority >= 0) {
     limiter_ = std::make_unique<Limiter>(
-        cuda_, nvml_, region_.get(),
+        cuda_, nvml_devices_, region_.get(),
         Limiter::Options{config_.work_conserving, config_.task_priority, config_.node_board_path,
                          authoritative_ ? &config_.limits : nullptr});
     governs_launches_ = true;
@@ -517,45 +517,23 @@ void Shim::OnDriverInitialized() {
     std::string text = FormatUuid(uuid);
     Status bound = region_->BindDevice(ordinal, text);
     if (!bound.ok()) log::Write(log::Level::kError, "shim", "%s", bound.message().c_str());
-    if (limiter_ != nullptr) limiter_->SetDeviceUuid(ordinal, text);
-    std::lock_guard<std::mutex> lock(mutex_);
-    device_uuid_[ordinal] = text;
+    nvml_devices_.SetUuid(ordinal, text);
   }
 }
 
 int Shim::DeviceOfNvmlHandle(nvmlDevice_t handle) {
-  if (region_ == nullptr || handle == nullptr) return -1;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (int device = 0; device < region::kMaxDevices; ++device) {
-      if (nvml_handles_[device] == handle) return device;
-    }
-  }
-  char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = {};
-  if (nvml_.nvmlDeviceGetUUID(handle, uuid, sizeof uuid) != NVML_SUCCESS) return -1;
-  Result<int> found = region_->FindDevice(uuid);
-  if (!found.ok()) {
+  if (region_ == nullptr) return -1;
+  return nvml_devices_.DeviceOf(handle, [this](const char* uuid) {
+    Result<int> found = region_->FindDevice(uuid);
+    if (found.ok()) return *found;
     log::Write(log::Level::kError, "shim", "%s", found.status().message().c_str());
     return -1;
-  }
-  int device = *found;
-  if (device >= 0) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    nvml_handles_[device] = handle;
-  }
-  return device;
+  });
 }
 
 bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
-  std::string uuid;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    uuid = device_uuid_[device];
-    if (!nvml_initialized_) nvml_initialized_ = nvml_.nvmlInit_v2() == NVML_SUCCESS;
-    if (!nvml_initialized_ || uuid.empty()) return false;
-  }
-  nvmlDevice_t handle = nullptr;
-  if (nvml_.nvmlDeviceGetHandleByUUID(uuid.c_str(), &handle) != NVML_SUCCESS) return false;
+  nvmlDevice_t handle = nvml_devices_.Handle(device);
+  if (handle == nullptr) return false;
   nvmlProcessInfo_t processes[64];
   unsigned count = 64;
   if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes) != NVML_SUCCESS) {
@@ -607,9 +585,11 @@ void* Shim::HookForProcAddress(const char* symbol, void* found, int cuda_version
 void Shim::OnForkPrepare() {
   mutex_.lock();
   if (limiter_ != nullptr) limiter_->OnForkPrepare();
+  nvml_devices_.OnForkPrepare();  // last: the limiter takes it under its own lock
 }
 
 void Shim::OnForkParent() {
+  nvml_devices_.OnForkParent();
   if (limiter_ != nullptr) limiter_->OnForkParent();
   mutex_.unlock();
 }
@@ -626,7 +606,7 @@ void Shim::OnForkChild() {
     primary_retains_[device] = 0;
     primary_context_[device] = nullptr;
   }
-  nvml_initialized_ = false;
+  nvml_devices_.OnForkChild();
   if (limiter_ != nullptr) limiter_->OnForkChild();
   mutex_.unlock();
 }

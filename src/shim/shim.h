@@ -21,6 +21,7 @@
 #include "cuda/nvml_api.h"
 #include "region/region.h"
 #include "shim/config.h"
+#include "shim/nvml_devices.h"
 
 #define TESSERA_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -182,7 +183,7 @@ class Shim {
   bool refusing_ = false;
   CudaTable cuda_{};
   NvmlTable nvml_{};
-  bool nvml_initialized_ = false;
+  NvmlDevices nvml_devices_{nvml_};
   void* real_hooks_[64] = {};  // the driver's own address of each hook, in hooks.def order
   std::unique_ptr<region::Region> region_;
   bool governs_launches_ = false;
@@ -200,8 +201,6 @@ class Shim {
   std::unordered_map<CUmemGenericAllocationHandle, VmmHandle> vmm_handles_;  // mapped ones
   int primary_retains_[region::kMaxDevices] = {};
   CUcontext primary_context_[region::kMaxDevices] = {};
-  std::string device_uuid_[region::kMaxDevices];
-  nvmlDevice_t nvml_handles_[region::kMaxDevices] = {};
 };
 
 }  // namespace tessera::shim
