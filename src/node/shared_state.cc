@@ -227,7 +227,7 @@ Result<StoredAllocation> AllocationStore::Create(const std::vector<std::string>&
   // container that started without that step (an empty file would mean "no limits") gets 1 MiB.
   if (status.ok()) status = WriteAtomically(allocation.path + "/limits", kPendingLimits, 0444);
   if (!status.ok()) {
-    RemoveTree(allocation.path);
+    (void)RemoveTree(allocation.path);  // best effort: the first error is the one to report
     return status;
   }
   return allocation;

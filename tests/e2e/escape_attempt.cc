@@ -266,10 +266,10 @@ int Forge(const std::vector<std::string>& roots) {
     auto region = tessera::region::Region::Open(path, nullptr);
     if (region.ok()) {
       for (int device = 0; device < tessera::region::kMaxDevices; ++device) {
-        (*region)->SetLimits(device, {tessera::kTiB, 0});
+        (void)(*region)->SetLimits(device, {tessera::kTiB, 0});  // an attack: tries, never checks
       }
       for (int slot = 0; slot < tessera::region::kMaxProcesses; ++slot)
-        (*region)->ReleaseSlot(slot);
+        (void)(*region)->ReleaseSlot(slot);
       std::printf("forged_region=%s\n", path.c_str());
       ++forged;
       continue;

@@ -298,7 +298,7 @@ TEST_F(ShimEndToEnd, ThirtyTwoProcessesNeverPassTheLimitTogether) {
   }
   auto reader = fakegpu::StateReader::Open(StatePath());
   ASSERT_TRUE(reader.ok());
-  reader->ResetPeaks();
+  ASSERT_TRUE(reader->ResetPeaks().ok());
   std::vector<std::unique_ptr<Child>> clients;
   for (int i = 0; i < kProcesses; ++i) {
     clients.push_back(std::make_unique<Child>(
@@ -344,7 +344,7 @@ TEST_F(ShimEndToEnd, KillingAProcessMidAllocationThousandsOfTimesLeavesNothingBe
   ASSERT_TRUE(region.ok());
   uint64_t used = UINT64_MAX;
   while (std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(1)) {
-    (*region)->Reap(false);  // what any process touching the region does
+    ASSERT_TRUE((*region)->Reap(false).ok());  // what any process touching the region does
     used = (*region)->Used(0);
     if (used == 0) break;
   }

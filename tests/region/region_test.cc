@@ -155,7 +155,7 @@ TEST_F(RegionTest, ReserveGrantsUpToTheLimitAndRefusesBeyondIt) {
   EXPECT_TRUE(Granted(region->Reserve(slot, 0, 40 * kMiB)));
   EXPECT_FALSE(Granted(region->Reserve(slot, 0, 1)));
   EXPECT_EQ(region->Used(0), 100 * kMiB);
-  region->Release(slot, 0, 40 * kMiB);
+  ASSERT_TRUE(region->Release(slot, 0, 40 * kMiB).ok());
   EXPECT_EQ(region->Used(0), 60 * kMiB);
   EXPECT_TRUE(Granted(region->Reserve(slot, 0, 40 * kMiB)));
 }
@@ -172,7 +172,7 @@ TEST_F(RegionTest, ReserveAgainstAGivenLimitIgnoresTheLimitTheRegionHolds) {
   auto region = OpenRegion();
   int slot = Claim(*region);
   // A limit forged into the region (any process of the container can write it) does not count.
-  region->SetLimits(0, {1ull << 40, 0});
+  ASSERT_TRUE(region->SetLimits(0, {1ull << 40, 0}).ok());
   EXPECT_TRUE(Granted(region->Reserve(slot, 0, 60 * kMiB, 100 * kMiB)));
   EXPECT_FALSE(Granted(region->Reserve(slot, 0, 41 * kMiB, 100 * kMiB)));
   EXPECT_TRUE(Granted(region->Reserve(slot, 0, 40 * kMiB, 100 * kMiB)));
@@ -185,7 +185,7 @@ TEST_F(RegionTest, AnUnterminatedUuidIsNeverReadPastItsField) {
     auto region = OpenRegion();
     ASSERT_TRUE(region->BindDevice(0, "GPU-0").ok());
     // The field after the UUID: no zero byte in it to stop a strlen.
-    region->SetLimits(0, {0x4141414141414141ull, 0x41414141u});
+    ASSERT_TRUE(region->SetLimits(0, {0x4141414141414141ull, 0x41414141u}).ok());
   }
   // What a process of the container can do to the file: fill the UUID to its last byte.
   {
@@ -208,7 +208,7 @@ TEST_F(RegionTest, ReleaseNeverGoesBelowZero) {
   auto region = OpenRegion();
   int slot = Claim(*region);
   ASSERT_TRUE(Granted(region->Reserve(slot, 0, 10 * kMiB)));
-  region->Release(slot, 0, 20 * kMiB);
+  ASSERT_TRUE(region->Release(slot, 0, 20 * kMiB).ok());
   EXPECT_EQ(region->Used(0), 0u);
   EXPECT_EQ(region->SlotUsed(slot, 0), 0u);
 }
@@ -328,10 +328,10 @@ TEST_F(RegionTest, ProcessesRacingForTheLastBytesNeverPassTheLimitTogether) {
         // 8 processes x 30 MiB against 100 MiB: at most 3 can hold it at once.
         if (Granted((*mine)->Reserve(*slot, 0, 30 * kMiB))) {
           if ((*mine)->Used(0) > 100 * kMiB) _exit(3);
-          (*mine)->Release(*slot, 0, 30 * kMiB);
+          if (!(*mine)->Release(*slot, 0, 30 * kMiB).ok()) _exit(4);
         }
       }
-      (*mine)->ReleaseSlot(*slot);
+      if (!(*mine)->ReleaseSlot(*slot).ok()) _exit(4);
       _exit(0);
     }
     children.push_back(child);
