@@ -15,6 +15,7 @@ namespace tessera::sim::mix {
 namespace {
 
 using Kind = YamlNode::Kind;
+using placement::SharingMode;
 
 std::string Quote(std::string_view text) {
   std::string quoted = "\"";
@@ -410,10 +411,10 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
   return Status::Ok();
 }
 
-Result<PoolMode> ParseMode(const Reader& reader, const YamlNode& node, const std::string& path) {
+Result<SharingMode> ParseMode(const Reader& reader, const YamlNode& node, const std::string& path) {
   Result<std::string> text = reader.String(node, path);
   if (!text.ok()) return text.status();
-  for (PoolMode mode : {PoolMode::kWhole, PoolMode::kMig, PoolMode::kTimeSlice, PoolMode::kShares}) {
+  for (SharingMode mode : {SharingMode::kWhole, SharingMode::kMig, SharingMode::kTimeSliced, SharingMode::kShared}) {
     if (*text == PoolModeName(mode)) return mode;
   }
   return reader.Error(node, path, "expected whole, mig, time_slicing or shares, got " + Quote(*text));
@@ -422,7 +423,7 @@ Result<PoolMode> ParseMode(const Reader& reader, const YamlNode& node, const std
 // The most memory a job can use in a pool (a whole GPU, a share, the largest MIG instance).
 double LargestJobMemory(const Scenario& scenario, const Pool& pool) {
   double memory = scenario.gpu_memory_gib;
-  if (pool.mode == PoolMode::kMig) {
+  if (pool.mode == SharingMode::kMig) {
     int slices = 0;
     for (int profile : pool.mig_geometry) {
       slices = std::max(slices, scenario.mig.profiles[profile].memory_slices);
@@ -439,14 +440,14 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
   if (Status status = ReadString(reader, item, path, "name", true, &pool->name); !status.ok()) return status;
   Result<const YamlNode*> mode_node = reader.Required(item, path, "mode");
   if (!mode_node.ok()) return mode_node.status();
-  Result<PoolMode> mode = ParseMode(reader, **mode_node, path + ".mode");
+  Result<SharingMode> mode = ParseMode(reader, **mode_node, path + ".mode");
   if (!mode.ok()) return mode.status();
   pool->mode = *mode;
   if (Status status = ReadInteger(reader, item, path, "nodes", 1, scenario.nodes, true, &pool->nodes); !status.ok()) return status;
   if (Status status = ReadClassList(reader, scenario, item, path, "classes", &pool->classes); !status.ok()) return status;
 
   const YamlNode* geometry = item.Find("geometry");
-  if ((geometry != nullptr) != (pool->mode == PoolMode::kMig)) {
+  if ((geometry != nullptr) != (pool->mode == SharingMode::kMig)) {
     return reader.Error(item, path, "a geometry is given for, and only for, a mig pool");
   }
   if (geometry != nullptr) {
@@ -474,14 +475,14 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
     }
   }
   const YamlNode* replicas = item.Find("replicas");
-  if ((replicas != nullptr) != (pool->mode == PoolMode::kTimeSlice)) {
+  if ((replicas != nullptr) != (pool->mode == SharingMode::kTimeSliced)) {
     return reader.Error(item, path, "replicas are given for, and only for, a time_slicing pool");
   }
   if (replicas != nullptr) {
     if (Status status = ReadInteger(reader, item, path, "replicas", 1, 64, true, &pool->replicas); !status.ok()) return status;
   }
   for (int class_index : pool->classes) {
-    if (scenario.classes[class_index].gpus > 1 && pool->mode != PoolMode::kWhole) {
+    if (scenario.classes[class_index].gpus > 1 && pool->mode != SharingMode::kWhole) {
       return reader.Error(item, path + ".classes",
                           "class " + Quote(scenario.classes[class_index].name) +
                               " asks for several GPUs per job, which only a whole pool serves");
@@ -587,12 +588,12 @@ Status ReadSweep(const Reader& reader, const YamlNode& root, Scenario* scenario)
 
 }  // namespace
 
-std::string_view PoolModeName(PoolMode mode) {
+std::string_view PoolModeName(SharingMode mode) {
   switch (mode) {
-    case PoolMode::kWhole: return "whole";
-    case PoolMode::kMig: return "mig";
-    case PoolMode::kTimeSlice: return "time_slicing";
-    case PoolMode::kShares: return "shares";
+    case SharingMode::kWhole: return "whole";
+    case SharingMode::kMig: return "mig";
+    case SharingMode::kTimeSliced: return "time_slicing";
+    case SharingMode::kShared: return "shares";
   }
   return "?";
 }
