@@ -66,12 +66,26 @@ int32_t ShareOn(const GpuSpec& /*gpu*/, const Demand& demand) {
   return std::max<int32_t>(demand.gpu_cores_percent * (kMilliPerGpu / 100), 1);
 }
 
+int64_t MemoryOfShare(int64_t gpu_memory_mib, int32_t milli) {
+  return gpu_memory_mib * milli / kMilliPerGpu;
+}
+
+int32_t ShareHoldingMemory(int64_t gpu_memory_mib, int32_t unit_milli, int64_t memory_mib) {
+  if (memory_mib <= 0 || gpu_memory_mib <= 0) return unit_milli;
+  // MemoryOfShare(k * unit) = floor(gpu * k * unit / 1000) >= memory exactly when
+  // gpu * k * unit >= memory * 1000 (memory is whole MiB), so the least k is a ceiling division.
+  const int64_t unit_memory = gpu_memory_mib * unit_milli;
+  const int64_t units =
+      std::max<int64_t>(1, (memory_mib * kMilliPerGpu + unit_memory - 1) / unit_memory);
+  return static_cast<int32_t>(std::min<int64_t>(units * unit_milli, kMilliPerGpu));
+}
+
 namespace {
 
-// Memory a demand takes on a GPU whose memory is modelled. A share takes that fraction, rounded
-// down so that shares adding up to the whole GPU always fit its memory.
+// Memory a demand takes on a GPU whose memory is modelled: a share's fraction of it
+// (MemoryOfShare), or the memory form's own limit.
 int64_t MemoryOn(const GpuSpec& gpu, const Demand& demand) {
-  if (demand.gpu_milli > 0) return gpu.memory_mib * demand.gpu_milli / kMilliPerGpu;
+  if (demand.gpu_milli > 0) return MemoryOfShare(gpu.memory_mib, demand.gpu_milli);
   return demand.gpu_memory_mib;
 }
 

@@ -67,6 +67,17 @@ Demand CompileDemand(const Cluster& cluster, const Request& request);
 // memory is a second, separate limit.
 int32_t ShareOn(const GpuSpec& gpu, const Demand& demand);
 
+// The memory (MiB) a share of `milli` gets on a GPU of `gpu_memory_mib` in kShared mode: that
+// fraction, rounded down so that shares adding up to the whole GPU always fit its memory.
+int64_t MemoryOfShare(int64_t gpu_memory_mib, int32_t milli);
+
+// A memory-bounded share: the smallest multiple of `unit_milli` whose memory (MemoryOfShare)
+// holds `memory_mib`, at most the whole GPU (1000). This is how a tenant that thinks in shares
+// sizes its request ("a quarter of a GPU, or as many quarters as the model's memory needs"); the
+// rounding is the engine's, so the share it returns always holds the memory it was sized for,
+// unless even the whole GPU does not. REQUIRES: 1 <= unit_milli <= 1000.
+int32_t ShareHoldingMemory(int64_t gpu_memory_mib, int32_t unit_milli, int64_t memory_mib);
+
 // What a placement takes from one GPU; the ledger gives exactly this back on release.
 struct GpuCharge {
   int gpu = 0;

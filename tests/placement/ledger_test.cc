@@ -115,6 +115,24 @@ TEST(SharingModes, MigTakesTheSmallestFreeSliceThatHoldsTheRequest) {
   EXPECT_EQ(ledger.cluster().gpus(0)[0].used_mig_slices, 0u);
 }
 
+TEST(SharingModes, MigOrdersSlicesByComputeBeforeMemory) {
+  // A 1-slice instance with 40 GiB and a 2-slice one with 20 GiB both hold 15 GiB: the engine
+  // takes the one with less compute, although it has more memory.
+  NodeSpec node = Node("n", 8000, 1, "H100");
+  GpuSpec& gpu = node.gpus[0];
+  gpu.mode = SharingMode::kMig;
+  gpu.memory_mib = 81920;
+  gpu.mig_slices = {{"2g.20gb", 285, 20480}, {"1g.40gb", 142, 40960}};
+  Ledger ledger(MakeCluster({node}));
+  Request r;
+  r.gpu_count = 1;
+  r.gpu_memory_mib = 15360;
+  auto id = ledger.Place(r, On(0, {0}));
+  ASSERT_TRUE(id.ok()) << id.status().message();
+  EXPECT_EQ(ledger.placement(*id).charges[0].mig_slice, 1);
+  EXPECT_EQ(ledger.placement(*id).charges[0].milli, 142);
+}
+
 TEST(SharingModes, TimeSlicingAdmitsUpToItsReplicasWithoutMemoryLimit) {
   NodeSpec node = Node("n", 8000, 1);
   node.gpus[0].mode = SharingMode::kTimeSliced;

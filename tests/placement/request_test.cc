@@ -158,8 +158,8 @@ TEST(Fit, AShareNeverLandsOnAWholeGpuWhenSharesOnly) {
 }
 
 TEST(Fit, OnlyCandidateNodesServeWhenTheSchedulerNamesThem) {
-  Result<Cluster> cluster = Cluster::Create({SharedNode("a", SharingMode::kShared, 0),
-                                             SharedNode("b", SharingMode::kShared, 0)});
+  Result<Cluster> cluster = Cluster::Create(
+      {SharedNode("a", SharingMode::kShared, 0), SharedNode("b", SharingMode::kShared, 0)});
   ASSERT_TRUE(cluster.ok());
   Request share = Memory(3000);
   Demand demand = CompileDemand(*cluster, share);
@@ -167,6 +167,39 @@ TEST(Fit, OnlyCandidateNodesServeWhenTheSchedulerNamesThem) {
   demand.candidate_nodes = &only_b;
   EXPECT_FALSE(FitsNode(*cluster, 0, demand));
   EXPECT_TRUE(FitsNode(*cluster, 1, demand));
+}
+
+TEST(ShareHoldingMemory, IsTheSmallestMultipleOfTheUnitWhoseMemoryHoldsTheNeed) {
+  const int64_t gpu = 81920;  // 80 GiB: an eighth is exactly 10 GiB
+  EXPECT_EQ(ShareHoldingMemory(gpu, 125, 10240), 125);
+  EXPECT_EQ(ShareHoldingMemory(gpu, 125, 10241), 250);
+  EXPECT_EQ(ShareHoldingMemory(gpu, 250, 20481), 500);
+  EXPECT_EQ(ShareHoldingMemory(gpu, 125, 0), 125);
+}
+
+TEST(ShareHoldingMemory, NeverAsksForMoreThanTheWholeGpu) {
+  EXPECT_EQ(ShareHoldingMemory(81920, 300, 81920), 1000);
+  EXPECT_EQ(ShareHoldingMemory(81920, 300, 200000), 1000);
+}
+
+TEST(ShareHoldingMemory, CountsTheMemoryAsTheEngineChargesItRoundedDown) {
+  // A third is 333 milli, whose memory on 30 GiB is 10229 MiB: less than 10 GiB, so a job that
+  // needs exactly 10 GiB takes two thirds, not one.
+  EXPECT_EQ(MemoryOfShare(30720, 333), 10229);
+  EXPECT_EQ(ShareHoldingMemory(30720, 333, 10240), 666);
+  EXPECT_EQ(ShareHoldingMemory(30720, 333, 10229), 333);
+}
+
+TEST(ShareHoldingMemory, TheShareHoldsTheMemoryAndOneUnitLessDoesNot) {
+  for (int32_t unit : {1, 125, 142, 166, 250, 333, 1000}) {
+    for (int64_t memory = 1; memory <= 40960; memory += 97) {
+      const int32_t share = ShareHoldingMemory(40960, unit, memory);
+      ASSERT_GE(MemoryOfShare(40960, share), memory) << unit << " " << memory;
+      if (share > unit) {
+        ASSERT_LT(MemoryOfShare(40960, share - unit), memory) << unit << " " << memory;
+      }
+    }
+  }
 }
 
 TEST(Cluster, RefusesANegativeTenantLimit) {

@@ -1,12 +1,10 @@
 // `tessera sim mix`: parses the flags, loads the scenario, runs the strategies or the sweep.
 #include <cstdio>
-#include <cstring>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/strings.h"
-#include "common/units.h"
 #include "sim/mix/report.h"
 #include "sim/mix/scenario.h"
 #include "sim/mix/simulator.h"
@@ -15,102 +13,83 @@
 namespace tessera::sim {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: tessera sim mix [--scenario NAME|PATH] [--strategy A,B,...] [--seed N]\n"
-    "                       [--sweep-partition] [--json]\n"
-    "\n"
-    "Replays a workload mix (job classes with arrival rates, durations, GPU memory and busy\n"
-    "fractions) on a cluster under several sharing strategies, and reports per class and per\n"
-    "strategy: GPU-hours held, utilisation of the GPU time held, queue time, stretch (how much\n"
-    "longer jobs ran than alone on a whole GPU) and the makespan.\n"
-    "\n"
-    "  --scenario NAME|PATH  a built-in scenario (nio, the default) or a .yaml/.json file;\n"
-    "                        docs/sim-mix.md describes the format and the model\n"
-    "  --strategy LIST       strategies of the scenario to run, comma-separated (default: all;\n"
-    "                        the first is the baseline of the GPU-hours change column)\n"
-    "  --seed N              seed of the arrivals (default: the scenario's)\n"
-    "  --sweep-partition     instead: throughput against partition size (1/k of a GPU) under a\n"
-    "                        backlog that never empties, with the scenario's overhead model\n"
-    "  --json                machine-readable output\n"
-    "  -h, --help            this text\n"
-    "\n"
-    "example: tessera sim mix --scenario nio --strategy whole,shares,hybrid\n";
+constexpr const char* kCommand = "tessera sim mix";
 
-struct Options {
+// Everything `tessera sim mix` runs with, checked as far as it can be without the scenario.
+struct MixOptions {
   std::string scenario = "nio";
-  std::vector<std::string> strategies;
+  std::vector<std::string> strategies;  // empty: all of the scenario's
   bool has_seed = false;
   uint64_t seed = 0;
-  bool json = false;
   bool sweep = false;
+  bool json = false;
+  std::string help;  // set: --help was asked for; print it and run nothing
 };
 
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "tessera sim mix: %s\n\n%s", message.c_str(), kUsage);
-  return 2;
+Result<MixOptions> ParseMixOptions(int argc, char** argv) {
+  MixOptions options;
+  std::string strategy_arg;
+  CLI::App app{
+      "Replays a workload mix (job classes with arrival rates, durations, GPU memory and busy "
+      "fractions) on a cluster under several sharing strategies, placing every job with the "
+      "placement engine tessera-scheduler runs, and reports per class and per strategy: GPU-hours "
+      "held, utilisation of the GPU time held, queue time, stretch (how much longer jobs ran than "
+      "alone on a whole GPU) and the makespan.",
+      kCommand};
+  app.footer("example:\n  tessera sim mix --scenario nio --strategy whole,shares,hybrid");
+  app.add_option("--scenario", options.scenario,
+                 "a built-in scenario (nio) or a .yaml/.json file; docs/sim-mix.md describes the "
+                 "format and the model")
+      ->capture_default_str();
+  app.add_option("--strategy", strategy_arg,
+                 "strategies of the scenario to run, comma-separated (default: all; the first is "
+                 "the baseline of the GPU-hours change column)");
+  app.add_option("--seed", options.seed,
+                 "seed of the arrivals and of the placement policy's tie ranks (default: the "
+                 "scenario's)");
+  app.add_flag("--sweep-partition", options.sweep,
+               "instead: throughput against partition size (1/k of a GPU) under a backlog that "
+               "never empties, with the scenario's overhead model");
+  app.add_flag("--json", options.json, "machine-readable output");
+  if (Status parsed = ParseCommandLine(app, argc, argv, &options.help); !parsed.ok()) {
+    return parsed;
+  }
+  if (!options.help.empty()) return options;
+  if (options.scenario.empty()) return Status::Error("--scenario: needs a name or a path");
+  options.has_seed = app.count("--seed") > 0;
+  if (app.count("--strategy") > 0) {
+    for (std::string_view name : Split(strategy_arg, ',')) {
+      if (name.empty()) {
+        return Status::Error("--strategy: \"" + strategy_arg +
+                             "\" has an empty name; give a list like whole,shares");
+      }
+      options.strategies.emplace_back(name);
+    }
+  }
+  return options;
 }
 
-}  // namespace
-
-int RunMixCommand(int argc, char** argv) {
-  Options options;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    std::string_view value;
-    bool has_value = false;
-    if (size_t equals = arg.find('='); arg.starts_with("--") && equals != std::string_view::npos) {
-      value = arg.substr(equals + 1);
-      arg = arg.substr(0, equals);
-      has_value = true;
-    }
-    auto take_value = [&](std::string_view flag) -> bool {
-      if (has_value) return true;
-      if (i + 1 >= argc) return false;
-      value = argv[++i];
-      (void)flag;
-      return true;
-    };
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--json" && !has_value) {
-      options.json = true;
-    } else if (arg == "--sweep-partition" && !has_value) {
-      options.sweep = true;
-    } else if (arg == "--scenario") {
-      if (!take_value(arg) || value.empty()) return UsageError("--scenario needs a name or a path");
-      options.scenario = value;
-    } else if (arg == "--strategy") {
-      if (!take_value(arg)) return UsageError("--strategy needs a list like whole,shares");
-      options.strategies.clear();
-      for (std::string_view name : Split(value, ',')) options.strategies.emplace_back(name);
-    } else if (arg == "--seed") {
-      if (!take_value(arg)) return UsageError("--seed needs a number");
-      Result<uint64_t> seed = ParseUnsigned(value, "--seed", 0, UINT64_MAX);
-      if (!seed.ok()) return UsageError(seed.status().message());
-      options.seed = *seed;
-      options.has_seed = true;
-    } else {
-      return UsageError("unknown option \"" + std::string(arg) + "\"");
-    }
-  }
-
+int RunMix(const MixOptions& options) {
   Result<mix::Scenario> scenario = mix::LoadScenario(options.scenario);
   if (!scenario.ok()) {
-    std::fprintf(stderr, "tessera sim mix: %s\n", scenario.status().message().c_str());
+    std::fprintf(stderr, "%s: %s\n", kCommand, scenario.status().message().c_str());
     return 1;
   }
+  // One seed for the arrivals and the policy's tie ranks (the simulator takes the latter from
+  // the scenario).
+  if (options.has_seed) scenario->seed = options.seed;
   mix::MixReport report;
   report.scenario = &*scenario;
-  report.seed = options.has_seed ? options.seed : scenario->seed;
+  report.seed = scenario->seed;
 
   if (options.sweep) {
     report.sweep = mix::SweepPartitions(*scenario, report.seed);
   } else {
     std::vector<int> chosen;
     if (options.strategies.empty()) {
-      for (size_t s = 0; s < scenario->strategies.size(); ++s)
+      for (size_t s = 0; s < scenario->strategies.size(); ++s) {
         chosen.push_back(static_cast<int>(s));
+      }
     }
     for (const std::string& name : options.strategies) {
       const int index = scenario->StrategyIndex(name);
@@ -119,8 +98,9 @@ int RunMixCommand(int argc, char** argv) {
         for (const mix::Strategy& strategy : scenario->strategies) {
           known += (known.empty() ? "" : ", ") + strategy.name;
         }
-        return UsageError("--strategy: scenario " + scenario->name + " has no strategy \"" + name +
-                          "\" (it has: " + known + ")");
+        return ReportUsageError(kCommand, "--strategy: scenario " + scenario->name +
+                                              " has no strategy \"" + name +
+                                              "\" (it has: " + known + ")");
       }
       chosen.push_back(index);
     }
@@ -133,6 +113,18 @@ int RunMixCommand(int argc, char** argv) {
   const std::string text = options.json ? mix::FormatJson(report) : mix::FormatText(report);
   std::fputs(text.c_str(), stdout);
   return 0;
+}
+
+}  // namespace
+
+int RunMixCommand(int argc, char** argv) {
+  Result<MixOptions> options = ParseMixOptions(argc, argv);
+  if (!options.ok()) return ReportUsageError(kCommand, options.status().message());
+  if (!options->help.empty()) {
+    std::fputs(options->help.c_str(), stdout);
+    return 0;
+  }
+  return RunMix(*options);
 }
 
 }  // namespace tessera::sim

@@ -15,6 +15,7 @@ namespace tessera::sim::mix {
 namespace {
 
 using Kind = YamlNode::Kind;
+using placement::SharingMode;
 
 std::string Quote(std::string_view text) {
   std::string quoted = "\"";
@@ -53,8 +54,8 @@ class Reader {
       const std::string& key = node.keys[i];
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         return Status::Error(source_ + ":" + std::to_string(node.key_lines[i]) + ": " +
-                             Join(path, key) + ": unknown key (expected one of: " +
-                             JoinNames(allowed) + ")");
+                             Join(path, key) +
+                             ": unknown key (expected one of: " + JoinNames(allowed) + ")");
       }
     }
     return Status::Ok();
@@ -111,8 +112,8 @@ class Reader {
     }
     if (value < min || value > max) {
       return Error(node, path,
-                   "must be in [" + std::to_string(min) + ", " + std::to_string(max) +
-                       "], got " + Quote(node.scalar));
+                   "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " +
+                       Quote(node.scalar));
     }
     return value;
   }
@@ -122,8 +123,7 @@ class Reader {
     return node.scalar;
   }
 
-  Result<std::vector<std::string>> StringList(const YamlNode& node,
-                                              const std::string& path) const {
+  Result<std::vector<std::string>> StringList(const YamlNode& node, const std::string& path) const {
     if (node.kind != Kind::kSequence) return Error(node, path, "expected a list like [a, b]");
     std::vector<std::string> values;
     for (size_t i = 0; i < node.items.size(); ++i) {
@@ -248,11 +248,22 @@ Status ReadCluster(const Reader& reader, const YamlNode& root, Scenario* scenari
   Result<const YamlNode*> node = reader.Required(root, "", "cluster");
   if (!node.ok()) return node.status();
   const YamlNode& map = **node;
-  if (Status status = reader.ExpectMapping(map, "cluster", {"nodes", "gpus_per_node", "gpu_memory_gib", "cpus_per_node"}); !status.ok()) return status;
-  if (Status status = ReadNumber(reader, map, "cluster", "cpus_per_node", 0, 1e5, false, &scenario->cpus_per_node); !status.ok()) return status;
-  if (Status status = ReadInteger(reader, map, "cluster", "nodes", 1, 100000, true, &scenario->nodes); !status.ok()) return status;
+  if (Status status = reader.ExpectMapping(
+          map, "cluster", {"nodes", "gpus_per_node", "gpu_memory_gib", "cpus_per_node"});
+      !status.ok())
+    return status;
+  if (Status status = ReadNumber(reader, map, "cluster", "cpus_per_node", 0, 1e5, false,
+                                 &scenario->cpus_per_node);
+      !status.ok())
+    return status;
+  if (Status status =
+          ReadInteger(reader, map, "cluster", "nodes", 1, 100000, true, &scenario->nodes);
+      !status.ok())
+    return status;
   if (Status status = ReadInteger(reader, map, "cluster", "gpus_per_node", 1, 64, true,
-                              &scenario->gpus_per_node); !status.ok()) return status;
+                                  &scenario->gpus_per_node);
+      !status.ok())
+    return status;
   return ReadNumber(reader, map, "cluster", "gpu_memory_gib", 1, 1 << 20, true,
                     &scenario->gpu_memory_gib);
 }
@@ -262,12 +273,18 @@ Status ReadOverheads(const Reader& reader, const YamlNode& root, Scenario* scena
   if (!node.ok()) return node.status();
   const YamlNode& map = **node;
   if (Status status = reader.ExpectMapping(
-      map, "overheads", {"context_memory_gib", "shim_slowdown", "interference_per_cotenant"}); !status.ok()) return status;
+          map, "overheads", {"context_memory_gib", "shim_slowdown", "interference_per_cotenant"});
+      !status.ok())
+    return status;
   Overheads& overheads = scenario->overheads;
   if (Status status = ReadNumber(reader, map, "overheads", "context_memory_gib", 0,
-                             scenario->gpu_memory_gib, true, &overheads.context_memory_gib); !status.ok()) return status;
+                                 scenario->gpu_memory_gib, true, &overheads.context_memory_gib);
+      !status.ok())
+    return status;
   if (Status status = ReadNumber(reader, map, "overheads", "shim_slowdown", 0, 10, true,
-                             &overheads.shim_slowdown); !status.ok()) return status;
+                                 &overheads.shim_slowdown);
+      !status.ok())
+    return status;
   return ReadNumber(reader, map, "overheads", "interference_per_cotenant", 0, 10, true,
                     &overheads.interference_per_cotenant);
 }
@@ -275,9 +292,12 @@ Status ReadOverheads(const Reader& reader, const YamlNode& root, Scenario* scena
 Status ReadShares(const Reader& reader, const YamlNode& root, Scenario* scenario) {
   const YamlNode* node = root.Find("shares");
   if (node == nullptr) return Status::Ok();
-  if (Status status = reader.ExpectMapping(*node, "shares", {"compute_policy"}); !status.ok()) return status;
+  if (Status status = reader.ExpectMapping(*node, "shares", {"compute_policy"}); !status.ok())
+    return status;
   std::string policy = "work_conserving";
-  if (Status status = ReadString(reader, *node, "shares", "compute_policy", false, &policy); !status.ok()) return status;
+  if (Status status = ReadString(reader, *node, "shares", "compute_policy", false, &policy);
+      !status.ok())
+    return status;
   if (policy == "work_conserving") {
     scenario->compute_policy = ComputePolicy::kWorkConserving;
   } else if (policy == "capped") {
@@ -292,12 +312,19 @@ Status ReadShares(const Reader& reader, const YamlNode& root, Scenario* scenario
 Status ReadMig(const Reader& reader, const YamlNode& root, Scenario* scenario) {
   const YamlNode* node = root.Find("mig");
   if (node == nullptr) return Status::Ok();
-  if (Status status = reader.ExpectMapping(*node, "mig", {"compute_slices", "memory_slices", "profiles"}); !status.ok()) return status;
+  if (Status status =
+          reader.ExpectMapping(*node, "mig", {"compute_slices", "memory_slices", "profiles"});
+      !status.ok())
+    return status;
   MigSpec& mig = scenario->mig;
-  if (Status status = ReadInteger(reader, *node, "mig", "compute_slices", 1, 64, true,
-                              &mig.compute_slices); !status.ok()) return status;
-  if (Status status = ReadInteger(reader, *node, "mig", "memory_slices", 1, 64, true,
-                              &mig.memory_slices); !status.ok()) return status;
+  if (Status status =
+          ReadInteger(reader, *node, "mig", "compute_slices", 1, 64, true, &mig.compute_slices);
+      !status.ok())
+    return status;
+  if (Status status =
+          ReadInteger(reader, *node, "mig", "memory_slices", 1, 64, true, &mig.memory_slices);
+      !status.ok())
+    return status;
   Result<const YamlNode*> profiles = reader.Required(*node, "mig", "profiles");
   if (!profiles.ok()) return profiles.status();
   if ((*profiles)->kind != Kind::kSequence) {
@@ -306,13 +333,20 @@ Status ReadMig(const Reader& reader, const YamlNode& root, Scenario* scenario) {
   for (size_t i = 0; i < (*profiles)->items.size(); ++i) {
     const YamlNode& item = (*profiles)->items[i];
     const std::string path = Reader::Index("mig.profiles", i);
-    if (Status status = reader.ExpectMapping(item, path, {"name", "compute", "memory"}); !status.ok()) return status;
+    if (Status status = reader.ExpectMapping(item, path, {"name", "compute", "memory"});
+        !status.ok())
+      return status;
     MigProfile profile;
-    if (Status status = ReadString(reader, item, path, "name", true, &profile.name); !status.ok()) return status;
+    if (Status status = ReadString(reader, item, path, "name", true, &profile.name); !status.ok())
+      return status;
     if (Status status = ReadInteger(reader, item, path, "compute", 1, mig.compute_slices, true,
-                                &profile.compute_slices); !status.ok()) return status;
+                                    &profile.compute_slices);
+        !status.ok())
+      return status;
     if (Status status = ReadInteger(reader, item, path, "memory", 1, mig.memory_slices, true,
-                                &profile.memory_slices); !status.ok()) return status;
+                                    &profile.memory_slices);
+        !status.ok())
+      return status;
     for (const MigProfile& other : mig.profiles) {
       if (other.name == profile.name) {
         return reader.Error(item, path, "profile " + Quote(profile.name) + " is defined twice");
@@ -327,9 +361,13 @@ Status ReadTimeSlicing(const Reader& reader, const YamlNode& root, Scenario* sce
   const YamlNode* node = root.Find("time_slicing");
   if (node == nullptr) return Status::Ok();
   if (Status status = reader.ExpectMapping(*node, "time_slicing",
-                                       {"oom_after_minutes", "retry_backoff_minutes"}); !status.ok()) return status;
+                                           {"oom_after_minutes", "retry_backoff_minutes"});
+      !status.ok())
+    return status;
   if (Status status = ReadNumber(reader, *node, "time_slicing", "oom_after_minutes", 0, 1e4, false,
-                             &scenario->time_slicing.oom_after_minutes); !status.ok()) return status;
+                                 &scenario->time_slicing.oom_after_minutes);
+      !status.ok())
+    return status;
   return ReadNumber(reader, *node, "time_slicing", "retry_backoff_minutes", 0.01, 1e4, false,
                     &scenario->time_slicing.retry_backoff_minutes);
 }
@@ -344,27 +382,42 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
   for (size_t i = 0; i < (*node)->items.size(); ++i) {
     const YamlNode& item = (*node)->items[i];
     std::string path = Reader::Index("classes", i);
-    if (Status status = reader.ExpectMapping(item, path,
-                                         {"name", "arrivals_per_hour", "duration_minutes", "gpus",
-                                          "memory_gib", "busy_fraction", "share", "cpus"}); !status.ok()) return status;
+    if (Status status =
+            reader.ExpectMapping(item, path,
+                                 {"name", "arrivals_per_hour", "duration_minutes", "gpus",
+                                  "memory_gib", "busy_fraction", "share", "cpus"});
+        !status.ok())
+      return status;
     JobClass job_class;
-    if (Status status = ReadString(reader, item, path, "name", true, &job_class.name); !status.ok()) return status;
+    if (Status status = ReadString(reader, item, path, "name", true, &job_class.name); !status.ok())
+      return status;
     if (job_class.name.empty()) return reader.Error(item, path + ".name", "must not be empty");
     if (scenario->ClassIndex(job_class.name) >= 0) {
-      return reader.Error(item, path + ".name", "class " + Quote(job_class.name) + " is defined twice");
+      return reader.Error(item, path + ".name",
+                          "class " + Quote(job_class.name) + " is defined twice");
     }
     path = "classes[" + job_class.name + "]";
     if (Status status = ReadNumber(reader, item, path, "arrivals_per_hour", 0, 1e6, true,
-                               &job_class.arrivals_per_hour); !status.ok()) return status;
+                                   &job_class.arrivals_per_hour);
+        !status.ok())
+      return status;
 
     Result<const YamlNode*> duration = reader.Required(item, path, "duration_minutes");
     if (!duration.ok()) return duration.status();
     const std::string duration_path = path + ".duration_minutes";
-    if (Status status = reader.ExpectMapping(**duration, duration_path, {"median", "sigma", "min", "max"}); !status.ok()) return status;
+    if (Status status =
+            reader.ExpectMapping(**duration, duration_path, {"median", "sigma", "min", "max"});
+        !status.ok())
+      return status;
     DurationSpec& spec = job_class.duration;
     if (Status status = ReadNumber(reader, **duration, duration_path, "median", 1e-3, 1e6, true,
-                               &spec.median_minutes); !status.ok()) return status;
-    if (Status status = ReadNumber(reader, **duration, duration_path, "sigma", 0, 5, false, &spec.sigma); !status.ok()) return status;
+                                   &spec.median_minutes);
+        !status.ok())
+      return status;
+    if (Status status =
+            ReadNumber(reader, **duration, duration_path, "sigma", 0, 5, false, &spec.sigma);
+        !status.ok())
+      return status;
     spec.min_minutes = spec.median_minutes;
     spec.max_minutes = spec.median_minutes;
     if (spec.sigma > 0) {
@@ -372,15 +425,21 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
       spec.max_minutes = 1e6;
     }
     if (Status status = ReadNumber(reader, **duration, duration_path, "min", 1e-3, 1e6, false,
-                               &spec.min_minutes); !status.ok()) return status;
+                                   &spec.min_minutes);
+        !status.ok())
+      return status;
     if (Status status = ReadNumber(reader, **duration, duration_path, "max", 1e-3, 1e6, false,
-                               &spec.max_minutes); !status.ok()) return status;
+                                   &spec.max_minutes);
+        !status.ok())
+      return status;
     if (!(spec.min_minutes <= spec.median_minutes && spec.median_minutes <= spec.max_minutes)) {
       return reader.Error(**duration, duration_path, "needs min <= median <= max");
     }
 
     if (Status status = ReadInteger(reader, item, path, "gpus", 1, scenario->gpus_per_node, false,
-                                &job_class.gpus); !status.ok()) return status;
+                                    &job_class.gpus);
+        !status.ok())
+      return status;
     Result<const YamlNode*> memory = reader.Required(item, path, "memory_gib");
     if (!memory.ok()) return memory.status();
     Result<UniformRange> memory_range =
@@ -397,11 +456,16 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
     Result<UniformRange> busy_range = reader.Range(**busy, path + ".busy_fraction", 0, 1);
     if (!busy_range.ok()) return busy_range.status();
     if (busy_range->min <= 0) {
-      return reader.Error(**busy, path + ".busy_fraction", "must be above 0 (a GPU job uses its GPU)");
+      return reader.Error(**busy, path + ".busy_fraction",
+                          "must be above 0 (a GPU job uses its GPU)");
     }
     job_class.busy_fraction = *busy_range;
-    if (Status status = ReadNumber(reader, item, path, "share", 1e-3, 1, false, &job_class.share); !status.ok()) return status;
-    if (Status status = ReadNumber(reader, item, path, "cpus", 0, 1e4, false, &job_class.cpus); !status.ok()) return status;
+    if (Status status = ReadNumber(reader, item, path, "share", 1e-3, 1, false, &job_class.share);
+        !status.ok())
+      return status;
+    if (Status status = ReadNumber(reader, item, path, "cpus", 0, 1e4, false, &job_class.cpus);
+        !status.ok())
+      return status;
     if (job_class.cpus > 0 && scenario->cpus_per_node <= 0) {
       return reader.Error(item, path + ".cpus", "needs cluster.cpus_per_node to be set");
     }
@@ -410,19 +474,21 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
   return Status::Ok();
 }
 
-Result<PoolMode> ParseMode(const Reader& reader, const YamlNode& node, const std::string& path) {
+Result<SharingMode> ParseMode(const Reader& reader, const YamlNode& node, const std::string& path) {
   Result<std::string> text = reader.String(node, path);
   if (!text.ok()) return text.status();
-  for (PoolMode mode : {PoolMode::kWhole, PoolMode::kMig, PoolMode::kTimeSlice, PoolMode::kShares}) {
+  for (SharingMode mode :
+       {SharingMode::kWhole, SharingMode::kMig, SharingMode::kTimeSliced, SharingMode::kShared}) {
     if (*text == PoolModeName(mode)) return mode;
   }
-  return reader.Error(node, path, "expected whole, mig, time_slicing or shares, got " + Quote(*text));
+  return reader.Error(node, path,
+                      "expected whole, mig, time_slicing or shares, got " + Quote(*text));
 }
 
 // The most memory a job can use in a pool (a whole GPU, a share, the largest MIG instance).
 double LargestJobMemory(const Scenario& scenario, const Pool& pool) {
   double memory = scenario.gpu_memory_gib;
-  if (pool.mode == PoolMode::kMig) {
+  if (pool.mode == SharingMode::kMig) {
     int slices = 0;
     for (int profile : pool.mig_geometry) {
       slices = std::max(slices, scenario.mig.profiles[profile].memory_slices);
@@ -434,19 +500,27 @@ double LargestJobMemory(const Scenario& scenario, const Pool& pool) {
 
 Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& path,
                 const Scenario& scenario, Pool* pool) {
-  if (Status status = reader.ExpectMapping(item, path,
-                                       {"name", "mode", "nodes", "classes", "geometry", "replicas"}); !status.ok()) return status;
-  if (Status status = ReadString(reader, item, path, "name", true, &pool->name); !status.ok()) return status;
+  if (Status status = reader.ExpectMapping(
+          item, path, {"name", "mode", "nodes", "classes", "geometry", "replicas"});
+      !status.ok())
+    return status;
+  if (Status status = ReadString(reader, item, path, "name", true, &pool->name); !status.ok())
+    return status;
   Result<const YamlNode*> mode_node = reader.Required(item, path, "mode");
   if (!mode_node.ok()) return mode_node.status();
-  Result<PoolMode> mode = ParseMode(reader, **mode_node, path + ".mode");
+  Result<SharingMode> mode = ParseMode(reader, **mode_node, path + ".mode");
   if (!mode.ok()) return mode.status();
   pool->mode = *mode;
-  if (Status status = ReadInteger(reader, item, path, "nodes", 1, scenario.nodes, true, &pool->nodes); !status.ok()) return status;
-  if (Status status = ReadClassList(reader, scenario, item, path, "classes", &pool->classes); !status.ok()) return status;
+  if (Status status =
+          ReadInteger(reader, item, path, "nodes", 1, scenario.nodes, true, &pool->nodes);
+      !status.ok())
+    return status;
+  if (Status status = ReadClassList(reader, scenario, item, path, "classes", &pool->classes);
+      !status.ok())
+    return status;
 
   const YamlNode* geometry = item.Find("geometry");
-  if ((geometry != nullptr) != (pool->mode == PoolMode::kMig)) {
+  if ((geometry != nullptr) != (pool->mode == SharingMode::kMig)) {
     return reader.Error(item, path, "a geometry is given for, and only for, a mig pool");
   }
   if (geometry != nullptr) {
@@ -455,8 +529,9 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
     int compute = 0;
     int memory = 0;
     for (size_t i = 0; i < names->size(); ++i) {
-      auto found = std::find_if(scenario.mig.profiles.begin(), scenario.mig.profiles.end(),
-                                [&](const MigProfile& profile) { return profile.name == (*names)[i]; });
+      auto found =
+          std::find_if(scenario.mig.profiles.begin(), scenario.mig.profiles.end(),
+                       [&](const MigProfile& profile) { return profile.name == (*names)[i]; });
       if (found == scenario.mig.profiles.end()) {
         return reader.Error(geometry->items[i], Reader::Index(path + ".geometry", i),
                             "no MIG profile named " + Quote((*names)[i]) + " under mig.profiles");
@@ -474,14 +549,16 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
     }
   }
   const YamlNode* replicas = item.Find("replicas");
-  if ((replicas != nullptr) != (pool->mode == PoolMode::kTimeSlice)) {
+  if ((replicas != nullptr) != (pool->mode == SharingMode::kTimeSliced)) {
     return reader.Error(item, path, "replicas are given for, and only for, a time_slicing pool");
   }
   if (replicas != nullptr) {
-    if (Status status = ReadInteger(reader, item, path, "replicas", 1, 64, true, &pool->replicas); !status.ok()) return status;
+    if (Status status = ReadInteger(reader, item, path, "replicas", 1, 64, true, &pool->replicas);
+        !status.ok())
+      return status;
   }
   for (int class_index : pool->classes) {
-    if (scenario.classes[class_index].gpus > 1 && pool->mode != PoolMode::kWhole) {
+    if (scenario.classes[class_index].gpus > 1 && pool->mode != SharingMode::kWhole) {
       return reader.Error(item, path + ".classes",
                           "class " + Quote(scenario.classes[class_index].name) +
                               " asks for several GPUs per job, which only a whole pool serves");
@@ -499,17 +576,23 @@ Status ReadStrategies(const Reader& reader, const YamlNode& root, Scenario* scen
   for (size_t i = 0; i < (*node)->items.size(); ++i) {
     const YamlNode& item = (*node)->items[i];
     std::string path = Reader::Index("strategies", i);
-    if (Status status = reader.ExpectMapping(item, path, {"name", "description", "pools"}); !status.ok()) return status;
+    if (Status status = reader.ExpectMapping(item, path, {"name", "description", "pools"});
+        !status.ok())
+      return status;
     Strategy strategy;
-    if (Status status = ReadString(reader, item, path, "name", true, &strategy.name); !status.ok()) return status;
+    if (Status status = ReadString(reader, item, path, "name", true, &strategy.name); !status.ok())
+      return status;
     if (strategy.name.empty() || strategy.name.find(',') != std::string::npos) {
       return reader.Error(item, path + ".name", "must be a non-empty name without commas");
     }
     if (scenario->StrategyIndex(strategy.name) >= 0) {
-      return reader.Error(item, path + ".name", "strategy " + Quote(strategy.name) + " is defined twice");
+      return reader.Error(item, path + ".name",
+                          "strategy " + Quote(strategy.name) + " is defined twice");
     }
     path = "strategies[" + strategy.name + "]";
-    if (Status status = ReadString(reader, item, path, "description", false, &strategy.description); !status.ok()) return status;
+    if (Status status = ReadString(reader, item, path, "description", false, &strategy.description);
+        !status.ok())
+      return status;
     Result<const YamlNode*> pools = reader.Required(item, path, "pools");
     if (!pools.ok()) return pools.status();
     if ((*pools)->kind != Kind::kSequence || (*pools)->items.empty()) {
@@ -519,14 +602,16 @@ Status ReadStrategies(const Reader& reader, const YamlNode& root, Scenario* scen
     for (size_t p = 0; p < (*pools)->items.size(); ++p) {
       Pool pool;
       if (Status status = ReadPool(reader, (*pools)->items[p], Reader::Index(path + ".pools", p),
-                               *scenario, &pool); !status.ok()) return status;
+                                   *scenario, &pool);
+          !status.ok())
+        return status;
       nodes += pool.nodes;
       strategy.pools.push_back(std::move(pool));
     }
     if (nodes != scenario->nodes) {
       return reader.Error(**pools, path + ".pools",
-                          "the pools hold " + std::to_string(nodes) + " nodes but cluster.nodes is " +
-                              std::to_string(scenario->nodes));
+                          "the pools hold " + std::to_string(nodes) +
+                              " nodes but cluster.nodes is " + std::to_string(scenario->nodes));
     }
     // Every class must have a pool that can hold its largest job, or its jobs would wait forever.
     for (size_t c = 0; c < scenario->classes.size(); ++c) {
@@ -554,11 +639,18 @@ Status ReadSweep(const Reader& reader, const YamlNode& root, Scenario* scenario)
   Result<const YamlNode*> node = reader.Required(root, "", "sweep");
   if (!node.ok()) return node.status();
   const YamlNode& map = **node;
-  if (Status status = reader.ExpectMapping(map, "sweep",
-                                       {"nodes", "classes", "partitions", "hours", "warmup_hours"}); !status.ok()) return status;
+  if (Status status = reader.ExpectMapping(
+          map, "sweep", {"nodes", "classes", "partitions", "hours", "warmup_hours"});
+      !status.ok())
+    return status;
   Sweep& sweep = scenario->sweep;
-  if (Status status = ReadInteger(reader, map, "sweep", "nodes", 1, scenario->nodes, true, &sweep.nodes); !status.ok()) return status;
-  if (Status status = ReadClassList(reader, *scenario, map, "sweep", "classes", &sweep.classes); !status.ok()) return status;
+  if (Status status =
+          ReadInteger(reader, map, "sweep", "nodes", 1, scenario->nodes, true, &sweep.nodes);
+      !status.ok())
+    return status;
+  if (Status status = ReadClassList(reader, *scenario, map, "sweep", "classes", &sweep.classes);
+      !status.ok())
+    return status;
   for (int class_index : sweep.classes) {
     if (scenario->classes[class_index].gpus > 1) {
       return reader.Error(*map.Find("classes"), "sweep.classes",
@@ -573,7 +665,8 @@ Status ReadSweep(const Reader& reader, const YamlNode& root, Scenario* scenario)
                         "expected a non-empty list of denominators, like [1, 2, 4, 8]");
   }
   for (size_t i = 0; i < (*partitions)->items.size(); ++i) {
-    Result<int> k = reader.Integer((*partitions)->items[i], Reader::Index("sweep.partitions", i), 1, 64);
+    Result<int> k =
+        reader.Integer((*partitions)->items[i], Reader::Index("sweep.partitions", i), 1, 64);
     if (!k.ok()) return k.status();
     if (std::find(sweep.partitions.begin(), sweep.partitions.end(), *k) != sweep.partitions.end()) {
       return reader.Error((*partitions)->items[i], Reader::Index("sweep.partitions", i),
@@ -581,18 +674,24 @@ Status ReadSweep(const Reader& reader, const YamlNode& root, Scenario* scenario)
     }
     sweep.partitions.push_back(*k);
   }
-  if (Status status = ReadNumber(reader, map, "sweep", "hours", 0.1, 1e4, false, &sweep.hours); !status.ok()) return status;
+  if (Status status = ReadNumber(reader, map, "sweep", "hours", 0.1, 1e4, false, &sweep.hours);
+      !status.ok())
+    return status;
   return ReadNumber(reader, map, "sweep", "warmup_hours", 0, 1e4, false, &sweep.warmup_hours);
 }
 
 }  // namespace
 
-std::string_view PoolModeName(PoolMode mode) {
+std::string_view PoolModeName(SharingMode mode) {
   switch (mode) {
-    case PoolMode::kWhole: return "whole";
-    case PoolMode::kMig: return "mig";
-    case PoolMode::kTimeSlice: return "time_slicing";
-    case PoolMode::kShares: return "shares";
+    case SharingMode::kWhole:
+      return "whole";
+    case SharingMode::kMig:
+      return "mig";
+    case SharingMode::kTimeSliced:
+      return "time_slicing";
+    case SharingMode::kShared:
+      return "shares";
   }
   return "?";
 }
@@ -641,8 +740,8 @@ Result<Scenario> ParseScenario(std::string_view text, std::string_view source) {
         !status.ok()) {
       return status;
     }
-    for (auto step : {ReadCluster, ReadOverheads, ReadShares, ReadMig, ReadTimeSlicing,
-                      ReadClasses, ReadStrategies, ReadSweep}) {
+    for (auto step : {ReadCluster, ReadOverheads, ReadShares, ReadMig, ReadTimeSlicing, ReadClasses,
+                      ReadStrategies, ReadSweep}) {
       if (Status status = step(reader, *root, &scenario); !status.ok()) return status;
     }
     return Status::Ok();
@@ -672,7 +771,8 @@ Result<Scenario> LoadScenario(std::string_view name_or_path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     std::string known;
-    for (const std::string& name : BuiltInScenarioNames()) known += (known.empty() ? "" : ", ") + name;
+    for (const std::string& name : BuiltInScenarioNames())
+      known += (known.empty() ? "" : ", ") + name;
     return Status::Error("scenario \"" + path +
                          "\": no built-in scenario by that name (built in: " + known +
                          ") and no readable file at that path");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "placement/cluster.h"
 
 namespace tessera::sim::mix {
 
@@ -38,15 +39,16 @@ struct JobClass {
   std::string name;
   double arrivals_per_hour = 0;  // Poisson arrivals
   DurationSpec duration;
-  int gpus = 1;                  // > 1: whole GPUs on one node (gang), whole pools only
-  UniformRange memory_gib;       // GPU memory the job needs (excluding the CUDA context)
-  UniformRange busy_fraction;    // share of its natural duration the job keeps a GPU busy
-  double share = 1;              // share size asked for in a shares pool (fraction of a GPU)
-  double cpus = 0;               // CPU cores a job keeps busy in its host phases (0: not modelled)
+  int gpus = 1;                // > 1: whole GPUs on one node (gang), whole pools only
+  UniformRange memory_gib;     // GPU memory the job needs (excluding the CUDA context)
+  UniformRange busy_fraction;  // share of its natural duration the job keeps a GPU busy
+  double share = 1;            // share size asked for in a shares pool (fraction of a GPU)
+  double cpus = 0;             // CPU cores a job keeps busy in its host phases (0: not modelled)
 };
 
-enum class PoolMode { kWhole, kMig, kTimeSlice, kShares };
-std::string_view PoolModeName(PoolMode mode);
+// A pool's GPUs are in one of the placement engine's sharing modes. The scenario format keeps its
+// own words for them: whole (kWhole), mig (kMig), time_slicing (kTimeSliced), shares (kShared).
+std::string_view PoolModeName(placement::SharingMode mode);
 
 struct MigProfile {
   std::string name;        // "3g.40gb"
@@ -62,12 +64,12 @@ struct MigSpec {
 
 struct Pool {
   std::string name;
-  PoolMode mode = PoolMode::kWhole;
+  placement::SharingMode mode = placement::SharingMode::kWhole;
   int nodes = 0;
-  std::vector<int> classes;      // indices into Scenario::classes; a class tries its pools in
-                                 // the order the strategy lists them
+  std::vector<int> classes;       // indices into Scenario::classes; a class tries its pools in
+                                  // the order the strategy lists them
   std::vector<int> mig_geometry;  // kMig: indices into MigSpec::profiles, per GPU
-  int replicas = 0;              // kTimeSlice: jobs per GPU
+  int replicas = 0;               // kTimeSliced: jobs per GPU
 };
 
 struct Strategy {
@@ -77,35 +79,35 @@ struct Strategy {
 };
 
 struct Overheads {
-  double context_memory_gib = 0;        // GPU memory each job's CUDA context takes
-  double shim_slowdown = 0;             // GPU phases under the shares shim run this much slower
+  double context_memory_gib = 0;         // GPU memory each job's CUDA context takes
+  double shim_slowdown = 0;              // GPU phases under the shares shim run this much slower
   double interference_per_cotenant = 0;  // GPU phases slow by this per other job on the GPU
 };
 
 enum class ComputePolicy { kWorkConserving, kCapped };
 
 struct TimeSlicing {
-  double oom_after_minutes = 1;        // a job that overfills GPU memory dies this long after start
-  double retry_backoff_minutes = 5;    // and is resubmitted this long after it died
+  double oom_after_minutes = 1;      // a job that overfills GPU memory dies this long after start
+  double retry_backoff_minutes = 5;  // and is resubmitted this long after it died
 };
 
 struct Sweep {
-  int nodes = 0;                      // GPUs swept = nodes * gpus_per_node
-  std::vector<int> classes;           // classes sent to the swept pool
-  std::vector<int> partitions;        // denominators k: partitions of size 1/k
-  double hours = 24;                  // measured window
-  double warmup_hours = 4;            // not counted, so the cluster is full when counting starts
+  int nodes = 0;                // GPUs swept = nodes * gpus_per_node
+  std::vector<int> classes;     // classes sent to the swept pool
+  std::vector<int> partitions;  // denominators k: partitions of size 1/k
+  double hours = 24;            // measured window
+  double warmup_hours = 4;      // not counted, so the cluster is full when counting starts
 };
 
 struct Scenario {
   std::string name;
   std::string description;
   uint64_t seed = 1;
-  double hours = 168;                 // arrivals are generated over [0, hours)
+  double hours = 168;  // arrivals are generated over [0, hours)
   int nodes = 0;
   int gpus_per_node = 0;
   double gpu_memory_gib = 0;
-  double cpus_per_node = 0;           // 0: CPU contention not modelled
+  double cpus_per_node = 0;  // 0: CPU contention not modelled
   Overheads overheads;
   ComputePolicy compute_policy = ComputePolicy::kWorkConserving;
   MigSpec mig;

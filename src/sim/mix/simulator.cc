@@ -4,14 +4,21 @@
 #include <cmath>
 #include <limits>
 #include <list>
+#include <memory>
 #include <numbers>
+#include <optional>
 #include <queue>
 #include <utility>
 
+#include "placement/ledger.h"
+#include "placement/policy.h"
 #include "sim/mix/contention.h"
+#include "sim/mix/pool_cluster.h"
 
 namespace tessera::sim::mix {
 namespace {
+
+namespace pl = tessera::placement;
 
 constexpr double kEpsilon = 1e-9;
 constexpr double kSecondsPerHour = 3600;
@@ -65,8 +72,8 @@ struct Event {
   double time = 0;
   uint64_t sequence = 0;  // ties are served in the order they were scheduled
   EventType type = EventType::kArrival;
-  int subject = 0;        // job (arrival, retry) or run (finish, kill)
-  uint64_t version = 0;   // a finish is stale when the run's version moved on
+  int subject = 0;       // job (arrival, retry) or run (finish, kill)
+  uint64_t version = 0;  // a finish is stale when the run's version moved on
 };
 
 struct LaterFirst {
@@ -75,29 +82,27 @@ struct LaterFirst {
   }
 };
 
+// A GPU as the contention model sees it; what is free on it is the ledger's.
 struct Gpu {
-  int node = 0;
   int pool = 0;
-  std::vector<int> runs;          // runs on this GPU
-  double free_share = 1;          // shares
-  int free_replicas = 0;          // time-slicing
-  double memory_in_use_gib = 0;   // time-slicing (nothing enforces it; jobs die past it)
-  std::vector<int> instance_run;  // MIG: the run in each instance, -1 when free
+  std::vector<int> runs;         // runs on this GPU
+  double memory_in_use_gib = 0;  // time-slicing (nothing enforces it; jobs die past it)
 };
 
 struct Run {
   int job = 0;
   int pool = 0;
-  std::vector<int> gpus;
-  int instance = -1;
-  double held = 0;          // GPUs held (fraction or count)
+  pl::PlacementId placement = 0;
+  std::vector<int> gpus;   // global GPU indices (node * gpus_per_node + GPU on the node)
+  double held = 0;         // GPUs held (fraction or count)
+  double mig_compute = 0;  // MIG: the instance's fraction of the GPU's compute slices
   double start = 0;
   double last_update = 0;
-  double remaining = 0;     // natural seconds of work left
-  double rate = 1;          // natural seconds done per wall second
-  double busy = 0;          // what the contention model sees (0 for a job about to die)
+  double remaining = 0;  // natural seconds of work left
+  double rate = 1;       // natural seconds done per wall second
+  double busy = 0;       // what the contention model sees (0 for a job about to die)
   uint64_t version = 0;
-  bool doomed = false;      // time-slicing: overfilled GPU memory, will be killed
+  bool doomed = false;  // time-slicing: overfilled GPU memory, will be killed
 };
 
 struct ClassAccumulator {
@@ -110,9 +115,14 @@ struct ClassAccumulator {
 
 class Engine {
  public:
-  Engine(const Scenario& scenario, const Strategy& strategy, std::vector<Job> jobs)
-      : scenario_(scenario), strategy_(strategy), jobs_(std::move(jobs)) {
-    BuildCluster();
+  // REQUIRES: `cluster` is BuildPoolCluster(scenario, strategy).
+  Engine(const Scenario& scenario, const Strategy& strategy, pl::Cluster cluster,
+         std::vector<Job> jobs)
+      : scenario_(scenario),
+        strategy_(strategy),
+        jobs_(std::move(jobs)),
+        ledger_(std::move(cluster)) {
+    Build();
   }
 
   StrategyStats RunArrivals() {
@@ -151,8 +161,9 @@ class Engine {
       ClassStats& out = stats.classes.emplace_back();
       ClassAccumulator& in = accumulators_[c];
       out.name = scenario_.classes[c].name;
-      out.jobs = static_cast<int>(std::count_if(
-          jobs_.begin(), jobs_.end(), [&](const Job& job) { return job.class_index == static_cast<int>(c); }));
+      out.jobs = static_cast<int>(std::count_if(jobs_.begin(), jobs_.end(), [&](const Job& job) {
+        return job.class_index == static_cast<int>(c);
+      }));
       out.completed = static_cast<int>(in.queue_seconds.size());
       out.failed_attempts = in.failed_attempts;
       out.held_gpu_hours = in.held_gpu_seconds / kSecondsPerHour;
@@ -162,7 +173,8 @@ class Engine {
         for (double seconds : in.queue_seconds) sum += seconds;
         out.mean_queue_hours = sum / out.completed / kSecondsPerHour;
         std::vector<double> sorted = in.queue_seconds;
-        const size_t rank = static_cast<size_t>(std::ceil(0.95 * static_cast<double>(sorted.size()))) - 1;
+        const size_t rank =
+            static_cast<size_t>(std::ceil(0.95 * static_cast<double>(sorted.size()))) - 1;
         std::nth_element(sorted.begin(), sorted.begin() + static_cast<long>(rank), sorted.end());
         out.p95_queue_hours = sorted[rank] / kSecondsPerHour;
         out.mean_stretch = in.stretch_sum / out.completed;
@@ -176,7 +188,8 @@ class Engine {
                           double window_seconds) {
     saturated_ = true;
     source_ = Random(seed);
-    for (int c : strategy_.pools.front().classes) total_rate_ += scenario_.classes[c].arrivals_per_hour;
+    for (int c : strategy_.pools.front().classes)
+      total_rate_ += scenario_.classes[c].arrivals_per_hour;
     window_start_ = warmup_seconds;
     const double stop = warmup_seconds + window_seconds;
     head_ = DrawBacklogJob();
@@ -204,25 +217,24 @@ class Engine {
   }
 
  private:
-  void BuildCluster() {
-    int node = 0;
+  void Build() {
+    const pl::Cluster& cluster = ledger_.cluster();
+    pl::PolicyOptions options;
+    options.seed = scenario_.seed;
+    Result<std::unique_ptr<pl::Policy>> policy = pl::MakePolicy(kMixPolicy, cluster, options);
+    policy_ = std::move(policy).value();  // kMixPolicy is one of the engine's names
     class_pools_.assign(scenario_.classes.size(), {});
+    pool_nodes_.assign(strategy_.pools.size(), std::vector<bool>(cluster.node_count(), false));
+    only_node_.assign(cluster.node_count(), false);
+    size_t node = 0;
     for (size_t p = 0; p < strategy_.pools.size(); ++p) {
       const Pool& pool = strategy_.pools[p];
-      pool_gpus_.emplace_back();
       for (int c : pool.classes) class_pools_[c].push_back(static_cast<int>(p));
       for (int n = 0; n < pool.nodes; ++n, ++node) {
-        node_free_whole_.push_back(scenario_.gpus_per_node);
-        node_first_gpu_.push_back(static_cast<int>(gpus_.size()));
-        for (int g = 0; g < scenario_.gpus_per_node; ++g) {
-          Gpu gpu;
-          gpu.node = node;
-          gpu.pool = static_cast<int>(p);
-          gpu.free_replicas = pool.replicas;
-          gpu.instance_run.assign(pool.mig_geometry.size(), -1);
-          pool_gpus_.back().push_back(static_cast<int>(gpus_.size()));
-          gpus_.push_back(std::move(gpu));
-        }
+        pool_nodes_[p][node] = true;
+        node_pool_.push_back(static_cast<int>(p));
+        for (int g = 0; g < scenario_.gpus_per_node; ++g)
+          gpus_.emplace_back().pool = static_cast<int>(p);
       }
     }
     accumulators_.assign(scenario_.classes.size(), {});
@@ -238,190 +250,108 @@ class Engine {
     return job.memory_gib + scenario_.overheads.context_memory_gib;
   }
 
-  // The share a job asks for in a shares pool: its class's share, or as many of them as its
-  // memory needs (the share's memory limit is share x GPU memory), at most the whole GPU.
-  double ShareFor(const Job& job) const {
-    const double share = scenario_.classes[job.class_index].share;
-    const double units = std::ceil(MemoryNeed(job) / (share * scenario_.gpu_memory_gib) - kEpsilon);
-    return std::min(1.0, std::max(1.0, units) * share);
+  int NodeOf(int gpu) const { return gpu / scenario_.gpus_per_node; }
+
+  // Nothing more fits a node whose GPUs have no free share left, whatever their mode.
+  bool NodeFull(int node) const {
+    return ledger_.cluster().state(static_cast<size_t>(node)).free_gpu_milli == 0;
   }
 
-  double MigInstanceMemory(int profile) const {
-    return scenario_.gpu_memory_gib * scenario_.mig.profiles[profile].memory_slices /
-           scenario_.mig.memory_slices;
-  }
-
-  // Tries the job's pools in order; `only_gpu` >= 0 restricts the search to that GPU (the only
-  // one whose room grew since the job last failed to fit).
-  bool TryPlace(int job_index, int only_gpu) {
+  // Asks the engine, as tessera-scheduler does: the job's request in each of its pools in order,
+  // the pool's nodes as the candidates, the policy's choice charged to the ledger. `only_node`
+  // >= 0 restricts the candidates to that node (the only one whose room grew since the job last
+  // failed to fit).
+  bool TryPlace(int job_index, int only_node) {
     const Job& job = jobs_[job_index];
+    const pl::Cluster& cluster = ledger_.cluster();
     for (int pool : class_pools_[job.class_index]) {
-      if (only_gpu >= 0 && gpus_[only_gpu].pool != pool) continue;
-      bool placed = false;
-      switch (strategy_.pools[pool].mode) {
-        case PoolMode::kWhole: placed = PlaceWhole(job_index, pool, only_gpu); break;
-        case PoolMode::kShares: placed = PlaceShare(job_index, pool, only_gpu); break;
-        case PoolMode::kMig: placed = PlaceMig(job_index, pool, only_gpu); break;
-        case PoolMode::kTimeSlice: placed = PlaceTimeSlice(job_index, pool, only_gpu); break;
-      }
-      if (placed) return true;
+      if (only_node >= 0 && node_pool_[only_node] != pool) continue;
+      const pl::Request request = JobRequest(scenario_, strategy_.pools[pool], job);
+      pl::Demand demand = pl::CompileDemand(cluster, request);
+      demand.shares_only = request.gpu_milli != pl::kMilliPerGpu;
+      if (only_node >= 0) only_node_[only_node] = true;
+      demand.candidate_nodes = only_node >= 0 ? &only_node_ : &pool_nodes_[pool];
+      policy_->Observe(demand);
+      std::optional<pl::Assignment> choice = policy_->Choose(cluster, demand);
+      if (only_node >= 0) only_node_[only_node] = false;
+      if (!choice.has_value()) continue;
+      // The policy only proposes what fits, so the ledger accepts it.
+      Result<pl::PlacementId> placed = ledger_.Place(demand, *choice);
+      if (!placed.ok()) continue;
+      Start(job_index, pool, *placed);
+      return true;
     }
     return false;
   }
 
-  // Whole GPUs, a job's GPUs on one node; the fullest node that fits (binpack keeps whole nodes
-  // free for gang jobs).
-  bool PlaceWhole(int job_index, int pool, int only_gpu) {
-    const int needed = scenario_.classes[jobs_[job_index].class_index].gpus;
-    int best_node = -1;
-    if (only_gpu >= 0) {
-      if (node_free_whole_[gpus_[only_gpu].node] >= needed) best_node = gpus_[only_gpu].node;
-    } else {
-      for (size_t i = 0; i < pool_gpus_[pool].size(); i += scenario_.gpus_per_node) {
-        const int node = gpus_[pool_gpus_[pool][i]].node;
-        if (node_free_whole_[node] >= needed &&
-            (best_node < 0 || node_free_whole_[node] < node_free_whole_[best_node])) {
-          best_node = node;
-        }
-      }
+  // The fraction of a GPU a placement holds, by the definitions of simulator.h: whole GPUs their
+  // count, a share its charge, a MIG instance its compute slices, a time-slice replica 1/replicas.
+  double Held(const Pool& pool, const pl::Placement& placement, double mig_compute) const {
+    switch (pool.mode) {
+      case pl::SharingMode::kWhole:
+        return static_cast<double>(placement.charges.size());
+      case pl::SharingMode::kShared:
+        return static_cast<double>(placement.charges[0].milli) / pl::kMilliPerGpu;
+      case pl::SharingMode::kMig:
+        return mig_compute;
+      case pl::SharingMode::kTimeSliced:
+        return 1.0 / pool.replicas;
     }
-    if (best_node < 0) return false;
-    std::vector<int> chosen;
-    if (only_gpu >= 0 && gpus_[only_gpu].runs.empty()) chosen.push_back(only_gpu);
-    for (int g = node_first_gpu_[best_node];
-         static_cast<int>(chosen.size()) < needed && g < node_first_gpu_[best_node] + scenario_.gpus_per_node; ++g) {
-      if (gpus_[g].runs.empty() && g != only_gpu) chosen.push_back(g);
-    }
-    node_free_whole_[best_node] -= needed;
-    Start(job_index, pool, std::move(chosen), -1, needed);
-    return true;
+    return 0;
   }
 
-  // The GPUs a job may go to: `only_gpu` when it is set (>= 0), else every GPU of the pool.
-  template <typename Consider>
-  void ForEachCandidate(int pool, int only_gpu, Consider&& consider) const {
-    if (only_gpu >= 0) {
-      consider(only_gpu);
-    } else {
-      for (int g : pool_gpus_[pool]) consider(g);
-    }
-  }
-
-  // Best fit: the GPU with the least free share that still holds the job.
-  bool PlaceShare(int job_index, int pool, int only_gpu) {
-    const double share = ShareFor(jobs_[job_index]);
-    int best = -1;
-    auto consider = [&](int g) {
-      if (gpus_[g].free_share + kEpsilon >= share &&
-          (best < 0 || gpus_[g].free_share < gpus_[best].free_share)) {
-        best = g;
-      }
-    };
-    ForEachCandidate(pool, only_gpu, consider);
-    if (best < 0) return false;
-    gpus_[best].free_share -= share;
-    Start(job_index, pool, {best}, -1, share);
-    return true;
-  }
-
-  // The smallest free instance whose memory holds the job (HAMi's rule: by memory, then by
-  // compute), on the GPU with the most instances in use.
-  bool PlaceMig(int job_index, int pool, int only_gpu) {
-    const double need = MemoryNeed(jobs_[job_index]);
-    const std::vector<int>& geometry = strategy_.pools[pool].mig_geometry;
-    int best_gpu = -1;
-    int best_instance = -1;
-    int best_used = -1;
-    auto key = [&](int instance) {
-      const MigProfile& profile = scenario_.mig.profiles[geometry[instance]];
-      return std::pair(profile.memory_slices, profile.compute_slices);
-    };
-    auto consider = [&](int g) {
-      const std::vector<int>& instances = gpus_[g].instance_run;
-      const int used = static_cast<int>(std::count_if(instances.begin(), instances.end(),
-                                                      [](int run) { return run >= 0; }));
-      for (size_t i = 0; i < instances.size(); ++i) {
-        if (instances[i] >= 0 || MigInstanceMemory(geometry[i]) + kEpsilon < need) continue;
-        const int instance = static_cast<int>(i);
-        if (best_gpu < 0 || key(instance) < key(best_instance) ||
-            (key(instance) == key(best_instance) && used > best_used)) {
-          best_gpu = g;
-          best_instance = instance;
-          best_used = used;
-        }
-      }
-    };
-    ForEachCandidate(pool, only_gpu, consider);
-    if (best_gpu < 0) return false;
-    const MigProfile& profile = scenario_.mig.profiles[geometry[best_instance]];
-    const double held = static_cast<double>(profile.compute_slices) / scenario_.mig.compute_slices;
-    Start(job_index, pool, {best_gpu}, best_instance, held);
-    return true;
-  }
-
-  // Replicas are counted, memory is not (that is what time-slicing does); binpack by replicas.
-  bool PlaceTimeSlice(int job_index, int pool, int only_gpu) {
-    int best = -1;
-    auto consider = [&](int g) {
-      if (gpus_[g].free_replicas > 0 &&
-          (best < 0 || gpus_[g].free_replicas < gpus_[best].free_replicas)) {
-        best = g;
-      }
-    };
-    ForEachCandidate(pool, only_gpu, consider);
-    if (best < 0) return false;
-    gpus_[best].free_replicas -= 1;
-    Start(job_index, pool, {best}, -1, 1.0 / strategy_.pools[pool].replicas);
-    return true;
-  }
-
-  void Start(int job_index, int pool, std::vector<int> gpus, int instance, double held) {
+  void Start(int job_index, int pool_index, pl::PlacementId placement_id) {
     const Job& job = jobs_[job_index];
+    const Pool& pool = strategy_.pools[pool_index];
+    const pl::Placement& placement = ledger_.placement(placement_id);
     const int run_index = static_cast<int>(runs_.size());
     Run& run = runs_.emplace_back();
     run_active_.push_back(true);
     ++active_runs_;
     run.job = job_index;
-    run.pool = pool;
-    run.gpus = std::move(gpus);
-    run.instance = instance;
-    run.held = held;
+    run.pool = pool_index;
+    run.placement = placement_id;
+    for (const pl::GpuCharge& charge : placement.charges) {
+      run.gpus.push_back(static_cast<int>(placement.node) * scenario_.gpus_per_node + charge.gpu);
+    }
+    if (pool.mode == pl::SharingMode::kMig) {
+      const MigProfile& profile =
+          scenario_.mig.profiles[pool.mig_geometry[placement.charges[0].mig_slice]];
+      run.mig_compute = static_cast<double>(profile.compute_slices) / scenario_.mig.compute_slices;
+    }
+    run.held = Held(pool, placement, run.mig_compute);
     run.start = now_;
     run.last_update = now_;
     run.remaining = job.natural_seconds;
     run.busy = job.busy;
-    const PoolMode mode = strategy_.pools[pool].mode;
     for (int g : run.gpus) {
       if (gpus_[g].runs.empty()) ++occupied_gpus_;
       ++tenants_;
       gpus_[g].runs.push_back(run_index);
     }
-    switch (mode) {
-      case PoolMode::kWhole: {
+    switch (pool.mode) {
+      case pl::SharingMode::kWhole: {
         const double cpus = scenario_.classes[job.class_index].cpus;
         const double available = scenario_.CpusPerGpu() * static_cast<double>(run.gpus.size());
         SetRate(run_index, ProgressRate(job.busy, 1, HostSpeed(available, cpus)));
         break;
       }
-      case PoolMode::kMig:
-        gpus_[run.gpus[0]].instance_run[instance] = run_index;
-        UpdateSharedGpu(run.gpus[0]);
-        break;
-      case PoolMode::kTimeSlice: {
+      case pl::SharingMode::kTimeSliced: {
         Gpu& gpu = gpus_[run.gpus[0]];
         if (gpu.memory_in_use_gib + MemoryNeed(job) > scenario_.gpu_memory_gib + kEpsilon) {
           // Nothing stopped the placement; the job's allocations fail once it starts.
           run.doomed = true;
           run.busy = 0;
-          Push(now_ + scenario_.time_slicing.oom_after_minutes * 60, EventType::kOomKill,
-               run_index, 0);
+          Push(now_ + scenario_.time_slicing.oom_after_minutes * 60, EventType::kOomKill, run_index,
+               0);
         } else {
           gpu.memory_in_use_gib += MemoryNeed(job);
         }
         UpdateSharedGpu(run.gpus[0]);
         break;
       }
-      case PoolMode::kShares:
+      case pl::SharingMode::kMig:
+      case pl::SharingMode::kShared:
         UpdateSharedGpu(run.gpus[0]);
         break;
     }
@@ -451,18 +381,14 @@ class Engine {
     for (int r : gpu.runs) cpus += scenario_.classes[jobs_[runs_[r].job].class_index].cpus;
     const double host_speed = HostSpeed(scenario_.CpusPerGpu(), cpus);
     const Pool& pool = strategy_.pools[gpu.pool];
-    if (pool.mode == PoolMode::kMig) {
+    if (pool.mode == pl::SharingMode::kMig) {
       // Hardware slices: a fixed fraction of the SMs, nobody else's work in them; only the host
       // side is shared.
       const std::vector<int> runs = gpu.runs;
-      for (int r : runs) {
-        const MigProfile& profile = scenario_.mig.profiles[pool.mig_geometry[runs_[r].instance]];
-        const double slice = static_cast<double>(profile.compute_slices) / scenario_.mig.compute_slices;
-        SetRate(r, ProgressRate(runs_[r].busy, slice, host_speed));
-      }
+      for (int r : runs) SetRate(r, ProgressRate(runs_[r].busy, runs_[r].mig_compute, host_speed));
       return;
     }
-    const bool shares = pool.mode == PoolMode::kShares;
+    const bool shares = pool.mode == pl::SharingMode::kShared;
     const Overheads& overheads = scenario_.overheads;
     const double cotenants = static_cast<double>(gpu.runs.size() - 1);
     double slowdown = 1 + overheads.interference_per_cotenant * cotenants;
@@ -492,33 +418,29 @@ class Engine {
     run.remaining = std::max(0.0, run.remaining - run.rate * (now_ - run.last_update));
     run.last_update = now_;
     accumulators_[job.class_index].held_gpu_seconds += run.held * (now_ - run.start);
+    Status released = ledger_.Release(run.placement);
+    (void)released;  // the id is live: this run holds it, and only here is it released
     for (int g : run.gpus) {
       Gpu& gpu = gpus_[g];
       gpu.runs.erase(std::find(gpu.runs.begin(), gpu.runs.end(), run_index));
       --tenants_;
       if (gpu.runs.empty()) --occupied_gpus_;
-      switch (strategy_.pools[run.pool].mode) {
-        case PoolMode::kWhole: node_free_whole_[gpu.node] += 1; break;
-        case PoolMode::kShares: gpu.free_share += run.held; break;
-        case PoolMode::kMig: gpu.instance_run[run.instance] = -1; break;
-        case PoolMode::kTimeSlice:
-          gpu.free_replicas += 1;
-          if (!run.doomed) gpu.memory_in_use_gib -= MemoryNeed(job);
-          break;
+      if (strategy_.pools[run.pool].mode == pl::SharingMode::kTimeSliced && !run.doomed) {
+        gpu.memory_in_use_gib -= MemoryNeed(job);
       }
     }
   }
 
   void AfterRelease(const std::vector<int>& gpus) {
     for (int g : gpus) {
-      if (strategy_.pools[gpus_[g].pool].mode != PoolMode::kWhole) UpdateSharedGpu(g);
+      if (strategy_.pools[gpus_[g].pool].mode != pl::SharingMode::kWhole) UpdateSharedGpu(g);
     }
-    // For a gang job, one GPU of its node is enough to try: they all share the node's count.
-    const int g = gpus.front();
+    // A run's GPUs are all on one node, the only node that gained room.
+    const int node = NodeOf(gpus.front());
     if (saturated_) {
-      FillFromBacklog(g);
+      FillFromBacklog(node);
     } else {
-      DrainQueueOnto(g);
+      DrainQueueOnto(node);
     }
   }
 
@@ -552,24 +474,11 @@ class Engine {
     AfterRelease(gpus);
   }
 
-  bool GpuFull(int g) const {
-    const Gpu& gpu = gpus_[g];
-    switch (strategy_.pools[gpu.pool].mode) {
-      case PoolMode::kWhole: return node_free_whole_[gpu.node] == 0;
-      case PoolMode::kShares: return gpu.free_share < kEpsilon;
-      case PoolMode::kMig:
-        return std::none_of(gpu.instance_run.begin(), gpu.instance_run.end(),
-                            [](int run) { return run < 0; });
-      case PoolMode::kTimeSlice: return gpu.free_replicas == 0;
-    }
-    return true;
-  }
-
-  // Every waiting job fitted nowhere when it was queued, and only GPU g (or its node) has gained
-  // room since, so trying g alone, in arrival order, is the full greedy-backfill pass.
-  void DrainQueueOnto(int g) {
-    for (auto it = queue_.begin(); it != queue_.end() && !GpuFull(g);) {
-      if (TryPlace(*it, g)) {
+  // Every waiting job fitted nowhere when it was queued, and only `node` has gained room since,
+  // so trying that node alone, in arrival order, is the full greedy-backfill pass.
+  void DrainQueueOnto(int node) {
+    for (auto it = queue_.begin(); it != queue_.end() && !NodeFull(node);) {
+      if (TryPlace(*it, node)) {
         it = queue_.erase(it);
       } else {
         ++it;
@@ -593,9 +502,9 @@ class Engine {
   }
 
   // Strict FIFO from the backlog: the head job starts if it fits, then the next, and so on.
-  void FillFromBacklog(int g) {
-    if (g >= 0) {
-      if (!TryPlace(head_, g)) return;
+  void FillFromBacklog(int node) {
+    if (node >= 0) {
+      if (!TryPlace(head_, node)) return;
       head_ = DrawBacklogJob();
     }
     while (TryPlace(head_, -1)) head_ = DrawBacklogJob();
@@ -613,10 +522,13 @@ class Engine {
   const Strategy& strategy_;
   std::vector<Job> jobs_;
   std::vector<Gpu> gpus_;
-  std::vector<std::vector<int>> pool_gpus_;
   std::vector<std::vector<int>> class_pools_;
-  std::vector<int> node_free_whole_;
-  std::vector<int> node_first_gpu_;
+  // Placement: the engine's ledger and policy, and per pool its nodes as a candidate mask.
+  pl::Ledger ledger_;
+  std::unique_ptr<pl::Policy> policy_;
+  std::vector<std::vector<bool>> pool_nodes_;
+  std::vector<bool> only_node_;  // all false between placements
+  std::vector<int> node_pool_;
   std::vector<Run> runs_;
   std::vector<bool> run_active_;
   int active_runs_ = 0;
@@ -680,7 +592,15 @@ double StrategyStats::ClusterUtilisation() const {
 
 StrategyStats SimulateStrategy(const Scenario& scenario, const Strategy& strategy,
                                const std::vector<Job>& jobs) {
-  Engine engine(scenario, strategy, jobs);
+  Result<pl::Cluster> cluster = BuildPoolCluster(scenario, strategy);
+  if (!cluster.ok()) {
+    // Only a scenario changed after ParseScenario checked it gets here: nothing can run.
+    StrategyStats stats;
+    stats.strategy = strategy.name;
+    stats.unfinished_jobs = static_cast<int>(jobs.size());
+    return stats;
+  }
+  Engine engine(scenario, strategy, std::move(cluster).value(), jobs);
   return engine.RunArrivals();
 }
 
@@ -693,12 +613,18 @@ std::vector<SweepPoint> SweepPartitions(const Scenario& scenario, uint64_t seed)
     strategy.name = "partitions of 1/" + std::to_string(k);
     Pool& pool = strategy.pools.emplace_back();
     pool.name = "swept";
-    pool.mode = PoolMode::kShares;
+    pool.mode = pl::SharingMode::kShared;
     pool.nodes = scenario.sweep.nodes;
     pool.classes = scenario.sweep.classes;
-    Engine engine(partitioned, strategy, {});
+    Result<pl::Cluster> cluster = BuildPoolCluster(partitioned, strategy);
+    if (!cluster.ok()) {
+      points.emplace_back().denominator = k;
+      continue;
+    }
+    Engine engine(partitioned, strategy, std::move(cluster).value(), {});
     // The same backlog for every partition size (common random numbers).
-    points.push_back(engine.RunSaturated(k, StreamSeed(seed, 1000), scenario.sweep.warmup_hours * kSecondsPerHour,
+    points.push_back(engine.RunSaturated(k, StreamSeed(seed, 1000),
+                                         scenario.sweep.warmup_hours * kSecondsPerHour,
                                          scenario.sweep.hours * kSecondsPerHour));
   }
   return points;

@@ -69,7 +69,8 @@ TEST(ScenarioParser, ReadsEveryFieldOfAValidScenario) {
   EXPECT_DOUBLE_EQ(scenario->classes[1].busy_fraction.min, 0.9);
   EXPECT_EQ(scenario->classes[1].gpus, 4);
   ASSERT_EQ(scenario->strategies.size(), 2u);
-  EXPECT_EQ(scenario->strategies[1].pools[1].mode, PoolMode::kShares);
+  EXPECT_EQ(scenario->strategies[1].pools[1].mode, placement::SharingMode::kShared);
+  EXPECT_EQ(PoolModeName(scenario->strategies[1].pools[1].mode), "shares");
   EXPECT_EQ(scenario->strategies[1].pools[1].classes, std::vector<int>{0});
   EXPECT_EQ(scenario->sweep.partitions, (std::vector<int>{1, 2, 4}));
 }
@@ -98,25 +99,30 @@ TEST(ScenarioParser, TheBuiltInNioScenarioLoads) {
 }
 
 TEST(ScenarioParser, AnUnknownKeyIsNamedWithItsLine) {
-  const std::string error = ErrorOf(Replace(kValid, "    arrivals_per_hour: 20", "    arrival_rate: 20"));
+  const std::string error =
+      ErrorOf(Replace(kValid, "    arrivals_per_hour: 20", "    arrival_rate: 20"));
   EXPECT_NE(error.find("test.yaml:13:"), std::string::npos) << error;
   EXPECT_NE(error.find("classes[0].arrival_rate: unknown key"), std::string::npos) << error;
 }
 
 TEST(ScenarioParser, AMissingRequiredKeyIsNamed) {
-  const std::string error = ErrorOf(Replace(kValid, "    busy_fraction: {min: 0.05, max: 0.1}\n", ""));
+  const std::string error =
+      ErrorOf(Replace(kValid, "    busy_fraction: {min: 0.05, max: 0.1}\n", ""));
   EXPECT_NE(error.find("classes[ci]: missing required key \"busy_fraction\""), std::string::npos)
       << error;
 }
 
 TEST(ScenarioParser, AWrongTypeNamesFileLineKeyAndValue) {
-  const std::string error = ErrorOf(Replace(kValid, "arrivals_per_hour: 20", "arrivals_per_hour: lots"));
+  const std::string error =
+      ErrorOf(Replace(kValid, "arrivals_per_hour: 20", "arrivals_per_hour: lots"));
   EXPECT_EQ(error, "test.yaml:13: classes[ci].arrivals_per_hour: expected a number, got \"lots\"");
 }
 
 TEST(ScenarioParser, AValueOutOfRangeIsRefused) {
-  const std::string error = ErrorOf(Replace(kValid, "{min: 0.05, max: 0.1}", "{min: 0.05, max: 1.5}"));
-  EXPECT_NE(error.find("classes[ci].busy_fraction.max: must be in [0, 1]"), std::string::npos) << error;
+  const std::string error =
+      ErrorOf(Replace(kValid, "{min: 0.05, max: 0.1}", "{min: 0.05, max: 1.5}"));
+  EXPECT_NE(error.find("classes[ci].busy_fraction.max: must be in [0, 1]"), std::string::npos)
+      << error;
 }
 
 TEST(ScenarioParser, MalformedYamlReportsTheLine) {
@@ -126,27 +132,33 @@ TEST(ScenarioParser, MalformedYamlReportsTheLine) {
 }
 
 TEST(ScenarioParser, PoolsMustAddUpToTheCluster) {
-  const std::string error = ErrorOf(Replace(kValid, "{name: all, mode: whole, nodes: 2,", "{name: all, mode: whole, nodes: 1,"));
+  const std::string error = ErrorOf(
+      Replace(kValid, "{name: all, mode: whole, nodes: 2,", "{name: all, mode: whole, nodes: 1,"));
   EXPECT_NE(error.find("strategies[whole].pools: the pools hold 1 nodes but cluster.nodes is 2"),
             std::string::npos)
       << error;
 }
 
 TEST(ScenarioParser, APoolNamingAnUnknownClassIsRefused) {
-  const std::string error = ErrorOf(Replace(kValid, "classes: [ci, train]", "classes: [ci, trian]"));
+  const std::string error =
+      ErrorOf(Replace(kValid, "classes: [ci, train]", "classes: [ci, trian]"));
   EXPECT_NE(error.find("strategies[whole].pools[0].classes[1]: no class named \"trian\""),
             std::string::npos)
       << error;
 }
 
 TEST(ScenarioParser, AGangClassCannotBeShared) {
-  const std::string error = ErrorOf(Replace(kValid, "mode: shares, nodes: 1, classes: [ci]", "mode: shares, nodes: 1, classes: [ci, train]"));
+  const std::string error = ErrorOf(Replace(kValid, "mode: shares, nodes: 1, classes: [ci]",
+                                            "mode: shares, nodes: 1, classes: [ci, train]"));
   EXPECT_NE(error.find("asks for several GPUs per job"), std::string::npos) << error;
 }
 
 TEST(ScenarioParser, AClassNoPoolCanRunIsRefused) {
-  const std::string error = ErrorOf(Replace(kValid, "{name: training, mode: whole, nodes: 1, classes: [train]}", "{name: training, mode: whole, nodes: 1, classes: [ci]}"));
-  EXPECT_NE(error.find("no pool can run the largest job of class \"train\""), std::string::npos) << error;
+  const std::string error =
+      ErrorOf(Replace(kValid, "{name: training, mode: whole, nodes: 1, classes: [train]}",
+                      "{name: training, mode: whole, nodes: 1, classes: [ci]}"));
+  EXPECT_NE(error.find("no pool can run the largest job of class \"train\""), std::string::npos)
+      << error;
 }
 
 TEST(ScenarioParser, DuplicateKeysAndAliasesAreRefused) {

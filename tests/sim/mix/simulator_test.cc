@@ -142,12 +142,70 @@ TEST(Simulator, JobsQueueWhenTheClusterIsFullAndNotWhenItIsIdle) {
   EXPECT_GT(Simulate(scenario, "whole").classes[0].mean_queue_hours, 1.0);
 }
 
+// One node with one GPU in `pool_yaml`'s mode, one class, and jobs given by hand, so that what
+// the engine decides for each job can be read off the statistics.
+Scenario OneGpuScenario(const std::string& gpu_memory_gib, const std::string& class_yaml,
+                        const std::string& pool_yaml) {
+  Result<Scenario> scenario = ParseScenario(
+      "name: one\nhours: 1\ncluster: {nodes: 1, gpus_per_node: 1, gpu_memory_gib: " +
+          gpu_memory_gib +
+          "}\n"
+          "overheads: {context_memory_gib: 0, shim_slowdown: 0, interference_per_cotenant: 0}\n"
+          "shares: {compute_policy: work_conserving}\n"
+          "mig:\n  compute_slices: 7\n  memory_slices: 8\n  profiles:\n"
+          "    - {name: 2g.20gb, compute: 2, memory: 2}\n"
+          "    - {name: 1g.40gb, compute: 1, memory: 4}\n"
+          "classes:\n  - {name: job, arrivals_per_hour: 1, duration_minutes: {median: 60, sigma: "
+          "0},\n"
+          "     busy_fraction: 1, " +
+          class_yaml + "}\nstrategies:\n  - name: only\n    pools: [" + pool_yaml +
+          "]\nsweep: {nodes: 1, classes: [job], partitions: [1]}\n",
+      "one");
+  EXPECT_TRUE(scenario.ok()) << scenario.status().message();
+  return std::move(scenario).value();
+}
+
+Job HourJob(double memory_gib) {
+  Job job;
+  job.natural_seconds = 3600;
+  job.busy = 1;
+  job.memory_gib = memory_gib;
+  return job;
+}
+
+TEST(PlacementThroughTheEngine, MigTakesTheInstanceWithLeastComputeThatHoldsTheJob) {
+  // Both instances hold 15 GiB. The engine orders MIG slices by compute, then memory, so it takes
+  // the 1-slice 40 GiB instance (a 7x slower GPU phase), not the 2-slice 20 GiB one that the
+  // smallest-memory-first rule would take (stretch 3.5).
+  const Scenario scenario = OneGpuScenario(
+      "80", "memory_gib: 15",
+      "{name: m, mode: mig, nodes: 1, geometry: [2g.20gb, 1g.40gb], classes: [job]}");
+  const StrategyStats stats = SimulateStrategy(scenario, scenario.strategies[0], {HourJob(15)});
+  ASSERT_EQ(stats.classes[0].completed, 1);
+  EXPECT_NEAR(stats.classes[0].mean_stretch, 7.0, 1e-6);
+  EXPECT_NEAR(stats.classes[0].held_gpu_hours, 1.0, 1e-6);  // 1/7 of a GPU for 7 hours
+}
+
+TEST(PlacementThroughTheEngine, ASharesMemoryIsTheEnginesRoundedDownLimit) {
+  // A third of a GPU is 333 milli, whose memory on 30 GiB is 10229 MiB: a job needing 10 GiB
+  // takes two thirds, so the second of two such jobs waits for the first, where exact thirds
+  // would have run both at once.
+  const Scenario scenario = OneGpuScenario("30", "memory_gib: 10, share: 1/3",
+                                           "{name: s, mode: shares, nodes: 1, classes: [job]}");
+  const StrategyStats stats =
+      SimulateStrategy(scenario, scenario.strategies[0], {HourJob(10), HourJob(10)});
+  ASSERT_EQ(stats.classes[0].completed, 2);
+  EXPECT_NEAR(stats.classes[0].mean_queue_hours, 0.5, 1e-6);
+  EXPECT_NEAR(stats.classes[0].held_gpu_hours, 2 * 0.666, 1e-6);
+}
+
 TEST(PartitionSweep, WholeGpusLetFewerJobsThroughThanAnyPartition) {
   Scenario scenario = SmallScenario();
   std::vector<SweepPoint> points = SweepPartitions(scenario, 9);
   ASSERT_EQ(points.size(), 6u);
   // Whole GPUs waste what low-busy jobs leave idle; every finer partition does better.
-  for (size_t i = 1; i < points.size(); ++i) EXPECT_GT(points[i].jobs_per_hour, points[0].jobs_per_hour);
+  for (size_t i = 1; i < points.size(); ++i)
+    EXPECT_GT(points[i].jobs_per_hour, points[0].jobs_per_hour);
 }
 
 TEST(Report, JsonCarriesEveryStrategyAndClass) {
