@@ -3,9 +3,9 @@
 #include <dirent.h>
 
 #include <algorithm>
-#include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/commands.h"
@@ -41,11 +41,6 @@ struct RegionView {
   std::string path;
   region::Snapshot snapshot;
 };
-
-// 254 -> "25.4".
-std::string FormatTenths(int permille) {
-  return std::to_string(permille / 10) + "." + std::to_string(permille % 10);
-}
 
 void PrintTable(const std::vector<RegionView>& views) {
   for (size_t r = 0; r < views.size(); ++r) {
@@ -101,47 +96,43 @@ void PrintTable(const std::vector<RegionView>& views) {
   }
 }
 
+// One line, so that a script can read it as one record; `| jq` shows it to a person.
 void PrintJson(const std::vector<RegionView>& views, const std::vector<std::string>& errors) {
-  std::printf("{\"regions\": [");
-  for (size_t r = 0; r < views.size(); ++r) {
-    const RegionView& view = views[r];
-    std::printf("%s{\"path\": %s, \"layout_version\": %u, \"devices\": [", r ? ", " : "",
-                JsonString(view.path).c_str(), view.snapshot.layout_version);
-    for (size_t d = 0; d < view.snapshot.devices.size(); ++d) {
-      const region::DeviceUsage& device = view.snapshot.devices[d];
-      std::printf("%s{\"index\": %d, \"uuid\": %s, \"memory_limit_bytes\": %" PRIu64
-                  ", \"memory_used_bytes\": %" PRIu64
-                  ", \"sm_limit_percent\": %u"
-                  ", \"sm_achieved_percent\": %s, \"sm_charged_ns\": %lld}",
-                  d ? ", " : "", device.index, JsonString(device.uuid).c_str(),
-                  device.limits.memory_bytes, device.used, device.limits.sm_percent,
-                  device.compute_share_permille >= 0
-                      ? FormatTenths(device.compute_share_permille).c_str()
-                      : "null",
-                  static_cast<long long>(device.compute_charged_ns));
+  Json regions = Json::array();
+  for (const RegionView& view : views) {
+    Json devices = Json::array();
+    for (const region::DeviceUsage& device : view.snapshot.devices) {
+      // The share achieved over the last second, in percent with one decimal; null when the
+      // device has no limit or was idle.
+      Json achieved = nullptr;
+      if (device.compute_share_permille >= 0) achieved = device.compute_share_permille / 10.0;
+      devices.push_back({{"index", device.index},
+                         {"uuid", device.uuid},
+                         {"memory_limit_bytes", device.limits.memory_bytes},
+                         {"memory_used_bytes", device.used},
+                         {"sm_limit_percent", device.limits.sm_percent},
+                         {"sm_achieved_percent", std::move(achieved)},
+                         {"sm_charged_ns", device.compute_charged_ns}});
     }
-    std::printf("], \"processes\": [");
-    for (size_t p = 0; p < view.snapshot.processes.size(); ++p) {
-      const region::ProcessUsage& process = view.snapshot.processes[p];
-      std::printf("%s{\"pid\": %d, \"command\": %s, \"alive\": %s, \"devices\": [", p ? ", " : "",
-                  static_cast<int>(process.pid), JsonString(process.command).c_str(),
-                  process.alive ? "true" : "false");
-      bool first = true;
+    Json processes = Json::array();
+    for (const region::ProcessUsage& process : view.snapshot.processes) {
+      Json used = Json::array();
       for (int device = 0; device < region::kMaxDevices; ++device) {
         if (process.used[device] == 0) continue;
-        std::printf("%s{\"index\": %d, \"memory_used_bytes\": %" PRIu64 "}", first ? "" : ", ",
-                    device, process.used[device]);
-        first = false;
+        used.push_back({{"index", device}, {"memory_used_bytes", process.used[device]}});
       }
-      std::printf("]}");
+      processes.push_back({{"pid", static_cast<int>(process.pid)},
+                           {"command", process.command},
+                           {"alive", process.alive},
+                           {"devices", std::move(used)}});
     }
-    std::printf("]}");
+    regions.push_back({{"path", view.path},
+                       {"layout_version", view.snapshot.layout_version},
+                       {"devices", std::move(devices)},
+                       {"processes", std::move(processes)}});
   }
-  std::printf("], \"errors\": [");
-  for (size_t e = 0; e < errors.size(); ++e) {
-    std::printf("%s%s", e ? ", " : "", JsonString(errors[e]).c_str());
-  }
-  std::printf("]}\n");
+  const Json out = {{"regions", std::move(regions)}, {"errors", errors}};
+  std::printf("%s\n", WriteJson(out, JsonLayout::kOneLine).c_str());
 }
 
 std::vector<std::string> RegionsIn(const std::string& directory) {

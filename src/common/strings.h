@@ -3,6 +3,8 @@
 #ifndef TESSERA_COMMON_STRINGS_H_
 #define TESSERA_COMMON_STRINGS_H_
 
+#include <cstdarg>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +58,26 @@ inline bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
 
 inline bool StartsWithIgnoringCase(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && EqualsIgnoringCase(text.substr(0, prefix.size()), prefix);
+}
+
+// printf into a string of whatever length it takes; for text tables and drawings, never for
+// JSON (common/json.h writes that).
+inline std::string Format(const char* format, ...) __attribute__((format(printf, 1, 2)));
+inline std::string Format(const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  va_list again;
+  va_copy(again, args);
+  const int size = std::vsnprintf(nullptr, 0, format, args);
+  va_end(args);
+  std::string out;
+  if (size > 0) {
+    out.resize(static_cast<size_t>(size) + 1);
+    std::vsnprintf(out.data(), out.size(), format, again);
+    out.pop_back();
+  }
+  va_end(again);
+  return out;
 }
 
 }  // namespace tessera

@@ -7,7 +7,6 @@
 #include <optional>
 #include <utility>
 
-#include "common/json.h"
 #include "common/strings.h"
 
 namespace tessera::scheduler {
@@ -20,10 +19,13 @@ constexpr size_t kMaxQuotedBytes = 80;
 
 // `text` as a JSON string literal, cut at a UTF-8 character boundary when it is long.
 std::string Quote(std::string_view text) {
-  if (text.size() <= kMaxQuotedBytes) return JsonString(text);
+  const auto literal = [](std::string_view part) {
+    return json(std::string(part)).dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  if (text.size() <= kMaxQuotedBytes) return literal(text);
   size_t end = kMaxQuotedBytes;
   while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return JsonString(text.substr(0, end)) + "...";
+  return literal(text.substr(0, end)) + "...";
 }
 
 // A JSON value as a message shows it: strings quoted, the rest as JSON, long ones cut.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -33,6 +34,17 @@ TEST(Split, PiecesPointIntoTheText) {
 TEST(Trim, DropsSpaceAtBothEndsOnly) {
   EXPECT_EQ(Trim("  a b \t\n"), "a b");
   EXPECT_EQ(Trim(" \t "), "");
+}
+
+TEST(Format, FormatsLikePrintf) {
+  EXPECT_EQ(Format("%-5s|%6.2f|%d%%", "ab", 3.14159, 7), "ab   |  3.14|7%");
+  EXPECT_EQ(Format("%s", ""), "");
+}
+
+// One of the two copies this replaced wrote into a 512-byte buffer and cut the rest off.
+TEST(Format, WritesTextLongerThanAnyFixedBuffer) {
+  const std::string long_name(5000, 'x');
+  EXPECT_EQ(Format("<%s>", long_name.c_str()), "<" + long_name + ">");
 }
 
 }  // namespace

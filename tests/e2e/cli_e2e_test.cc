@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "fake_node.h"
 #include "support/child_process.h"
@@ -116,12 +117,23 @@ TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
   Child json(Tessera({"status", "--json", directory_ + "/c.region"}), Environment());
   ASSERT_EQ(json.Finish(), 0) << json.output();
   const std::string& text = json.output();
-  EXPECT_EQ(text.rfind("{\"regions\": [{\"path\": ", 0), 0u) << text;
-  EXPECT_NE(text.find("\"memory_limit_bytes\": 2147483648"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"memory_limit_bytes\": 1073741824"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"memory_used_bytes\": 570425344"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"alive\": true"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"errors\": []"), std::string::npos) << text;
+  EXPECT_EQ(text.rfind("{\"regions\":[{\"path\":", 0), 0u) << text;
+  EXPECT_EQ(text.find('\n'), text.size() - 1) << "one object, one line\n" << text;
+  const nlohmann::json status = nlohmann::json::parse(text);
+  ASSERT_EQ(status["regions"].size(), 1u) << text;
+  const nlohmann::json& region = status["regions"][0];
+  EXPECT_EQ(region["path"], directory_ + "/c.region");
+  // The region holds limits for every device index: 2 GiB by default, 1 GiB for index 1.
+  ASSERT_GE(region["devices"].size(), 2u) << text;
+  EXPECT_EQ(region["devices"][0]["memory_limit_bytes"], 2147483648u) << text;
+  EXPECT_EQ(region["devices"][1]["memory_limit_bytes"], 1073741824u) << text;
+  EXPECT_EQ(region["devices"][0]["memory_used_bytes"], 570425344u) << text;
+  ASSERT_EQ(region["processes"].size(), 1u) << text;
+  EXPECT_EQ(region["processes"][0]["alive"], true) << text;
+  EXPECT_EQ(region["processes"][0]["devices"],
+            nlohmann::json::parse(R"([{"index":0,"memory_used_bytes":570425344}])"))
+      << text;
+  EXPECT_EQ(status["errors"], nlohmann::json::array()) << text;
   EXPECT_EQ(run.Finish(), 0);
 }
 
@@ -151,8 +163,12 @@ TEST_F(TesseraCommand, GpuCoresLimitsTheShareAndStatusShowsItBesideTheLimit) {
   EXPECT_NEAR(achieved, 25, 8) << table_output;
   Child json(Tessera({"status", "--json", directory_ + "/k.region"}), Environment());
   ASSERT_EQ(json.Finish(), 0) << json.output();
-  EXPECT_NE(json.output().find("\"sm_limit_percent\": 25"), std::string::npos) << json.output();
-  EXPECT_NE(json.output().find("\"sm_achieved_percent\": 2"), std::string::npos) << json.output();
+  const nlohmann::json status = nlohmann::json::parse(json.output());
+  const nlohmann::json& device = status["regions"][0]["devices"][0];
+  EXPECT_EQ(device["sm_limit_percent"], 25) << json.output();
+  // The share over the last second, in percent with one decimal: near the limit, as above.
+  ASSERT_TRUE(device["sm_achieved_percent"].is_number()) << json.output();
+  EXPECT_NEAR(device["sm_achieved_percent"].get<double>(), 25, 8) << json.output();
   ASSERT_EQ(run.Finish(), 0) << run.output();
   auto fields = Fields(run.output());
   EXPECT_NEAR(static_cast<double>(Number(fields, "share_permille")) / 10, 25, 8) << run.output();
@@ -169,6 +185,14 @@ TEST_F(TesseraCommand, StatusReportsARegionItCannotReadAndFails) {
   Child status(Tessera({"status", directory_ + "/bad.region"}), Environment());
   EXPECT_EQ(status.Finish(), 1);
   EXPECT_NE(status.output().find("not a Tessera region"), std::string::npos) << status.output();
+  // For scripts the error is in the JSON, which stays JSON: the message is quoted.
+  Child json(Tessera({"status", "--json", directory_ + "/bad.region"}), Environment());
+  EXPECT_EQ(json.Finish(), 1);
+  const nlohmann::json parsed = nlohmann::json::parse(json.output());
+  EXPECT_EQ(parsed["regions"], nlohmann::json::array()) << json.output();
+  ASSERT_EQ(parsed["errors"].size(), 1u) << json.output();
+  EXPECT_NE(parsed["errors"][0].get<std::string>().find("not a Tessera region"), std::string::npos)
+      << json.output();
 }
 
 }  // namespace

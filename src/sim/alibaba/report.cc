@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <utility>
 
 #include "common/json.h"
+#include "common/strings.h"
 
 namespace tessera::sim::alibaba {
 
@@ -43,62 +44,43 @@ double PolicySummary::MeanSeconds() const {
 
 namespace {
 
-// printf into a string of whatever length it takes.
-template <typename... Args>
-std::string Format(const char* format, Args... args) {
-  const int size = std::snprintf(nullptr, 0, format, args...);
-  if (size <= 0) return {};
-  std::string out(static_cast<size_t>(size) + 1, '\0');
-  std::snprintf(out.data(), out.size(), format, args...);
-  out.pop_back();
+// Summaries carry 4 places, curves 3: the seeds' spread is far wider than that.
+double Summary(double value) { return RoundToDecimals(value, 4); }
+
+Json CurveJson(const std::vector<double>& curve) {
+  Json out = Json::array();
+  for (double value : curve) out.push_back(RoundToDecimals(value, 3));
   return out;
 }
 
-std::string JsonNumber(double value) {
-  if (!std::isfinite(value)) return "null";
-  return Format("%.4f", value);
-}
-
-std::string JsonCurve(const std::vector<double>& curve) {
-  std::string out = "[";
-  for (size_t i = 0; i < curve.size(); ++i) {
-    if (i > 0) out += ",";
-    out += Format("%.3f", curve[i]);
-  }
-  return out + "]";
-}
-
-std::string PoliciesJson(const VariantReport& report) {
-  std::string out = "[";
-  for (size_t p = 0; p < report.policies.size(); ++p) {
-    const PolicySummary& s = report.policies[p];
-    if (p > 0) out += ",";
-    out += "{\"name\":" + JsonString(s.name);
-    out += ",\"unallocated_pct_mean\":" + JsonNumber(s.UnallocatedMean(100));
-    out += ",\"unallocated_pct_sd\":" + JsonNumber(s.UnallocatedSd(100));
-    out += ",\"unallocated_130_pct_mean\":" + JsonNumber(s.UnallocatedMean(kCurveMaxPercent));
-    std::vector<double> rate = s.MeanCurve(&ReplayResult::frag_rate_pct);
-    out += ",\"frag_rate_pct\":{\"50\":" + JsonNumber(rate[50]) +
-           ",\"80\":" + JsonNumber(rate[80]) + ",\"90\":" + JsonNumber(rate[90]) + "}";
-    out += ",\"seconds_per_run\":" + JsonNumber(s.MeanSeconds());
-    out += ",\"seeds\":[";
-    for (size_t i = 0; i < s.runs.size(); ++i) {
-      const ReplayResult& r = s.runs[i];
-      if (i > 0) out += ",";
-      out += Format(
-          "{\"seed\":%llu,\"unallocated_pct\":%s,\"unallocated_130_pct\":%s,"
-          "\"pods\":%d,\"failed_pods\":%d}",
-          static_cast<unsigned long long>(r.seed), JsonNumber(r.unallocated_pct(100)).c_str(),
-          JsonNumber(r.unallocated_pct(kCurveMaxPercent)).c_str(), r.pods, r.failed.total());
+Json PoliciesJson(const VariantReport& report) {
+  Json policies = Json::array();
+  for (const PolicySummary& s : report.policies) {
+    const std::vector<double> rate = s.MeanCurve(&ReplayResult::frag_rate_pct);
+    Json seeds = Json::array();
+    for (const ReplayResult& r : s.runs) {
+      seeds.push_back({{"seed", r.seed},
+                       {"unallocated_pct", Summary(r.unallocated_pct(100))},
+                       {"unallocated_130_pct", Summary(r.unallocated_pct(kCurveMaxPercent))},
+                       {"pods", r.pods},
+                       {"failed_pods", r.failed.total()}});
     }
-    out += "]";
-    out += ",\"curve\":{\"arrived_pct\":\"0..130\",\"allocated_pct\":" +
-           JsonCurve(s.MeanCurve(&ReplayResult::allocated_pct)) +
-           ",\"frag_amount_pct\":" + JsonCurve(s.MeanCurve(&ReplayResult::frag_amount_pct)) +
-           ",\"frag_rate_pct\":" + JsonCurve(rate) + "}";
-    out += "}";
+    policies.push_back(
+        {{"name", s.name},
+         {"unallocated_pct_mean", Summary(s.UnallocatedMean(100))},
+         {"unallocated_pct_sd", Summary(s.UnallocatedSd(100))},
+         {"unallocated_130_pct_mean", Summary(s.UnallocatedMean(kCurveMaxPercent))},
+         {"frag_rate_pct",
+          {{"50", Summary(rate[50])}, {"80", Summary(rate[80])}, {"90", Summary(rate[90])}}},
+         {"seconds_per_run", Summary(s.MeanSeconds())},
+         {"seeds", std::move(seeds)},
+         {"curve",
+          {{"arrived_pct", "0..130"},
+           {"allocated_pct", CurveJson(s.MeanCurve(&ReplayResult::allocated_pct))},
+           {"frag_amount_pct", CurveJson(s.MeanCurve(&ReplayResult::frag_amount_pct))},
+           {"frag_rate_pct", CurveJson(rate)}}}});
   }
-  return out + "]";
+  return policies;
 }
 
 }  // namespace
@@ -151,20 +133,19 @@ std::string FormatText(const std::vector<VariantReport>& reports, bool detail) {
 }
 
 std::string FormatJson(const std::string& trace_path, const std::vector<VariantReport>& reports) {
-  std::string out = "{\"trace\":" + JsonString(trace_path);
+  Json out = {{"trace", trace_path}};
   if (reports.size() == 1) {
-    out += ",\"variant\":" + JsonString(reports[0].variant);
-    out += ",\"policies\":" + PoliciesJson(reports[0]);
+    out["variant"] = reports[0].variant;
+    out["policies"] = PoliciesJson(reports[0]);
   } else {
-    out += ",\"variant\":\"all\",\"variants\":[";
-    for (size_t i = 0; i < reports.size(); ++i) {
-      if (i > 0) out += ",";
-      out += "{\"variant\":" + JsonString(reports[i].variant) +
-             ",\"policies\":" + PoliciesJson(reports[i]) + "}";
+    out["variant"] = "all";
+    Json variants = Json::array();
+    for (const VariantReport& report : reports) {
+      variants.push_back({{"variant", report.variant}, {"policies", PoliciesJson(report)}});
     }
-    out += "]";
+    out["variants"] = std::move(variants);
   }
-  return out + "}\n";
+  return WriteJson(out, JsonLayout::kOneLine) + "\n";
 }
 
 namespace {

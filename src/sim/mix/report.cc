@@ -1,24 +1,12 @@
 #include "sim/mix/report.h"
 
-#include <cmath>
-#include <cstdarg>
-#include <cstdio>
-#include <string_view>
+#include <utility>
 
 #include "common/json.h"
+#include "common/strings.h"
 
 namespace tessera::sim::mix {
 namespace {
-
-std::string Format(const char* format, ...) __attribute__((format(printf, 1, 2)));
-std::string Format(const char* format, ...) {
-  char buffer[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buffer, sizeof buffer, format, args);
-  va_end(args);
-  return buffer;
-}
 
 std::string Percent(double fraction) { return Format("%.1f %%", 100 * fraction); }
 
@@ -27,11 +15,8 @@ std::string Change(double from, double to) {
   return Format("%+.1f %%", 100 * (to - from) / from);
 }
 
-
-std::string JsonNumber(double value) {
-  if (!std::isfinite(value)) return "null";
-  return Format("%.6g", value);
-}
+// Six significant digits: the simulation's own noise is far larger.
+double Number(double value) { return RoundToSignificantDigits(value, 6); }
 
 std::string SweepText(const MixReport& report) {
   const Scenario& scenario = *report.scenario;
@@ -84,17 +69,21 @@ std::string FormatText(const MixReport& report) {
       out += Format(" %s (%s, %d nodes)", pool.name.c_str(),
                     std::string(PoolModeName(pool.mode)).c_str(), pool.nodes);
     }
-    out += "\n  class          jobs   GPU-hours  utilisation  queue mean  queue p95  stretch  killed\n";
+    out +=
+        "\n  class          jobs   GPU-hours  utilisation  queue mean  queue p95  stretch  "
+        "killed\n";
     for (const ClassStats& c : stats.classes) {
       out += Format("  %-11s %7d %11.0f %11s %9.2f h %8.2f h %8.2f %7d\n", c.name.c_str(), c.jobs,
                     c.held_gpu_hours, Percent(c.Utilisation()).c_str(), c.mean_queue_hours,
                     c.p95_queue_hours, c.mean_stretch, c.failed_attempts);
     }
-    out += Format("  all                 %11.0f %11s   cluster utilisation %s, makespan %.1f h\n",
-                  stats.HeldGpuHours(), Percent(stats.UsefulGpuHours() / stats.HeldGpuHours()).c_str(),
-                  Percent(stats.ClusterUtilisation()).c_str(), stats.makespan_hours);
+    out +=
+        Format("  all                 %11.0f %11s   cluster utilisation %s, makespan %.1f h\n",
+               stats.HeldGpuHours(), Percent(stats.UsefulGpuHours() / stats.HeldGpuHours()).c_str(),
+               Percent(stats.ClusterUtilisation()).c_str(), stats.makespan_hours);
     if (stats.unfinished_jobs > 0) {
-      out += Format("  WARNING: %d jobs had not finished at the safety stop\n", stats.unfinished_jobs);
+      out +=
+          Format("  WARNING: %d jobs had not finished at the safety stop\n", stats.unfinished_jobs);
     }
     out += "\n";
   }
@@ -103,7 +92,8 @@ std::string FormatText(const MixReport& report) {
   const StrategyStats& baseline = report.strategies.front();
   out += "utilisation of held GPU time (useful GPU-hours / GPU-hours held), by class\n";
   out += Format("  %-11s", "class");
-  for (const StrategyStats& stats : report.strategies) out += Format(" %13s", stats.strategy.c_str());
+  for (const StrategyStats& stats : report.strategies)
+    out += Format(" %13s", stats.strategy.c_str());
   out += "\n";
   for (size_t c = 0; c < scenario.classes.size(); ++c) {
     out += Format("  %-11s", scenario.classes[c].name.c_str());
@@ -114,15 +104,15 @@ std::string FormatText(const MixReport& report) {
   }
   out += "\nGPU-hours held, by class (change against " + baseline.strategy + ")\n";
   out += Format("  %-11s", "class");
-  for (const StrategyStats& stats : report.strategies) out += Format(" %17s", stats.strategy.c_str());
+  for (const StrategyStats& stats : report.strategies)
+    out += Format(" %17s", stats.strategy.c_str());
   out += "\n";
   for (size_t c = 0; c < scenario.classes.size(); ++c) {
     out += Format("  %-11s", scenario.classes[c].name.c_str());
     for (const StrategyStats& stats : report.strategies) {
       const double hours = stats.classes[c].held_gpu_hours;
-      const std::string change = &stats == &baseline
-                                     ? std::string()
-                                     : Change(baseline.classes[c].held_gpu_hours, hours);
+      const std::string change =
+          &stats == &baseline ? std::string() : Change(baseline.classes[c].held_gpu_hours, hours);
       out += Format(" %8.0f %8s", hours, change.c_str());
     }
     out += "\n";
@@ -139,50 +129,45 @@ std::string FormatText(const MixReport& report) {
 
 std::string FormatJson(const MixReport& report) {
   const Scenario& scenario = *report.scenario;
-  std::string out = "{\n";
-  out += "  \"scenario\": " + JsonString(scenario.name) + ",\n";
-  out += Format("  \"seed\": %llu,\n  \"gpus\": %d,\n  \"hours\": %s,\n",
-                static_cast<unsigned long long>(report.seed), scenario.gpus(),
-                JsonNumber(scenario.hours).c_str());
-  out += "  \"strategies\": [";
-  for (size_t s = 0; s < report.strategies.size(); ++s) {
-    const StrategyStats& stats = report.strategies[s];
-    out += s == 0 ? "\n" : ",\n";
-    out += "    {\"name\": " + JsonString(stats.strategy) +
-           ", \"makespan_hours\": " + JsonNumber(stats.makespan_hours) +
-           ", \"held_gpu_hours\": " + JsonNumber(stats.HeldGpuHours()) +
-           ", \"useful_gpu_hours\": " + JsonNumber(stats.UsefulGpuHours()) +
-           ", \"cluster_utilisation\": " + JsonNumber(stats.ClusterUtilisation()) +
-           Format(", \"unfinished_jobs\": %d", stats.unfinished_jobs) + ", \"classes\": [";
-    for (size_t c = 0; c < stats.classes.size(); ++c) {
-      const ClassStats& cls = stats.classes[c];
-      out += c == 0 ? "\n" : ",\n";
-      out += "      {\"name\": " + JsonString(cls.name) + Format(", \"jobs\": %d", cls.jobs) +
-             Format(", \"completed\": %d", cls.completed) +
-             Format(", \"killed_attempts\": %d", cls.failed_attempts) +
-             ", \"held_gpu_hours\": " + JsonNumber(cls.held_gpu_hours) +
-             ", \"useful_gpu_hours\": " + JsonNumber(cls.useful_gpu_hours) +
-             ", \"utilisation\": " + JsonNumber(cls.Utilisation()) +
-             ", \"mean_queue_hours\": " + JsonNumber(cls.mean_queue_hours) +
-             ", \"p95_queue_hours\": " + JsonNumber(cls.p95_queue_hours) +
-             ", \"mean_stretch\": " + JsonNumber(cls.mean_stretch) + "}";
+  Json strategies = Json::array();
+  for (const StrategyStats& stats : report.strategies) {
+    Json classes = Json::array();
+    for (const ClassStats& cls : stats.classes) {
+      classes.push_back({{"name", cls.name},
+                         {"jobs", cls.jobs},
+                         {"completed", cls.completed},
+                         {"killed_attempts", cls.failed_attempts},
+                         {"held_gpu_hours", Number(cls.held_gpu_hours)},
+                         {"useful_gpu_hours", Number(cls.useful_gpu_hours)},
+                         {"utilisation", Number(cls.Utilisation())},
+                         {"mean_queue_hours", Number(cls.mean_queue_hours)},
+                         {"p95_queue_hours", Number(cls.p95_queue_hours)},
+                         {"mean_stretch", Number(cls.mean_stretch)}});
     }
-    out += "\n    ]}";
+    strategies.push_back({{"name", stats.strategy},
+                          {"makespan_hours", Number(stats.makespan_hours)},
+                          {"held_gpu_hours", Number(stats.HeldGpuHours())},
+                          {"useful_gpu_hours", Number(stats.UsefulGpuHours())},
+                          {"cluster_utilisation", Number(stats.ClusterUtilisation())},
+                          {"unfinished_jobs", stats.unfinished_jobs},
+                          {"classes", std::move(classes)}});
   }
-  out += report.strategies.empty() ? "],\n" : "\n  ],\n";
-  out += "  \"sweep\": [";
-  for (size_t i = 0; i < report.sweep.size(); ++i) {
-    const SweepPoint& point = report.sweep[i];
-    out += i == 0 ? "\n" : ",\n";
-    out += Format("    {\"partition\": \"1/%d\", \"denominator\": %d", point.denominator,
-                  point.denominator) +
-           ", \"jobs_per_hour\": " + JsonNumber(point.jobs_per_hour) +
-           ", \"useful_gpu_hours_per_hour\": " + JsonNumber(point.useful_gpu_hours_per_hour) +
-           ", \"mean_stretch\": " + JsonNumber(point.mean_stretch) +
-           ", \"mean_jobs_per_busy_gpu\": " + JsonNumber(point.mean_jobs_per_busy_gpu) + "}";
+  Json sweep = Json::array();
+  for (const SweepPoint& point : report.sweep) {
+    sweep.push_back({{"partition", "1/" + std::to_string(point.denominator)},
+                     {"denominator", point.denominator},
+                     {"jobs_per_hour", Number(point.jobs_per_hour)},
+                     {"useful_gpu_hours_per_hour", Number(point.useful_gpu_hours_per_hour)},
+                     {"mean_stretch", Number(point.mean_stretch)},
+                     {"mean_jobs_per_busy_gpu", Number(point.mean_jobs_per_busy_gpu)}});
   }
-  out += report.sweep.empty() ? "]\n" : "\n  ]\n";
-  return out + "}\n";
+  const Json out = {{"scenario", scenario.name},
+                    {"seed", report.seed},
+                    {"gpus", scenario.gpus()},
+                    {"hours", Number(scenario.hours)},
+                    {"strategies", std::move(strategies)},
+                    {"sweep", std::move(sweep)}};
+  return WriteJson(out, JsonLayout::kIndented) + "\n";
 }
 
 }  // namespace tessera::sim::mix

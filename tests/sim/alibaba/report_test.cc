@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+
 namespace tessera::sim::alibaba {
 namespace {
 
@@ -30,19 +36,57 @@ TEST(PolicySummary, MeanAndSampleSdOverSeeds) {
 }
 
 TEST(FormatJson, OneVariantHasTheDocumentedKeys) {
-  std::string json = FormatJson("/data", {Report()});
-  EXPECT_EQ(json.rfind("{\"trace\":\"/data\",\"variant\":\"default\",\"policies\":[", 0), 0u)
-      << json.substr(0, 80);
-  EXPECT_NE(json.find("\"name\":\"fgd\",\"unallocated_pct_mean\":4.0000,"
-                      "\"unallocated_pct_sd\":1.4142"),
-            std::string::npos);
-  EXPECT_NE(json.find("\"seeds\":[{\"seed\":42,"), std::string::npos);
+  const std::string text = FormatJson("/data", {Report()});
+  EXPECT_EQ(text.rfind("{\"trace\":\"/data\",\"variant\":\"default\",\"policies\":[", 0), 0u)
+      << text.substr(0, 80);
+  EXPECT_EQ(text.find('\n'), text.size() - 1);  // one object, one line
+  const Json json = Json::parse(text);
+  ASSERT_EQ(json["policies"].size(), 2u);
+  const Json& fgd = json["policies"][0];
+  EXPECT_EQ(fgd["name"], "fgd");
+  EXPECT_EQ(fgd["unallocated_pct_mean"], 4.0);
+  EXPECT_EQ(fgd["unallocated_pct_sd"], 1.4142);  // rounded to 4 places
+  EXPECT_EQ(fgd["unallocated_130_pct_mean"], 4.0);
+  EXPECT_EQ(fgd["frag_rate_pct"]["80"], 10.0);
+  ASSERT_EQ(fgd["seeds"].size(), 2u);
+  EXPECT_EQ(fgd["seeds"][0]["seed"], 42u);
+  EXPECT_EQ(fgd["seeds"][1]["unallocated_pct"], 3.0);
+  EXPECT_EQ(fgd["curve"]["arrived_pct"], "0..130");
+  EXPECT_EQ(fgd["curve"]["allocated_pct"].size(), static_cast<size_t>(kCurveMaxPercent + 1));
+  EXPECT_EQ(fgd["curve"]["allocated_pct"][100], 96.0);
+  // The keys come in the documented order.
+  std::vector<std::string> keys;
+  for (const auto& item : fgd.items()) keys.push_back(item.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"name", "unallocated_pct_mean", "unallocated_pct_sd",
+                                            "unallocated_130_pct_mean", "frag_rate_pct",
+                                            "seconds_per_run", "seeds", "curve"}));
 }
 
 TEST(FormatJson, SeveralVariantsNestUnderVariants) {
-  std::string json = FormatJson("/data", {Report(), Report()});
-  EXPECT_NE(json.find("\"variant\":\"all\",\"variants\":[{\"variant\":\"default\""),
+  const std::string text = FormatJson("/data", {Report(), Report()});
+  EXPECT_NE(text.find("\"variant\":\"all\",\"variants\":[{\"variant\":\"default\""),
             std::string::npos);
+  const Json json = Json::parse(text);
+  EXPECT_EQ(json["variants"].size(), 2u);
+  EXPECT_FALSE(json.contains("policies"));
+}
+
+// JSON has no NaN or infinity: a number that is not finite is written as null, and the report
+// stays JSON that a parser takes.
+TEST(FormatJson, WritesNumbersThatAreNotFiniteAsNull) {
+  VariantReport report = Report();
+  report.policies[1].runs[0].allocated_pct[100] = std::numeric_limits<double>::quiet_NaN();
+  report.policies[1].runs[0].frag_rate_pct[50] = std::numeric_limits<double>::infinity();
+  const std::string text = FormatJson("/data", {report});
+  EXPECT_EQ(text.find("nan"), std::string::npos) << text;
+  EXPECT_EQ(text.find("inf"), std::string::npos) << text;
+  const Json json = Json::parse(text);
+  const Json& bestfit = json["policies"][1];
+  EXPECT_TRUE(bestfit["unallocated_pct_mean"].is_null());
+  EXPECT_TRUE(bestfit["seeds"][0]["unallocated_pct"].is_null());
+  EXPECT_TRUE(bestfit["frag_rate_pct"]["50"].is_null());
+  EXPECT_TRUE(bestfit["curve"]["allocated_pct"][100].is_null());
+  EXPECT_EQ(bestfit["curve"]["allocated_pct"][99], 93.0);
 }
 
 TEST(RenderSvg, DrawsTwoCurvesPerPolicyAndALegend) {
