@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 15
 FUZZERS = shim_config_fuzz shim_limits_file_fuzz fakegpu_config_fuzz alibaba_csv_fuzz mix_scenario_fuzz node_config_fuzz kube_watch_fuzz kube_config_fuzz admission_review_fuzz pod_annotations_fuzz replay_input_fuzz
 
-.PHONY: all deps build demo test test-fast test-asan test-tsan test-fuzz bench format tidy clean \
+.PHONY: all deps build demo test test-fast test-asan test-tsan test-fuzz bench format format-check tidy clean \
 	cluster cluster-down test-cluster
 
 all: build
@@ -26,7 +26,7 @@ demo: deps build
 # Everything CI runs: the normal build's tests; the shim, region, fake GPU and node agent again
 # under ASan+UBSan; short libFuzzer runs of every parser; the region under TSan; then the suite
 # on the local Kubernetes cluster (built from Debian's source package the first time).
-test: deps test-fast test-asan test-fuzz test-tsan test-cluster
+test: deps format-check test-fast test-asan test-fuzz test-tsan test-cluster
 
 # The cluster's tests (label `cluster`) need a running cluster: `make test-cluster`.
 test-fast: build
@@ -86,6 +86,11 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# Every C++ file is as clang-format (.clang-format) writes it; `make format` makes it so.
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h') && \
+	  echo "format-check: $$(git ls-files '*.cc' '*.h' | wc -l) files as clang-format writes them"
 
 tidy: build
 	clang-tidy -p $(BUILD) $$(git ls-files 'src/*.cc')

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev libbenchmark-dev libyaml-dev
-          clang libclang-rt-14-dev valgrind python3 procps
+          clang libclang-rt-14-dev clang-format clang-tidy git valgrind python3 procps
           # tessera-node and the Kubernetes client
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler nlohmann-json3-dev
           libcurl4-openssl-dev libssl-dev libcpp-httplib-dev libyaml-cpp-dev libcli11-dev

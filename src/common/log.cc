@@ -55,8 +55,8 @@ void Write(Level level, const char* component, const char* format, ...) {
   if (prefix < 0) prefix = 0;
   va_list args;
   va_start(args, format);
-  int body = std::vsnprintf(line + prefix, sizeof line - static_cast<size_t>(prefix) - 1, format,
-                            args);
+  int body =
+      std::vsnprintf(line + prefix, sizeof line - static_cast<size_t>(prefix) - 1, format, args);
   va_end(args);
   size_t length = static_cast<size_t>(prefix) + (body < 0 ? 0 : static_cast<size_t>(body));
   if (length > sizeof line - 2) length = sizeof line - 2;

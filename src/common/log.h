@@ -10,7 +10,9 @@ enum class Level { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 
 // The level in force (first call reads TESSERA_LOG_LEVEL).
 Level CurrentLevel();
-inline bool Enabled(Level level) { return static_cast<int>(level) <= static_cast<int>(CurrentLevel()); }
+inline bool Enabled(Level level) {
+  return static_cast<int>(level) <= static_cast<int>(CurrentLevel());
+}
 
 // printf-style; does nothing when `level` is not enabled. Keeps errno unchanged.
 void Write(Level level, const char* component, const char* format, ...)

@@ -47,8 +47,7 @@ LatencyHistogram::Snapshot LatencyHistogram::Take() const {
   return snapshot;
 }
 
-void TextWriter::Family(const std::string& name, const std::string& type,
-                        const std::string& help) {
+void TextWriter::Family(const std::string& name, const std::string& type, const std::string& help) {
   out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
 }
 

@@ -31,9 +31,9 @@ struct Suffix {
 };
 
 constexpr Suffix kSuffixes[] = {
-    {"KiB", kKiB}, {"MiB", kMiB}, {"GiB", kGiB}, {"TiB", kTiB}, {"k", kKiB}, {"K", kKiB},
-    {"m", kMiB},   {"M", kMiB},   {"g", kGiB},   {"G", kGiB},   {"t", kTiB}, {"T", kTiB},
-    {"B", 1},      {"", 1},
+    {"KiB", kKiB}, {"MiB", kMiB}, {"GiB", kGiB}, {"TiB", kTiB}, {"k", kKiB},
+    {"K", kKiB},   {"m", kMiB},   {"M", kMiB},   {"g", kGiB},   {"G", kGiB},
+    {"t", kTiB},   {"T", kTiB},   {"B", 1},      {"", 1},
 };
 
 }  // namespace
@@ -66,8 +66,8 @@ Result<uint64_t> ParseBytes(std::string_view text, std::string_view what) {
 
 Result<uint64_t> ParseUnsigned(std::string_view text, std::string_view what, uint64_t min,
                                uint64_t max) {
-  std::string range = "expected a whole number from " + std::to_string(min) + " to " +
-                      std::to_string(max);
+  std::string range =
+      "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max);
   if (text.empty()) return Invalid(what, text, "is empty; " + range);
   if (text.front() == '-') return Invalid(what, text, "is negative; " + range);
   uint64_t number = 0;

@@ -56,8 +56,8 @@ inline constexpr uint64_t MultiplySaturating(uint64_t a, uint64_t b) {
 // Pages occupied by an array: rows pitched to 512 bytes, height and depth at least 1.
 inline constexpr uint64_t ArrayBytes(uint64_t width, uint64_t height, uint64_t depth,
                                      CUarray_format format, unsigned channels) {
-  uint64_t row = PitchFor(MultiplySaturating(MultiplySaturating(width, channels),
-                                             ArrayFormatBytes(format)));
+  uint64_t row =
+      PitchFor(MultiplySaturating(MultiplySaturating(width, channels), ArrayFormatBytes(format)));
   uint64_t rows = MultiplySaturating(height == 0 ? 1 : height, depth == 0 ? 1 : depth);
   return PageBytes(MultiplySaturating(row, rows));
 }

@@ -382,8 +382,7 @@ uint64_t SharedState::QueueKernels(DeviceRef device, int pid, const uint64_t* du
     uint64_t start = now > timeline.busy_until_ns ? now : timeline.busy_until_ns;
     uint64_t end = start + durations_ns[i];
     KernelRunSlot* newest =
-        timeline.run_count == 0 ? nullptr
-                                : &timeline.runs[(timeline.run_count - 1) % kKernelRuns];
+        timeline.run_count == 0 ? nullptr : &timeline.runs[(timeline.run_count - 1) % kKernelRuns];
     if (newest != nullptr && newest->pid == pid && newest->end_ns == start) {
       newest->end_ns = end;
     } else {

@@ -28,7 +28,7 @@ struct DeviceUsage {
 
 struct ProcessUsage {
   int pid = 0;
-  uint64_t start_time = 0;          // field 22 of /proc/<pid>/stat: tells a reused pid apart
+  uint64_t start_time = 0;           // field 22 of /proc/<pid>/stat: tells a reused pid apart
   std::vector<uint64_t> used_bytes;  // one entry per device, its MIG instances included
   // Per device, one entry per MIG instance (none for a device not in MIG mode).
   std::vector<std::vector<uint64_t>> mig_used_bytes;

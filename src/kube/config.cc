@@ -34,7 +34,6 @@ Result<std::string> ReadSmallFile(const std::string& path) {
   return text;
 }
 
-
 // Standard base64 as kubeconfig's *-data fields hold it (line breaks allowed), by OpenSSL.
 std::optional<std::string> DecodeBase64(const std::string& text) {
   std::string out;

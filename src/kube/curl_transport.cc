@@ -20,7 +20,6 @@ constexpr size_t kMaxCollectedBody = size_t{512} << 20;  // a list of every pod 
 constexpr size_t kMaxIdleConnections = 8;
 constexpr long kConnectTimeoutMs = 10'000;
 
-
 void InitCurlOnce() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });

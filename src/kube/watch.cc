@@ -158,9 +158,9 @@ Status ListWatch(Client& client, std::string_view collection_path, const WatchOp
   return Status::Ok();
 }
 
-void MirrorCollection(Client& client, std::string_view collection_path,
-                      const WatchOptions& options, const MirrorHandlers& handlers,
-                      std::stop_token stop, Milliseconds restart_after) {
+void MirrorCollection(Client& client, std::string_view collection_path, const WatchOptions& options,
+                      const MirrorHandlers& handlers, std::stop_token stop,
+                      Milliseconds restart_after) {
   WatchHandlers watch;
   watch.on_synced = [&](const nlohmann::json& list) {
     std::vector<nlohmann::json> items;

@@ -64,9 +64,9 @@ struct MirrorHandlers {
   std::function<void(const nlohmann::json& object)> remove;
 };
 
-void MirrorCollection(Client& client, std::string_view collection_path,
-                      const WatchOptions& options, const MirrorHandlers& handlers,
-                      std::stop_token stop, Milliseconds restart_after = Milliseconds(10'000));
+void MirrorCollection(Client& client, std::string_view collection_path, const WatchOptions& options,
+                      const MirrorHandlers& handlers, std::stop_token stop,
+                      Milliseconds restart_after = Milliseconds(10'000));
 
 }  // namespace tessera::kube
 

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{
       "tessera-node: advertises this node's GPUs to kubelet, per GPU as whole GPUs or shares "
-      "of shared GPUs (nvidia.com/gpu), time-sliced replicas (nvidia.com/gpu.shared) or MIG instances "
+      "of shared GPUs (nvidia.com/gpu), time-sliced replicas (nvidia.com/gpu.shared) or MIG "
+      "instances "
       "(nvidia.com/mig-<profile>); keeps their health from NVML; publishes the node's GPU "
       "inventory on its Node object; serves Prometheus metrics.",
       "tessera-node"};

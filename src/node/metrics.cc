@@ -63,12 +63,14 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
       w.Sample(name, gpu_labels(gpu), it == sums.end() ? 0 : static_cast<double>(it->second));
     }
   };
-  shared_sums("tessera_gpu_memory_limit_sum_bytes",
-              "Sum of the memory limits of the live shares of a shared GPU (never above its memory).",
-              registry.MemoryLimitSums());
-  shared_sums("tessera_gpu_memory_limit_sum_peak_bytes",
-              "The highest sum of the memory limits of a shared GPU's shares since the agent started.",
-              registry.PeakMemoryLimitSums());
+  shared_sums(
+      "tessera_gpu_memory_limit_sum_bytes",
+      "Sum of the memory limits of the live shares of a shared GPU (never above its memory).",
+      registry.MemoryLimitSums());
+  shared_sums(
+      "tessera_gpu_memory_limit_sum_peak_bytes",
+      "The highest sum of the memory limits of a shared GPU's shares since the agent started.",
+      registry.PeakMemoryLimitSums());
   w.Family("tessera_gpu_healthy", "gauge",
            "1 when the GPU is healthy, 0 when its devices are advertised Unhealthy.");
   for (const auto& gpu : inventory.gpus) {
@@ -125,7 +127,8 @@ std::string RenderMetrics(const std::string& node_name, const Registry& registry
                    Registry::Rpc::kGetPreferredAllocation, "GetPreferredAllocation"},
         std::tuple{"tessera_node_prestart_duration_seconds", Registry::Rpc::kPreStartContainer,
                    "PreStartContainer"}}) {
-    w.Family(name, "histogram", std::string("Time tessera-node took to answer kubelet's ") + call + ".");
+    w.Family(name, "histogram",
+             std::string("Time tessera-node took to answer kubelet's ") + call + ".");
     w.Histogram(name, {{"node", node_name}}, registry.RpcLatency(rpc));
   }
   return w.str();

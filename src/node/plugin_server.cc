@@ -132,7 +132,8 @@ class PluginService final : public dp::DevicePlugin::Service {
     std::vector<std::string> ids(request->devicesids().begin(), request->devicesids().end());
     const auto start = std::chrono::steady_clock::now();
     const Status status = shared_->PreStart(ids);
-    registry_.RecordRpc(Registry::Rpc::kPreStartContainer, std::chrono::steady_clock::now() - start);
+    registry_.RecordRpc(Registry::Rpc::kPreStartContainer,
+                        std::chrono::steady_clock::now() - start);
     if (!status.ok()) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, status.message());
     }

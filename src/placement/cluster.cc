@@ -99,8 +99,8 @@ Result<Cluster> Cluster::Create(std::vector<NodeSpec> nodes) {
         for (const MigSlice& slice : gpu.mig_slices) compute += slice.compute_milli;
         gpu_state.free_milli = compute;
       }
-      simple = simple && gpu.mode == SharingMode::kShared && gpu.memory_mib == 0 &&
-               gpu.max_tenants == 0;
+      simple =
+          simple && gpu.mode == SharingMode::kShared && gpu.memory_mib == 0 && gpu.max_tenants == 0;
       cluster.states_.back().free_gpu_milli += gpu_state.free_milli;
       cluster.gpu_states_.push_back(gpu_state);
     }

@@ -343,8 +343,8 @@ int64_t Region::ChargeCompute(int device, int64_t cost_ns, int64_t now_ns, uint3
   int64_t new_tat = 0;
   do {
     new_tat = std::max(old_tat, now_ns - kComputeBurstNs) + interval;
-  } while (!record.compute_tat_ns.compare_exchange_weak(old_tat, new_tat,
-                                                         std::memory_order_relaxed));
+  } while (
+      !record.compute_tat_ns.compare_exchange_weak(old_tat, new_tat, std::memory_order_relaxed));
   record.compute_charged_ns.fetch_add(cost_ns, std::memory_order_relaxed);
   UpdateShareWindow(device, now_ns);
   return new_tat;

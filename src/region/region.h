@@ -41,8 +41,8 @@ inline constexpr int64_t kComputeBurstNs = 20'000'000;
 inline constexpr int64_t kShareWindowNs = 1'000'000'000;
 
 struct DeviceLimits {
-  uint64_t memory_bytes = 0;   // 0: no memory limit
-  uint32_t sm_percent = 0;     // 0: no compute limit
+  uint64_t memory_bytes = 0;  // 0: no memory limit
+  uint32_t sm_percent = 0;    // 0: no compute limit
 };
 
 // What a region is created with. Ignored when opening an existing region (its limits win).

@@ -25,9 +25,7 @@ Result<json> ParseBody(std::string_view body, std::string_view what) {
 
 namespace {
 
-HttpAnswer BadRequest(const std::string& message) {
-  return {400, json{{"Error", message}}.dump()};
-}
+HttpAnswer BadRequest(const std::string& message) { return {400, json{{"Error", message}}.dump()}; }
 
 // Go's encoding/json matches field names case-insensitively; kube-scheduler sends PascalCase.
 const json* Field(const json& object, std::string_view name) {
@@ -101,7 +99,8 @@ Result<Args> ReadArgs(std::string_view body, std::string_view verb, bool with_ca
 // The reason `outcome` gives for `node`.
 std::string ReasonFor(const FilterOutcome& outcome, const std::string& node) {
   if (!outcome.error.empty()) return outcome.error;
-  if (auto it = outcome.unresolvable.find(node); it != outcome.unresolvable.end()) return it->second;
+  if (auto it = outcome.unresolvable.find(node); it != outcome.unresolvable.end())
+    return it->second;
   if (auto it = outcome.failed.find(node); it != outcome.failed.end()) return it->second;
   return "does not fit";
 }
@@ -169,8 +168,7 @@ HttpAnswer Extender::Filter(std::string_view body) {
       result["FailedAndUnresolvableNodes"][node] = outcome.error;
     }
     keep({});
-    log::Write(log::Level::kInfo, "filter", "pod %s: %s", pod_name.c_str(),
-               outcome.error.c_str());
+    log::Write(log::Level::kInfo, "filter", "pod %s: %s", pod_name.c_str(), outcome.error.c_str());
     return {200, result.dump()};
   }
   for (const auto& [node, reason] : outcome.failed) result["FailedNodes"][node] = reason;
@@ -254,8 +252,8 @@ HttpAnswer Extender::Bind(std::string_view body) {
     return fail(bound.message());
   }
   state_.Bound(uid);
-  log::Write(log::Level::kInfo, "bind", "pod %s/%s to %s: %s", namespace_name.c_str(),
-             name.c_str(), node.c_str(), annotations[kube::kHamiAllocatedAnnotation].c_str());
+  log::Write(log::Level::kInfo, "bind", "pod %s/%s to %s: %s", namespace_name.c_str(), name.c_str(),
+             node.c_str(), annotations[kube::kHamiAllocatedAnnotation].c_str());
   return {200, json{{"Error", ""}}.dump()};
 }
 
@@ -288,11 +286,12 @@ HttpAnswer Extender::Preempt(std::string_view body) {
     const json* violations = Field(victims, "NumPDBViolations");
     result["NodeNameToMetaVictims"][node] = {
         {"Pods", meta_pods},
-        {"NumPDBViolations",
-         violations != nullptr && violations->is_number_integer() ? violations->get<int64_t>() : 0}};
+        {"NumPDBViolations", violations != nullptr && violations->is_number_integer()
+                                 ? violations->get<int64_t>()
+                                 : 0}};
   };
-  for (auto [field, meta] : {std::pair{"NodeNameToMetaVictims", true},
-                             std::pair{"NodeNameToVictims", false}}) {
+  for (auto [field, meta] :
+       {std::pair{"NodeNameToMetaVictims", true}, std::pair{"NodeNameToVictims", false}}) {
     const json* map = Field(args->body, field);
     if (map == nullptr || !map->is_object()) continue;
     for (const auto& [node, victims] : map->items()) consider(node, victims, meta);

@@ -51,8 +51,8 @@ struct HttpAnswer {
 
 // Calls and latency per verb, for /metrics.
 struct VerbStats {
-  metrics::LatencyHistogram latency{{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                     0.025, 0.05, 0.1, 0.25, 1, 5}};
+  metrics::LatencyHistogram latency{
+      {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}};
   std::atomic<uint64_t> errors{0};
 };
 

@@ -23,8 +23,7 @@ LeaderElector::LeaderElector(kube::Client& client, LeaseOptions options)
     : client_(client), options_(std::move(options)) {}
 
 bool LeaderElector::TryAcquireOrRenew() {
-  const std::string path =
-      kube::ObjectPath(kube::kLeases, options_.namespace_name, options_.name);
+  const std::string path = kube::ObjectPath(kube::kLeases, options_.namespace_name, options_.name);
   const auto now = std::chrono::steady_clock::now();
   const std::string stamp = MicroTimeNow();
   kube::ApiResult current = client_.Get(path);
@@ -108,8 +107,7 @@ bool LeaderElector::Hold(std::stop_token stop) {
 }
 
 void LeaderElector::Release() {
-  const std::string path =
-      kube::ObjectPath(kube::kLeases, options_.namespace_name, options_.name);
+  const std::string path = kube::ObjectPath(kube::kLeases, options_.namespace_name, options_.name);
   kube::ApiResult current = client_.Get(path);
   if (!current.ok()) return;
   json lease = std::move(current).value();

@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
                  "placement policy for pods that name none (" + policies + ")")
       ->capture_default_str()
       ->check(CLI::IsMember(tessera::placement::PolicyNames()));
-  app.add_option("--seed", options.state.seed, "the policy's tie-break seed")->capture_default_str();
+  app.add_option("--seed", options.state.seed, "the policy's tie-break seed")
+      ->capture_default_str();
   app.add_option("--reservation-timeout-ms", reservation_ms,
                  "release a /filter reservation not bound within this long")
       ->capture_default_str()
@@ -86,7 +87,8 @@ int main(int argc, char** argv) {
   options.lease.retry_period = std::chrono::milliseconds(retry_ms);
   options.state.reservation_timeout = std::chrono::milliseconds(reservation_ms);
   if (options.lease.retry_period >= options.lease.duration) {
-    std::fprintf(stderr, "tessera-scheduler: --lease-retry-ms %d must be below --lease-duration-s %d\n",
+    std::fprintf(stderr,
+                 "tessera-scheduler: --lease-retry-ms %d must be below --lease-duration-s %d\n",
                  retry_ms, lease_seconds);
     return 2;
   }

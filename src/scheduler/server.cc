@@ -65,7 +65,8 @@ class KubeBinder : public Binder {
 // Keeps the State in step with one collection; `synced` once the first list is in.
 class Mirror {
  public:
-  Mirror(kube::Client& client, State& state, bool nodes) : client_(client), state_(state), nodes_(nodes) {}
+  Mirror(kube::Client& client, State& state, bool nodes)
+      : client_(client), state_(state), nodes_(nodes) {}
 
   void Run(std::stop_token stop) {
     kube::MirrorHandlers handlers;
@@ -119,8 +120,7 @@ class Mirror {
 
 std::string MetricsText(const State& state, const Extender& extender, bool leader) {
   metrics::TextWriter w;
-  w.Family("tessera_scheduler_leader", "gauge",
-           "1 when this replica holds the lease and serves.");
+  w.Family("tessera_scheduler_leader", "gauge", "1 when this replica holds the lease and serves.");
   w.Sample("tessera_scheduler_leader", {}, leader ? 1 : 0);
   w.Family("tessera_scheduler_pods", "gauge",
            "Pods holding Tessera GPUs (bound), and reservations.");
@@ -292,8 +292,8 @@ int Run(const ServerOptions& options, std::stop_token stop) {
     admission.max_gpus_per_node = state.MaxGpusPerNode();
     AdmissionResult result = HandleAdmission(q.body, admission);
     r.status = result.http_status;
-    r.set_content(result.body, result.content_type.empty() ? "application/json"
-                                                           : result.content_type.c_str());
+    r.set_content(result.body,
+                  result.content_type.empty() ? "application/json" : result.content_type.c_str());
   });
   secure.Get("/healthz", [](const httplib::Request&, httplib::Response& r) {
     r.set_content("ok\n", "text/plain");

@@ -28,7 +28,7 @@ class Server;
 namespace tessera::scheduler {
 
 struct ServerOptions {
-  std::string kubeconfig;           // "" → in-cluster or $KUBECONFIG
+  std::string kubeconfig;  // "" → in-cluster or $KUBECONFIG
   std::string bind = "0.0.0.0:9443";
   std::string metrics_bind = "127.0.0.1:9395";
   std::string cert_file;

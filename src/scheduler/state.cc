@@ -166,8 +166,7 @@ Result<std::optional<NodeGpus>> ReadNodeGpus(const json& node) {
       gpu.replicas = replicas->get<int32_t>();
     }
     if (result.gpus.size() == static_cast<size_t>(pl::kMaxGpusPerNode)) {
-      return Status::Error(where + ": more than " + std::to_string(pl::kMaxGpusPerNode) +
-                           " GPUs");
+      return Status::Error(where + ": more than " + std::to_string(pl::kMaxGpusPerNode) + " GPUs");
     }
     result.gpus.push_back(std::move(gpu));
   }
@@ -321,11 +320,10 @@ Status State::ChargeLocked(Holding& holding) {
   }
   for (const kube::ContainerGrant& container : holding.allocation.containers) {
     if (container.gpus.empty()) continue;
-    bool uniform = std::all_of(container.gpus.begin(), container.gpus.end(),
-                               [&](const kube::GpuGrant& g) {
-                                 return g.memory_mib == container.gpus[0].memory_mib &&
-                                        g.cores == container.gpus[0].cores;
-                               });
+    bool uniform =
+        std::all_of(container.gpus.begin(), container.gpus.end(), [&](const kube::GpuGrant& g) {
+          return g.memory_mib == container.gpus[0].memory_mib && g.cores == container.gpus[0].cores;
+        });
     // One placement per container when its GPUs carry one grant, else one per GPU.
     std::vector<std::pair<pl::Request, pl::Assignment>> charges;
     pl::Assignment together{node->second, {}};
@@ -431,8 +429,8 @@ FilterOutcome State::Filter(const json& pod, const PodGpuRequest& request,
   return outcome;
 }
 
-FilterOutcome State::PlaceLocked(const PodGpuRequest& request,
-                                 const std::vector<bool>& candidates, Holding* holding) {
+FilterOutcome State::PlaceLocked(const PodGpuRequest& request, const std::vector<bool>& candidates,
+                                 Holding* holding) {
   FilterOutcome outcome;
   if (!request.vgpu_mode.empty() && request.vgpu_mode.find("hami-core") == std::string::npos) {
     outcome.error = "nvidia.com/vgpu-mode \"" + request.vgpu_mode +

@@ -144,9 +144,9 @@ class State {
 
   const StateOptions options_;
   mutable std::mutex mutex_;
-  std::map<std::string, NodeGpus> nodes_;        // by node name
+  std::map<std::string, NodeGpus> nodes_;              // by node name
   std::unordered_map<std::string, Holding> holdings_;  // by pod UID
-  bool dirty_ = true;                            // nodes changed: rebuild the ledger
+  bool dirty_ = true;                                  // nodes changed: rebuild the ledger
   std::unique_ptr<placement::Ledger> ledger_;
   std::unordered_map<std::string, size_t> node_index_;
   std::unordered_map<std::string, GpuRef> gpu_index_;  // by UUID

@@ -42,12 +42,12 @@ inline constexpr const char* kLimitsFilePath = "/etc/tessera/limits";
 inline constexpr size_t kMaxLimitsFileBytes = 64 * 1024;
 
 struct Config {
-  bool disabled = false;             // CUDA_DISABLE_CONTROL=true (never with a limits file)
-  std::string region_path;           // empty: a region private to the process
-  region::RegionConfig limits;       // per device
+  bool disabled = false;        // CUDA_DISABLE_CONTROL=true (never with a limits file)
+  std::string region_path;      // empty: a region private to the process
+  region::RegionConfig limits;  // per device
   bool any_limit = false;
-  bool work_conserving = false;      // TESSERA_SM_WORK_CONSERVING=true (docs/limiter.md)
-  int task_priority = -1;            // CUDA_TASK_PRIORITY: 0 high, 1 low, -1 none
+  bool work_conserving = false;  // TESSERA_SM_WORK_CONSERVING=true (docs/limiter.md)
+  int task_priority = -1;        // CUDA_TASK_PRIORITY: 0 high, 1 low, -1 none
   std::string node_board_path = "/tmp/tessera-node-board";  // TESSERA_NODE_BOARD
   // The authoritative limits file the limits came from; empty: they came from the environment.
   std::string limits_file;

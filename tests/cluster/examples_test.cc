@@ -24,7 +24,8 @@ std::vector<std::string> ExampleFiles() {
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* entry = readdir(d)) {
       std::string name = entry->d_name;
-      if (name.size() > 5 && name.substr(name.size() - 5) == ".yaml") files.push_back(dir + "/" + name);
+      if (name.size() > 5 && name.substr(name.size() - 5) == ".yaml")
+        files.push_back(dir + "/" + name);
     }
     closedir(d);
   }
@@ -44,10 +45,11 @@ class Examples : public ClusterTest {
  protected:
   // kubectl apply of `manifest` in the test's namespace, with the apiserver's answer (stderr).
   static CommandResult ApplyWithErrors(const std::string& manifest) {
-    return RunCommand({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", State()["kubectl"].get<std::string>(),
-                       "--kubeconfig", State()["kubeconfig"].get<std::string>(), "--namespace",
-                       Namespace(), "apply", "-f", "-"},
-                      manifest);
+    return RunCommand(
+        {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", State()["kubectl"].get<std::string>(),
+         "--kubeconfig", State()["kubeconfig"].get<std::string>(), "--namespace", Namespace(),
+         "apply", "-f", "-"},
+        manifest);
   }
 
   static std::string SharedGpu(const std::string& node, int index) {
@@ -123,8 +125,9 @@ TEST_F(Examples, TheWebhookDeniesBadSpecsNamingTheFieldAndTheValue) {
     const std::string name = Unique("denied");
     CommandResult result = ApplyWithErrors(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name +
-            "}\nspec:\n  containers:\n  - name: main\n    image: x\n    command: [\"true\"]\n"
-            "    resources: {limits: {" + c.limits + "}}\n");
+        "}\nspec:\n  containers:\n  - name: main\n    image: x\n    command: [\"true\"]\n"
+        "    resources: {limits: {" +
+        c.limits + "}}\n");
     EXPECT_NE(result.status, 0) << result.output;
     EXPECT_NE(result.output.find("denied"), std::string::npos) << result.output;
     EXPECT_NE(result.output.find(c.expected), std::string::npos) << result.output;
@@ -135,11 +138,11 @@ TEST_F(Examples, TheWebhookDeniesBadSpecsNamingTheFieldAndTheValue) {
     std::string container;
     std::string expected;
   };
-  for (const Extra& e : std::vector<Extra>{
-           {"", "    securityContext: {privileged: true}\n", "privileged"},
-           {"", "    securityContext: {capabilities: {add: [SYS_ADMIN]}}\n",
-            "capabilities.add: SYS_ADMIN"},
-           {", annotations: {nvidia.com/numa-bind: \"maybe\"}", "", "maybe"}}) {
+  for (const Extra& e :
+       std::vector<Extra>{{"", "    securityContext: {privileged: true}\n", "privileged"},
+                          {"", "    securityContext: {capabilities: {add: [SYS_ADMIN]}}\n",
+                           "capabilities.add: SYS_ADMIN"},
+                          {", annotations: {nvidia.com/numa-bind: \"maybe\"}", "", "maybe"}}) {
     SCOPED_TRACE(e.expected);
     CommandResult result = ApplyWithErrors(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: " + Unique("denied") + e.metadata +

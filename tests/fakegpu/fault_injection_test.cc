@@ -61,8 +61,7 @@ TEST_F(FakeGpuFaults, LaunchesCanFail) {
   ASSERT_EQ(tesseraFakeSetFaults("cuLaunchKernel:1=719"), 0);
   EXPECT_EQ(cuLaunchKernel(function, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr),
             CUDA_ERROR_LAUNCH_FAILED);
-  EXPECT_EQ(cuLaunchKernel(function, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr),
-            CUDA_SUCCESS);
+  EXPECT_EQ(cuLaunchKernel(function, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr), CUDA_SUCCESS);
 }
 
 TEST_F(FakeGpuFaults, CuInitCanFail) {

@@ -3,7 +3,7 @@
 #include "cuda/driver_api.h"
 
 extern "C" __attribute__((visibility("default"))) CUresult cuMemAlloc_v2(CUdeviceptr* dptr,
-                                                                        size_t bytesize) {
+                                                                         size_t bytesize) {
   (void)dptr, (void)bytesize;
   return CUDA_ERROR_NOT_PERMITTED;
 }

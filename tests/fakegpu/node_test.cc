@@ -6,9 +6,9 @@
 #include <cstring>
 #include <fstream>
 
-#include "support/child_process.h"
 #include "cuda/nvml_api.h"
 #include "fake_gpu_test_support.h"
+#include "support/child_process.h"
 
 namespace tessera::fakegpu {
 namespace {
@@ -205,8 +205,7 @@ TEST_F(FakeGpuNode, ProcessesSeeingDifferentDevicesCannotShareAStateFile) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(cuInit(0), CUDA_ERROR_NO_DEVICE);
   std::string message = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(message.find("in use by processes that see 2 device(s)"), std::string::npos)
-      << message;
+  EXPECT_NE(message.find("in use by processes that see 2 device(s)"), std::string::npos) << message;
 }
 
 TEST_F(FakeGpuNode, BadFaultSpecInTheEnvironmentStopsCuInit) {

@@ -1,12 +1,11 @@
 // The fake libnvidia-ml.so.1: the same devices and memory as the fake libcuda.so.1.
-#include "cuda/nvml_api.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 
-#include "support/child_process.h"
+#include "cuda/nvml_api.h"
 #include "fake_gpu_test_support.h"
+#include "support/child_process.h"
 
 namespace tessera::fakegpu {
 namespace {
@@ -62,9 +61,9 @@ TEST_F(FakeNvml, SeesTheSameDevicesAndUuidsAsCuda) {
     char expected[64];
     const auto* b = reinterpret_cast<const unsigned char*>(cuda_uuid.bytes);
     std::snprintf(expected, sizeof expected,
-                  "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                  b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                  b[13], b[14], b[15]);
+                  "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                  b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                  b[14], b[15]);
     EXPECT_STREQ(uuid, expected);
     nvmlDevice_t by_uuid = nullptr;
     ASSERT_EQ(nvmlDeviceGetHandleByUUID(uuid, &by_uuid), NVML_SUCCESS);
@@ -141,8 +140,7 @@ TEST_F(FakeNvml, UtilizationIsZeroWhileNothingRuns) {
   // A process that holds memory but ran nothing has no sample.
   unsigned count = 1;
   nvmlProcessUtilizationSample_t sample{};
-  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), &sample, &count, 0),
-            NVML_ERROR_NOT_FOUND);
+  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), &sample, &count, 0), NVML_ERROR_NOT_FOUND);
   EXPECT_EQ(count, 0u);
 }
 
@@ -158,10 +156,9 @@ TEST_F(FakeNvml, SaturatingLoopMakesItsDeviceBusyAndLeavesTheOtherIdle) {
   unsigned last_gpu = 0;
   bool saturated = WaitFor([&] {
     while (queued_until < std::chrono::steady_clock::now() + std::chrono::milliseconds(200)) {
-      EXPECT_EQ(cuLaunchKernel(busy, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr),
-                CUDA_SUCCESS);
-      queued_until = std::max(queued_until, std::chrono::steady_clock::now()) +
-                     std::chrono::milliseconds(50);
+      EXPECT_EQ(cuLaunchKernel(busy, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr), CUDA_SUCCESS);
+      queued_until =
+          std::max(queued_until, std::chrono::steady_clock::now()) + std::chrono::milliseconds(50);
     }
     nvmlUtilization_t utilization{};
     EXPECT_EQ(nvmlDeviceGetUtilizationRates(DeviceAt(0), &utilization), NVML_SUCCESS);
@@ -199,8 +196,7 @@ TEST_F(FakeNvml, ProcessUtilizationReportsTheProcessThatRanAfterAskingForTheCoun
   EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(0), &newer, &count, sample.timeStamp),
             NVML_ERROR_NOT_FOUND);
   count = 1;
-  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(1), &newer, &count, 0),
-            NVML_ERROR_NOT_FOUND);
+  EXPECT_EQ(nvmlDeviceGetProcessUtilization(DeviceAt(1), &newer, &count, 0), NVML_ERROR_NOT_FOUND);
 }
 
 TEST_F(FakeNvml, ProcessUtilizationAttributesKernelsToTheProcessThatLaunchedThem) {
@@ -237,8 +233,9 @@ TEST_F(FakeNvml, BadConfigMakesInitReturnDriverNotLoaded) {
 
 TEST_F(FakeNvml, FaultsApplyToNvmlFunctions) {
   ASSERT_EQ(nvmlInit_v2(), NVML_SUCCESS);
-  ASSERT_EQ(tesseraFakeNvmlSetFaults("nvmlDeviceGetCount_v2:1=999,nvmlDeviceGetHandleByIndex_v2:1=null"),
-            0);
+  ASSERT_EQ(
+      tesseraFakeNvmlSetFaults("nvmlDeviceGetCount_v2:1=999,nvmlDeviceGetHandleByIndex_v2:1=null"),
+      0);
   unsigned count = 0;
   EXPECT_EQ(nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNKNOWN);
   EXPECT_EQ(nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);

@@ -5,8 +5,8 @@
 #include <chrono>
 #include <string>
 
-#include "support/child_process.h"
 #include "fake_gpu_test_support.h"
+#include "support/child_process.h"
 
 namespace tessera::fakegpu {
 namespace {
@@ -80,7 +80,8 @@ TEST_F(FakeGpuTime, OtherKernelsTakeNoDeviceTime) {
   InitWithContext();
   CUstream stream = nullptr;
   ASSERT_EQ(cuStreamCreate(&stream, 0), CUDA_SUCCESS);
-  for (const char* name : {"matmul", "busy_us_", "busy_us_x1", "busy_us_0", "busy_us_99999999999"}) {
+  for (const char* name :
+       {"matmul", "busy_us_", "busy_us_x1", "busy_us_0", "busy_us_99999999999"}) {
     ASSERT_EQ(Launch(Function(name), stream), CUDA_SUCCESS) << name;
     EXPECT_EQ(cuStreamQuery(stream), CUDA_SUCCESS) << name;
   }

@@ -6,7 +6,7 @@
 namespace tessera::fakegpu {
 namespace {
 
-constexpr uint64_t kMs = 1'000'000;                     // ns
+constexpr uint64_t kMs = 1'000'000;                               // ns
 constexpr SampleTime kNow{100'000 * kMs, 1'700'000'000'000'000};  // realtime µs at that instant
 
 TEST(DeviceUtilization, IsZeroWithoutRuns) {

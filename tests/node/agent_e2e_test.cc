@@ -92,10 +92,19 @@ class Agent : public ::testing::Test {
 
   std::unique_ptr<testing::Child> Start(const std::string& config,
                                         const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {TESSERA_NODE_BINARY, "--node-name", "test-node", "--config",
-                                     config, "--no-publish", "--device-plugin-dir", plugins_,
-                                     "--pod-resources-socket", node_.Path("no-pod-resources.sock"),
-                                     "--metrics-address", "127.0.0.1:0", "--health-recovery-ms",
+    std::vector<std::string> argv = {TESSERA_NODE_BINARY,
+                                     "--node-name",
+                                     "test-node",
+                                     "--config",
+                                     config,
+                                     "--no-publish",
+                                     "--device-plugin-dir",
+                                     plugins_,
+                                     "--pod-resources-socket",
+                                     node_.Path("no-pod-resources.sock"),
+                                     "--metrics-address",
+                                     "127.0.0.1:0",
+                                     "--health-recovery-ms",
                                      "500"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<testing::Child>(argv, node_.Environment({"TESSERA_LOG_LEVEL=info"}));

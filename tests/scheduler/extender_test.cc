@@ -30,7 +30,9 @@ json Node(const std::string& name, int gpus, int64_t memory_mib, const std::stri
 
 json Pod(const std::string& name, json limits, json annotations = json::object()) {
   return {{"metadata",
-           {{"name", name}, {"namespace", "default"}, {"uid", "uid-" + name},
+           {{"name", name},
+            {"namespace", "default"},
+            {"uid", "uid-" + name},
             {"annotations", annotations}}},
           {"spec", {{"containers", {{{"name", "main"}, {"resources", {{"limits", limits}}}}}}}},
           {"status", {{"phase", "Pending"}}}};
@@ -66,11 +68,11 @@ class ExtenderTest : public ::testing::Test {
     return json::parse(answer.body);
   }
   std::string BindPod(const json& pod, const std::string& node) {
-    HttpAnswer answer = extender_.Bind(json{{"PodName", pod["metadata"]["name"]},
-                                            {"PodNamespace", "default"},
-                                            {"PodUID", pod["metadata"]["uid"]},
-                                            {"Node", node}}
-                                           .dump());
+    HttpAnswer answer = extender_.Bind(json{
+        {"PodName", pod["metadata"]["name"]},
+        {"PodNamespace", "default"},
+        {"PodUID", pod["metadata"]["uid"]},
+        {"Node", node}}.dump());
     EXPECT_EQ(answer.status, 200);
     return json::parse(answer.body).value("Error", "?");
   }
@@ -88,8 +90,8 @@ class ExtenderTest : public ::testing::Test {
     return node;
   }
   kube::PodAllocation AllocationOf(const std::string& name) {
-    auto decoded =
-        kube::DecodePodAllocation(binder_.bound["default/" + name].second[kube::kAllocationAnnotation]);
+    auto decoded = kube::DecodePodAllocation(
+        binder_.bound["default/" + name].second[kube::kAllocationAnnotation]);
     EXPECT_TRUE(decoded.ok());
     return decoded.ok() ? *decoded : kube::PodAllocation{};
   }
@@ -101,7 +103,8 @@ class ExtenderTest : public ::testing::Test {
 
 TEST_F(ExtenderTest, FilterChoosesOneNodeAndBindCarriesTheLimits) {
   state_.UpsertNode(Node("a", 2, 81920));
-  json pod = Pod("p", {{"nvidia.com/gpu", 1}, {"nvidia.com/gpumem", 3000}, {"nvidia.com/gpucores", 30}});
+  json pod =
+      Pod("p", {{"nvidia.com/gpu", 1}, {"nvidia.com/gpumem", 3000}, {"nvidia.com/gpucores", 30}});
   ASSERT_EQ(Schedule(pod, {"a"}), "a");
   kube::PodAllocation allocation = AllocationOf("p");
   ASSERT_EQ(allocation.containers.size(), 1u);
@@ -115,9 +118,7 @@ TEST_F(ExtenderTest, NoGpuIsGrantedMoreThanItsMemory) {
   state_.UpsertNode(Node("a", 1, 10000));
   int placed = 0;
   for (const char* name : {"p0", "p1", "p2", "p3", "p4"}) {
-    if (!Schedule(Pod(name, {{"nvidia.com/gpu", 1}, {"nvidia.com/gpumem", 3000}}),
-                  {"a"})
-             .empty()) {
+    if (!Schedule(Pod(name, {{"nvidia.com/gpu", 1}, {"nvidia.com/gpumem", 3000}}), {"a"}).empty()) {
       ++placed;
     }
   }
@@ -175,8 +176,9 @@ TEST_F(ExtenderTest, SharesStayOffWholeGpusAndWholeRequestsTakeAnIdleGpu) {
   state_.UpsertNode(Node("s", 1, 81920, "shared"));
   EXPECT_EQ(Schedule(Pod("share", {{"nvidia.com/gpumem", 3000}}), {"w", "s"}), "s");
   // A whole GPU is asked for: the shared one is in use, the whole one is idle.
-  EXPECT_EQ(Schedule(Pod("whole", {{"nvidia.com/gpu", 1}, {"nvidia.com/gpucores", 100}}), {"w", "s"}),
-            "w");
+  EXPECT_EQ(
+      Schedule(Pod("whole", {{"nvidia.com/gpu", 1}, {"nvidia.com/gpucores", 100}}), {"w", "s"}),
+      "w");
 }
 
 TEST_F(ExtenderTest, CardTypeAndUuidAnnotationsRestrictTheGpus) {
@@ -185,13 +187,14 @@ TEST_F(ExtenderTest, CardTypeAndUuidAnnotationsRestrictTheGpus) {
   EXPECT_EQ(Schedule(Pod("t", {{"nvidia.com/gpumem", 1000}}, {{"nvidia.com/use-gputype", "l4"}}),
                      {"a100", "l4"}),
             "l4");
-  EXPECT_EQ(Schedule(Pod("n", {{"nvidia.com/gpumem", 1000}}, {{"nvidia.com/nouse-gputype", "A100"}}),
-                     {"a100", "l4"}),
-            "l4");
-  EXPECT_EQ(Schedule(Pod("u", {{"nvidia.com/gpumem", 1000}},
-                         {{"nvidia.com/use-gpuuuid", "GPU-a100-0"}}),
-                     {"a100", "l4"}),
-            "a100");
+  EXPECT_EQ(
+      Schedule(Pod("n", {{"nvidia.com/gpumem", 1000}}, {{"nvidia.com/nouse-gputype", "A100"}}),
+               {"a100", "l4"}),
+      "l4");
+  EXPECT_EQ(
+      Schedule(Pod("u", {{"nvidia.com/gpumem", 1000}}, {{"nvidia.com/use-gpuuuid", "GPU-a100-0"}}),
+               {"a100", "l4"}),
+      "a100");
 }
 
 TEST_F(ExtenderTest, ReplicasBoundTheTenantsOfASharedGpu) {

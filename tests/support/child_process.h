@@ -48,13 +48,15 @@ class Child {
   const std::string& output() const { return output_; }
 
   // Reads stdout until it contains `marker` or the deadline passes; true if seen.
-  bool WaitFor(const std::string& marker, std::chrono::seconds deadline = std::chrono::seconds(30)) {
+  bool WaitFor(const std::string& marker,
+               std::chrono::seconds deadline = std::chrono::seconds(30)) {
     auto end = std::chrono::steady_clock::now() + deadline;
     while (output_.find(marker) == std::string::npos) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           end - std::chrono::steady_clock::now());
       if (left.count() <= 0) return false;
-      if (!ReadSome(static_cast<int>(left.count()))) return output_.find(marker) != std::string::npos;
+      if (!ReadSome(static_cast<int>(left.count())))
+        return output_.find(marker) != std::string::npos;
     }
     return true;
   }

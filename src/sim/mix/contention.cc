@@ -31,8 +31,7 @@ std::vector<double> GpuPhaseSpeeds(std::span<const Tenant> tenants) {
     double largest_change = 0;
     for (size_t i = 0; i < tenants.size(); ++i) {
       const Tenant& tenant = tenants[i];
-      const double others =
-          busy_weight - tenant.weight * GpuPhaseProbability(tenant, speeds[i]);
+      const double others = busy_weight - tenant.weight * GpuPhaseProbability(tenant, speeds[i]);
       const double share = tenant.weight / (tenant.weight + std::max(0.0, others));
       const double speed = std::min(tenant.cap, share) / tenant.slowdown;
       largest_change = std::max(largest_change, std::abs(speed - speeds[i]));
@@ -46,7 +45,8 @@ std::vector<double> GpuPhaseSpeeds(std::span<const Tenant> tenants) {
 std::vector<double> ProgressRates(std::span<const Tenant> tenants) {
   std::vector<double> speeds = GpuPhaseSpeeds(tenants);
   std::vector<double> rates(tenants.size());
-  for (size_t i = 0; i < tenants.size(); ++i) rates[i] = ProgressRate(tenants[i].busy, speeds[i], tenants[i].host_speed);
+  for (size_t i = 0; i < tenants.size(); ++i)
+    rates[i] = ProgressRate(tenants[i].busy, speeds[i], tenants[i].host_speed);
   return rates;
 }
 

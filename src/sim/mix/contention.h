@@ -30,10 +30,10 @@
 namespace tessera::sim::mix {
 
 struct Tenant {
-  double busy = 1;      // b, in [0, 1]
-  double weight = 1;    // w > 0
-  double cap = 1;       // in (0, 1]
-  double slowdown = 1;  // >= 1
+  double busy = 1;        // b, in [0, 1]
+  double weight = 1;      // w > 0
+  double cap = 1;         // in (0, 1]
+  double slowdown = 1;    // >= 1
   double host_speed = 1;  // in (0, 1]
 };
 

@@ -42,7 +42,7 @@ struct ClassStats {
   std::string name;
   int jobs = 0;
   int completed = 0;
-  int failed_attempts = 0;      // time-slicing: jobs killed for overfilling GPU memory
+  int failed_attempts = 0;  // time-slicing: jobs killed for overfilling GPU memory
   double held_gpu_hours = 0;
   double useful_gpu_hours = 0;
   double mean_queue_hours = 0;
@@ -54,9 +54,9 @@ struct ClassStats {
 struct StrategyStats {
   std::string strategy;
   int gpus = 0;
-  double makespan_hours = 0;    // from 0 to the last job's end
+  double makespan_hours = 0;        // from 0 to the last job's end
   std::vector<ClassStats> classes;  // in scenario order
-  int unfinished_jobs = 0;      // jobs still queued or running at the safety stop (should be 0)
+  int unfinished_jobs = 0;          // jobs still queued or running at the safety stop (should be 0)
 
   double HeldGpuHours() const;
   double UsefulGpuHours() const;
@@ -71,8 +71,8 @@ StrategyStats SimulateStrategy(const Scenario& scenario, const Strategy& strateg
 // backlog that never empties (strict FIFO, jobs drawn in proportion to the classes' arrival
 // rates), so that what is measured is how much work the partitioning lets through.
 struct SweepPoint {
-  int denominator = 1;          // partitions of 1/denominator of a GPU
-  double jobs_per_hour = 0;     // completed in the measured window
+  int denominator = 1;       // partitions of 1/denominator of a GPU
+  double jobs_per_hour = 0;  // completed in the measured window
   double useful_gpu_hours_per_hour = 0;
   double mean_stretch = 0;
   double mean_jobs_per_busy_gpu = 0;  // time-averaged jobs per GPU that has any

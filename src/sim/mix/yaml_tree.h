@@ -19,13 +19,13 @@ struct YamlNode {
   enum class Kind { kScalar, kSequence, kMapping };
 
   Kind kind = Kind::kScalar;
-  int line = 0;  // 1-based line of the node's first character
-  std::string scalar;                                  // kScalar
-  bool quoted = false;                                 // kScalar written in quotes
-  std::vector<YamlNode> items;                         // kSequence
-  std::vector<std::string> keys;                       // kMapping, in document order ...
-  std::vector<YamlNode> values;                        // ... with their values
-  std::vector<int> key_lines;                          // kMapping: line of each key
+  int line = 0;                   // 1-based line of the node's first character
+  std::string scalar;             // kScalar
+  bool quoted = false;            // kScalar written in quotes
+  std::vector<YamlNode> items;    // kSequence
+  std::vector<std::string> keys;  // kMapping, in document order ...
+  std::vector<YamlNode> values;   // ... with their values
+  std::vector<int> key_lines;     // kMapping: line of each key
 
   // REQUIRES: kind == kMapping. The value under `key`, or nullptr.
   const YamlNode* Find(std::string_view key) const;

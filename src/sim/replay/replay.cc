@@ -88,19 +88,25 @@ Status CheckPod(const json& pod, const YAML::Node& at, const std::string& source
   const std::string where = Where(source, at) + ": " + field;
   if (!pod.is_object()) return Status::Error(where + ": not a Pod (a mapping)");
   if (auto kind = pod.find("kind"); kind != pod.end() && *kind != "Pod") {
-    return Status::Error(where + ".kind: " + kind->dump(-1, ' ', false, json::error_handler_t::replace) + " is not Pod");
+    return Status::Error(where +
+                         ".kind: " + kind->dump(-1, ' ', false, json::error_handler_t::replace) +
+                         " is not Pod");
   }
   auto meta = pod.find("metadata");
   if (meta == pod.end() || !meta->is_object()) return Status::Error(where + ".metadata: missing");
   auto name = meta->find("name");
   if (name == meta->end()) return Status::Error(where + ".metadata.name: missing");
   if (!name->is_string() || name->get<std::string>().empty()) {
-    return Status::Error(where + ".metadata.name: " + name->dump(-1, ' ', false, json::error_handler_t::replace) + " is not a name");
+    return Status::Error(
+        where + ".metadata.name: " + name->dump(-1, ' ', false, json::error_handler_t::replace) +
+        " is not a name");
   }
   std::string namespace_name = "default";
   if (auto ns = meta->find("namespace"); ns != meta->end()) {
     if (!ns->is_string() || ns->get<std::string>().empty()) {
-      return Status::Error(where + ".metadata.namespace: " + ns->dump(-1, ' ', false, json::error_handler_t::replace) + " is not a name");
+      return Status::Error(where + ".metadata.namespace: " +
+                           ns->dump(-1, ' ', false, json::error_handler_t::replace) +
+                           " is not a name");
     }
     namespace_name = ns->get<std::string>();
   }
@@ -141,7 +147,8 @@ Result<json> Admit(const json& pod, int32_t max_gpus_per_node) {
                          {"operation", "CREATE"},
                          {"namespace", pod["metadata"].value("namespace", "")},
                          {"object", pod}}}};
-  const scheduler::AdmissionResult result = scheduler::HandleAdmission(review.dump(-1, ' ', false, json::error_handler_t::replace), options);
+  const scheduler::AdmissionResult result = scheduler::HandleAdmission(
+      review.dump(-1, ' ', false, json::error_handler_t::replace), options);
   const json answer = json::parse(result.body, nullptr, /*allow_exceptions=*/false);
   if (result.http_status != 200 || !answer.is_object()) {
     return Status::Error("the webhook answered " + std::to_string(result.http_status) + ": " +
@@ -170,7 +177,8 @@ std::string PendingReason(const json& result) {
     const json reasons = result.value(field, json::object());
     for (const auto& [node, why] : reasons.items()) {
       reason += (reason.empty() ? "" : "; ") + node + ": " +
-                (why.is_string() ? why.get<std::string>() : why.dump(-1, ' ', false, json::error_handler_t::replace));
+                (why.is_string() ? why.get<std::string>()
+                                 : why.dump(-1, ' ', false, json::error_handler_t::replace));
     }
   }
   return "pending: " + (reason.empty() ? std::string("no node") : reason);
@@ -219,7 +227,8 @@ class Replayer {
 
     // 2. /filter, every node a candidate.
     const json args = {{"Pod", pod}, {"NodeNames", names_}};
-    const scheduler::HttpAnswer filtered = extender_.Filter(args.dump(-1, ' ', false, json::error_handler_t::replace));
+    const scheduler::HttpAnswer filtered =
+        extender_.Filter(args.dump(-1, ' ', false, json::error_handler_t::replace));
     const json result = json::parse(filtered.body, nullptr, /*allow_exceptions=*/false);
     if (filtered.status != 200 || !result.is_object()) {
       placement.reason =
@@ -238,7 +247,8 @@ class Replayer {
                           {"PodNamespace", placement.namespace_name},
                           {"PodUID", uid},
                           {"Node", node}};
-    const scheduler::HttpAnswer bound = extender_.Bind(binding.dump(-1, ' ', false, json::error_handler_t::replace));
+    const scheduler::HttpAnswer bound =
+        extender_.Bind(binding.dump(-1, ' ', false, json::error_handler_t::replace));
     const json bind_result = json::parse(bound.body, nullptr, /*allow_exceptions=*/false);
     if (bound.status != 200 || !bind_result.is_object() ||
         !bind_result.value("Error", "").empty()) {
@@ -286,7 +296,8 @@ std::vector<std::string> SplitDocuments(std::string_view text) {
   size_t line = 0;
   while (!text.empty()) {
     const size_t end = text.find('\n');
-    const std::string_view current = text.substr(0, end == std::string_view::npos ? text.size() : end + 1);
+    const std::string_view current =
+        text.substr(0, end == std::string_view::npos ? text.size() : end + 1);
     text.remove_prefix(current.size());
     const bool separator = current.substr(0, 3) == "---" &&
                            (current.size() == 3 || current[3] == ' ' || current[3] == '\t' ||

@@ -28,8 +28,8 @@ class NioScenario : public ::testing::TestWithParam<uint64_t> {
     scenario_ = std::move(loaded).value();
     const std::vector<Job> jobs = GenerateJobs(scenario_, GetParam());
     for (const char* name : {"whole", "shares", "hybrid"}) {
-      results_.push_back(SimulateStrategy(
-          scenario_, scenario_.strategies[scenario_.StrategyIndex(name)], jobs));
+      results_.push_back(
+          SimulateStrategy(scenario_, scenario_.strategies[scenario_.StrategyIndex(name)], jobs));
       ASSERT_EQ(results_.back().unfinished_jobs, 0) << name;
     }
   }
