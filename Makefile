@@ -23,9 +23,9 @@ build: $(BUILD)/build.ninja
 demo: deps build
 	./scripts/demo.sh $(BUILD)
 
-# Everything CI runs: the normal build's tests; the shim, region, fake GPU and node agent again
-# under ASan+UBSan; short libFuzzer runs of every parser; the region under TSan; then the suite
-# on the local Kubernetes cluster (built from Debian's source package the first time).
+# Everything CI runs: the format check; the normal build's tests; every one of them again under
+# ASan+UBSan; short libFuzzer runs of every parser; the region and the limiter under TSan; then
+# the suite on the local Kubernetes cluster (built from Debian's source package the first time).
 test: deps format-check test-fast test-asan test-fuzz test-tsan test-cluster
 
 # The cluster's tests (label `cluster`) need a running cluster: `make test-cluster`.
@@ -35,11 +35,11 @@ test-fast: build
 test-asan:
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTESSERA_SANITIZE=address,undefined
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ctest --output-on-failure -j $(JOBS) -L sanitize
+	cd build-asan && ctest --output-on-failure -j $(JOBS) -LE cluster
 
 test-tsan:
 	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTESSERA_SANITIZE=thread
-	cmake --build build-tsan -j $(JOBS) --target tessera_region_test
+	cmake --build build-tsan -j $(JOBS) --target tessera_region_test tessera_limiter_threads_test
 	cd build-tsan && ctest --output-on-failure -L tsan
 
 # Each parser's fuzz target runs FUZZ_SECONDS from its seed corpus (fuzz/corpus/<name>/).

@@ -18,29 +18,9 @@
 
 namespace tessera::shim {
 
-// ---- Finding glibc's dlsym -----------------------------------------------------------------
+// ---- Finding glibc's dlsym: dlsym_next.cc ----------------------------------------------------
 using DlsymFunction = void* (*)(void*, const char*);
-
-extern "C" {
-__attribute__((visibility("hidden"))) DlsymFunction tessera_next_dlsym = nullptr;
-}
-
-// Not instrumented: a sanitizer runtime resolves its interceptors with dlsym(RTLD_NEXT, ...)
-// before it is initialised, and that lookup comes through here.
-extern "C" __attribute__((visibility("hidden"), no_sanitize("address", "undefined"))) DlsymFunction
-tessera_resolve_next_dlsym() {
-  DlsymFunction next = __atomic_load_n(&tessera_next_dlsym, __ATOMIC_ACQUIRE);
-  if (next != nullptr) return next;
-  // glibc >= 2.34 versions dlsym GLIBC_2.34; older ones GLIBC_2.2.5 (x86-64) / 2.17 (AArch64).
-  // Straight-line calls only: even an initializer_list's begin() is instrumented code.
-  next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34"));
-  if (next == nullptr)
-    next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5"));
-  if (next == nullptr)
-    next = reinterpret_cast<DlsymFunction>(dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.17"));
-  __atomic_store_n(&tessera_next_dlsym, next, __ATOMIC_RELEASE);
-  return next;
-}
+extern "C" DlsymFunction tessera_resolve_next_dlsym();
 
 namespace {
 

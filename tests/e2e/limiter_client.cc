@@ -29,6 +29,7 @@
 
 #include "cuda/driver_api.h"
 #include "cuda/nvml_api.h"
+#include "support/find_symbol.h"
 
 namespace {
 
@@ -37,17 +38,6 @@ int64_t NowNs() {
   clock_gettime(CLOCK_MONOTONIC, &now);
   return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
-
-template <typename Function>
-Function Find(void* library, const char* name) {
-  void* found = library != nullptr ? dlsym(library, name) : nullptr;
-  if (found == nullptr) {
-    std::fprintf(stderr, "limiter client: %s not found\n", name);
-    std::exit(3);
-  }
-  return reinterpret_cast<Function>(found);
-}
-#define FIND(library, name) Find<decltype(&name)>(library, #name)
 
 void Check(CUresult result, const char* what) {
   if (result == CUDA_SUCCESS) return;
