@@ -35,19 +35,29 @@ std::string Env(const char* name) {
   return value != nullptr ? value : "";
 }
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  int port = -1;
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
+// `count` distinct free loopback ports. The sockets stay bound until all are chosen: one released
+// at once could be handed out again for the next (etcd and the apiserver were once given the
+// same port).
+std::vector<int> FreePorts(size_t count) {
+  std::vector<int> sockets;
+  std::vector<int> ports;
+  for (size_t i = 0; i < count; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;
+    sockets.push_back(fd);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      break;
+    }
+    ports.push_back(ntohs(address.sin_port));
   }
-  if (fd >= 0) close(fd);
-  return port;
+  for (int fd : sockets) close(fd);
+  if (ports.size() != count) ports.clear();
+  return ports;
 }
 
 std::string Tail(const std::string& path, size_t lines = 25) {
@@ -192,11 +202,11 @@ Status TestCluster::Launch() {
     if (!status.ok()) return status;
   }
 
-  int etcd_port = FreePort(), peer_port = FreePort();
-  apiserver_port_ = FreePort();
-  if (etcd_port < 0 || peer_port < 0 || apiserver_port_ < 0) {
-    return Status::Error("no free loopback port");
-  }
+  const std::vector<int> ports = FreePorts(3);
+  if (ports.empty()) return Status::Error("no three free loopback ports");
+  const int etcd_port = ports[0];
+  const int peer_port = ports[1];
+  apiserver_port_ = ports[2];
   std::string etcd_url = "http://127.0.0.1:" + std::to_string(etcd_port);
   etcd_url_ = etcd_url;
   std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_port);
