@@ -36,10 +36,11 @@ struct RunOptions {
 };
 
 // Applies "--<flag> VALUE" or "--<flag> I=VALUE" values: the bare ones to every device, then
-// those for one device over them. `parse` turns the text after any "I=" into the value.
-template <typename Parse>
+// those for one device over them. `parse` turns the text after any "I=" into the value, and
+// `set(device, value)` applies it.
+template <typename Parse, typename Set>
 Status ApplyPerDevice(const std::vector<std::string>& values, const std::string& flag, Parse parse,
-                      region::RegionConfig* limits) {
+                      Set set) {
   for (bool per_device : {false, true}) {
     for (const std::string& value : values) {
       const size_t equals = value.find('=');
@@ -57,13 +58,7 @@ Status ApplyPerDevice(const std::vector<std::string>& values, const std::string&
         if (!device.ok()) return device.status();
         first = last = static_cast<int>(*device);
       }
-      for (int device = first; device <= last; ++device) {
-        if (flag == "--gpu-memory") {
-          limits->devices[device].memory_bytes = static_cast<uint64_t>(*parsed);
-        } else {
-          limits->devices[device].sm_percent = static_cast<uint32_t>(*parsed);
-        }
-      }
+      for (int device = first; device <= last; ++device) set(device, *parsed);
     }
   }
   return Status::Ok();
@@ -109,13 +104,18 @@ Result<RunOptions> ParseRunOptions(int argc, char** argv) {
   if (!options.help.empty()) return options;
   if (options.command.empty()) return Status::Error("no command to run after --");
   if (!options.region_path.empty()) options.keep_region = true;
+  region::DeviceLimits* devices = options.limits.devices;
   Status applied = ApplyPerDevice(
       memory, "--gpu-memory",
-      [](const std::string& text) { return ParseBytes(text, "--gpu-memory"); }, &options.limits);
+      [](const std::string& text) { return ParseBytes(text, "--gpu-memory"); },
+      [devices](int device, uint64_t bytes) { devices[device].memory_bytes = bytes; });
   if (!applied.ok()) return applied;
   applied = ApplyPerDevice(
       cores, "--gpu-cores",
-      [](const std::string& text) { return ParsePercent(text, "--gpu-cores"); }, &options.limits);
+      [](const std::string& text) { return ParsePercent(text, "--gpu-cores"); },
+      [devices](int device, int percent) {
+        devices[device].sm_percent = static_cast<uint32_t>(percent);
+      });
   if (!applied.ok()) return applied;
   return options;
 }
@@ -220,13 +220,7 @@ int Run(RunOptions options) {
 }  // namespace
 
 int RunCommand(int argc, char** argv) {
-  Result<RunOptions> options = ParseRunOptions(argc, argv);
-  if (!options.ok()) return ReportUsageError(kCommand, options.status().message());
-  if (!options->help.empty()) {
-    std::fputs(options->help.c_str(), stdout);
-    return 0;
-  }
-  return Run(std::move(*options));
+  return RunCommandLine(kCommand, argc, argv, ParseRunOptions, Run);
 }
 
 }  // namespace tessera::cli

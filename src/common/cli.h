@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "common/status.h"
 
@@ -34,6 +35,20 @@ inline int ReportUsageError(const std::string& command, const std::string& messa
   std::fprintf(stderr, "%s: %s\nRun `%s --help` for usage.\n", command.c_str(), message.c_str(),
                command.c_str());
   return 2;
+}
+
+// A command's whole run: `parse(argc, argv)` gives a Result of options with a `help` member;
+// a bad command line is reported (exit 2), --help is printed (exit 0), else `run(options)` gives
+// the exit code.
+template <typename Parse, typename Run>
+int RunCommandLine(const std::string& command, int argc, char** argv, Parse parse, Run run) {
+  auto options = parse(argc, argv);
+  if (!options.ok()) return ReportUsageError(command, options.status().message());
+  if (!options->help.empty()) {
+    std::fputs(options->help.c_str(), stdout);
+    return 0;
+  }
+  return run(std::move(*options));
 }
 
 }  // namespace tessera

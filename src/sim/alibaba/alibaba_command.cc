@@ -236,13 +236,7 @@ int RunAlibaba(const AlibabaOptions& options) {
 }  // namespace
 
 int RunAlibabaCommand(int argc, char** argv) {
-  Result<AlibabaOptions> options = ParseAlibabaOptions(argc, argv);
-  if (!options.ok()) return ReportUsageError(kCommand, options.status().message());
-  if (!options->help.empty()) {
-    std::fputs(options->help.c_str(), stdout);
-    return 0;
-  }
-  return RunAlibaba(*options);
+  return RunCommandLine(kCommand, argc, argv, ParseAlibabaOptions, RunAlibaba);
 }
 
 }  // namespace tessera::sim

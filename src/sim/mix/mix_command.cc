@@ -118,13 +118,7 @@ int RunMix(const MixOptions& options) {
 }  // namespace
 
 int RunMixCommand(int argc, char** argv) {
-  Result<MixOptions> options = ParseMixOptions(argc, argv);
-  if (!options.ok()) return ReportUsageError(kCommand, options.status().message());
-  if (!options->help.empty()) {
-    std::fputs(options->help.c_str(), stdout);
-    return 0;
-  }
-  return RunMix(*options);
+  return RunCommandLine(kCommand, argc, argv, ParseMixOptions, RunMix);
 }
 
 }  // namespace tessera::sim
