@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera::cluster_test {
 

@@ -12,8 +12,8 @@
 // the node's filesystem — can remount or unmount the limits file, or write its copy on the node.
 #include <sys/stat.h>
 
-#include "cluster/cluster_fixture.h"
-#include "support/child_process.h"
+#include "tests/cluster/cluster_fixture.h"
+#include "tests/support/child_process.h"
 
 namespace tessera::cluster_test {
 namespace {

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "cluster/cluster_fixture.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace tessera::cluster_test {
 namespace {

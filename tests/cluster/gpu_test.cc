@@ -12,7 +12,7 @@
 #include <set>
 #include <sstream>
 
-#include "cluster/cluster_fixture.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace tessera::cluster_test {
 namespace {

@@ -11,10 +11,10 @@
 #include <set>
 #include <sstream>
 
-#include "cluster/cluster_fixture.h"
 #include "kube/pod_allocation.h"
 #include "scheduler/state.h"
 #include "sim/replay/cluster_file.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace tessera::cluster_test {
 namespace {

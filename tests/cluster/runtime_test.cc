@@ -9,7 +9,7 @@
 #include <random>
 #include <set>
 
-#include "cluster/cluster_fixture.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace tessera::cluster_test {
 namespace {

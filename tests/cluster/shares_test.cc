@@ -3,7 +3,7 @@
 // too, at the next PreStartContainer, not at its next look at kubelet's PodResources (every few
 // seconds), or kubelet's start of the next container on the GPU fails with "the memory limits of
 // its shares would sum to more than" the GPU's memory.
-#include "cluster/cluster_fixture.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace tessera::cluster_test {
 namespace {

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fake_node.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera {
 namespace {

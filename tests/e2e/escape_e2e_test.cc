@@ -11,7 +11,7 @@
 
 #include "fake_node.h"
 #include "region/region.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera {
 namespace {

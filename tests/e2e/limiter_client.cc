@@ -29,7 +29,7 @@
 
 #include "cuda/driver_api.h"
 #include "cuda/nvml_api.h"
-#include "support/find_symbol.h"
+#include "tests/support/find_symbol.h"
 
 namespace {
 

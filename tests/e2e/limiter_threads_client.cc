@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "cuda/driver_api.h"
-#include "support/find_symbol.h"
+#include "tests/support/find_symbol.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "fake_node.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera {
 namespace {

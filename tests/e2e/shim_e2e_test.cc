@@ -10,7 +10,7 @@
 #include "fake_node.h"
 #include "fakegpu/state_reader.h"
 #include "region/region.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera {
 namespace {

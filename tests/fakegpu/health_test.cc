@@ -6,7 +6,7 @@
 #include "cuda/nvml_api.h"
 #include "fake_gpu_test_support.h"
 #include "fakegpu/config.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera::fakegpu {
 namespace {

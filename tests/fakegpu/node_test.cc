@@ -8,7 +8,7 @@
 
 #include "cuda/nvml_api.h"
 #include "fake_gpu_test_support.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera::fakegpu {
 namespace {

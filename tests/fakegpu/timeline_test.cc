@@ -6,7 +6,7 @@
 #include <string>
 
 #include "fake_gpu_test_support.h"
-#include "support/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace tessera::fakegpu {
 namespace {

@@ -15,9 +15,9 @@
 #include <mutex>
 #include <thread>
 
-#include "e2e/fake_node.h"
 #include "node/proto/deviceplugin/v1beta1/api.grpc.pb.h"
-#include "support/child_process.h"
+#include "tests/e2e/fake_node.h"
+#include "tests/support/child_process.h"
 
 namespace tessera::node {
 namespace {

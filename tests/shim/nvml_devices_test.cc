@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "fake_gpu_test_support.h"
 #include "shim/shim.h"
+#include "tests/fakegpu/fake_gpu_test_support.h"
 
 namespace tessera::shim {
 namespace {
