@@ -192,8 +192,9 @@ int StatusCommand(int argc, char** argv) {
   if (json) {
     PrintJson(views, errors);
   } else {
-    for (const std::string& error : errors)
+    for (const std::string& error : errors) {
       std::fprintf(stderr, "tessera status: %s\n", error.c_str());
+    }
     if (views.empty() && errors.empty()) {
       std::printf("No Tessera regions in %s (start one with `tessera run`).\n",
                   DefaultRegionDirectory().c_str());

@@ -8,6 +8,10 @@
 #ifndef TESSERA_CUDA_DRIVER_API_H_
 #define TESSERA_CUDA_DRIVER_API_H_
 
+// The names (types, functions, parameters) and C typedefs are the driver's own, as cuda.h has
+// them, not the project's style.
+// NOLINTBEGIN(readability-identifier-naming, modernize-use-using)
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -461,4 +465,5 @@ CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode);
 }  // extern "C"
 #endif
 
+// NOLINTEND(readability-identifier-naming, modernize-use-using)
 #endif  // TESSERA_CUDA_DRIVER_API_H_

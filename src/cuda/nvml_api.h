@@ -6,6 +6,10 @@
 #ifndef TESSERA_CUDA_NVML_API_H_
 #define TESSERA_CUDA_NVML_API_H_
 
+// The names (types, functions, parameters) and C typedefs are the driver's own, as nvml.h has
+// them, not the project's style.
+// NOLINTBEGIN(readability-identifier-naming, modernize-use-using)
+
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -237,4 +241,5 @@ nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set);
 }  // extern "C"
 #endif
 
+// NOLINTEND(readability-identifier-naming, modernize-use-using)
 #endif  // TESSERA_CUDA_NVML_API_H_

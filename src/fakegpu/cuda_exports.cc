@@ -148,6 +148,9 @@ const ErrorText* FindError(CUresult code) {
 
 }  // namespace
 
+// The driver's entry points, with cuda.h's names for their parameters.
+// NOLINTBEGIN(readability-identifier-naming)
+
 // ---- Initialisation, version, entry points ----------------------------------------------------
 
 TESSERA_FAKE_EXPORT CUresult cuInit(unsigned int flags) {
@@ -957,3 +960,4 @@ TESSERA_FAKE_EXPORT int tesseraFakeSetFaults(const char* spec) {
 }
 
 TESSERA_FAKE_EXPORT void tesseraFakeShutdown(void) { TheDriver().Shutdown(); }
+// NOLINTEND(readability-identifier-naming)

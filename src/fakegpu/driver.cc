@@ -569,8 +569,9 @@ bool Driver::StreamUsableLocked(CUstream stream) const {
 // as the legacy stream synchronises with every other: stricter than the per-thread stream, never
 // too early.
 uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
-  if (IsDefaultStream(stream))
+  if (IsDefaultStream(stream)) {
     return g_current_context->work_end_ns.load(std::memory_order_acquire);
+  }
   return stream->work_end_ns.load(std::memory_order_acquire);
 }
 

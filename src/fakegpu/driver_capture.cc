@@ -111,8 +111,9 @@ bool Driver::CaptureKernels(CUstream stream, const uint64_t* durations_ns, size_
   std::lock_guard<std::mutex> lock(mutex_);
   auto capture = captures_.find(stream);
   if (capture == captures_.end()) return false;
-  for (size_t i = 0; i < count; ++i)
+  for (size_t i = 0; i < count; ++i) {
     AddNodeLocked(capture->second.graph)->busy_ns = durations_ns[i];
+  }
   return true;
 }
 

@@ -298,6 +298,9 @@ const char* ErrorText(nvmlReturn_t result) {
 
 }  // namespace
 
+// The driver's entry points, with nvml.h's names for their parameters.
+// NOLINTBEGIN(readability-identifier-naming)
+
 TESSERA_FAKE_EXPORT nvmlReturn_t nvmlInit_v2(void) {
   if (Fault fault = CheckFault(Api::nvmlInit_v2)) return Faulted(fault);
   return Nvml::Get().Init();
@@ -523,8 +526,9 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(
         }
         unsigned capacity = *processSamplesCount;
         *processSamplesCount = static_cast<unsigned>(samples.size());
-        if (utilization == nullptr || capacity < samples.size())
+        if (utilization == nullptr || capacity < samples.size()) {
           return NVML_ERROR_INSUFFICIENT_SIZE;
+        }
         for (size_t i = 0; i < samples.size(); ++i) {
           utilization[i] = {static_cast<unsigned>(samples[i].pid),
                             samples[i].timestamp_us,
@@ -669,8 +673,9 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_
 
 TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device,
                                                              unsigned int* isMigDevice) {
-  if (Fault fault = CheckFault(Api::nvmlDeviceIsMigDeviceHandle))
+  if (Fault fault = CheckFault(Api::nvmlDeviceIsMigDeviceHandle)) {
     return Faulted(fault, isMigDevice);
+  }
   return Nvml::Get().CallOnDevice(device, kAnyHandle | kEvenIfLost,
                                   [&](Nvml::Access&, const Target& target) {
                                     if (isMigDevice == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
@@ -962,3 +967,4 @@ TESSERA_FAKE_EXPORT int tesseraFakeNvmlClearFault(unsigned int index) {
     return tessera::fakegpu::ClearGpuFault(state, node, static_cast<int>(index));
   });
 }
+// NOLINTEND(readability-identifier-naming)

@@ -94,6 +94,9 @@ bool DriverLacks(int introduced) { return introduced > CurrentDriverVersion(); }
 
 }  // namespace tessera::fakegpu
 
+// The driver's entry points, with cuda.h's names for their parameters.
+// NOLINTBEGIN(readability-identifier-naming)
+
 TESSERA_FAKE_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion,
                                               cuuint64_t flags) {
   using tessera::fakegpu::Api;
@@ -110,3 +113,4 @@ TESSERA_FAKE_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn,
   }
   return Lookup(symbol, pfn, cudaVersion, flags, symbolStatus);
 }
+// NOLINTEND(readability-identifier-naming)

@@ -234,8 +234,9 @@ void SharedState::ReclaimDeadProcesses() {
 }
 
 void SharedState::MaybeReclaimDeadProcesses() {
-  if (static_cast<uint64_t>(MonotonicNs()) - layout_->last_scan_ns >= kScanIntervalNs)
+  if (static_cast<uint64_t>(MonotonicNs()) - layout_->last_scan_ns >= kScanIntervalNs) {
     ReclaimDeadProcesses();
+  }
 }
 
 Status SharedState::Configure(const std::vector<DeviceSpec>& devices) {

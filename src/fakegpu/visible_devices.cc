@@ -74,9 +74,10 @@ class EntryParser {
       Result<int> gpu = GpuIndex(entry, entry.substr(0, colon));
       if (!gpu.ok()) return gpu.status();
       const DeviceSpec& device = node_[static_cast<size_t>(*gpu)];
-      if (!device.mig_enabled())
+      if (!device.mig_enabled()) {
         return Error(entry, "names a MIG device of GPU " + std::to_string(*gpu) +
                                 ", which is not in MIG mode");
+      }
       Result<uint64_t> mig = ParseUnsigned(entry.substr(colon + 1), "mig", 0, 1u << 20);
       if (!mig.ok() || *mig >= device.mig.size()) {
         return Error(entry, "names MIG device " + std::string(entry.substr(colon + 1)) +

@@ -159,7 +159,7 @@ Status ListWatch(Client& client, std::string_view collection_path, const WatchOp
 }
 
 void MirrorCollection(Client& client, std::string_view collection_path, const WatchOptions& options,
-                      const MirrorHandlers& handlers, std::stop_token stop,
+                      const MirrorHandlers& handlers, const std::stop_token& stop,
                       Milliseconds restart_after) {
   WatchHandlers watch;
   watch.on_synced = [&](const nlohmann::json& list) {

@@ -65,7 +65,7 @@ struct MirrorHandlers {
 };
 
 void MirrorCollection(Client& client, std::string_view collection_path, const WatchOptions& options,
-                      const MirrorHandlers& handlers, std::stop_token stop,
+                      const MirrorHandlers& handlers, const std::stop_token& stop,
                       Milliseconds restart_after = Milliseconds(10'000));
 
 }  // namespace tessera::kube

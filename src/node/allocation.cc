@@ -28,6 +28,7 @@ std::vector<std::string> PreferredDevices(const Resource& resource,
   const size_t wanted = size > 0 ? static_cast<size_t>(size) : 0;
   if (chosen.size() >= wanted) {
     std::vector<std::string> ids;
+    ids.reserve(chosen.size());
     for (const auto* device : chosen) ids.push_back(device->id);
     return ids;
   }
@@ -95,6 +96,7 @@ std::vector<std::string> PreferredDevices(const Resource& resource,
         }
       }
       std::vector<int> distances;
+      distances.reserve(partners.size());
       for (const auto& [index, link] : partners) distances.push_back(link);
       std::sort(distances.begin(), distances.end());
       if (distances.size() < wanted - 1) continue;
@@ -126,6 +128,7 @@ std::vector<std::string> PreferredDevices(const Resource& resource,
     candidates.erase(best);
   }
   std::vector<std::string> ids;
+  ids.reserve(chosen.size());
   for (const auto* device : chosen) ids.push_back(device->id);
   return ids;
 }

@@ -57,8 +57,9 @@ class Parser {
     NodeConfig config;
     config.source = source_;
     if (root.IsNull()) return config;  // an empty file: every GPU whole
-    if (!root.IsMap())
+    if (!root.IsMap()) {
       return Fail("", "the top level must be a mapping with 'gpus' and 'defaultMode'");
+    }
     for (const auto& entry : root) {
       const std::string key = Scalar(entry.first);
       if (key == "defaultMode") {
@@ -108,8 +109,9 @@ class Parser {
     const std::string text = Scalar(node);
     if (!node.IsScalar() || text.empty()) return Fail(field, "must be an integer, not " + text);
     size_t i = text[0] == '-' ? 1 : 0;
-    if (i == text.size() || text.size() > 12)
+    if (i == text.size() || text.size() > 12) {
       return Fail(field, "\"" + text + "\" is not an integer");
+    }
     for (size_t j = i; j < text.size(); ++j) {
       if (text[j] < '0' || text[j] > '9') return Fail(field, "\"" + text + "\" is not an integer");
     }
@@ -161,9 +163,10 @@ class Parser {
         return Fail(field + ".index", std::to_string(entry.index) + " is listed twice");
       }
       if (entry.mode == GpuMode::kTimeSliced) {
-        if (!replicas)
+        if (!replicas) {
           return Fail(field + ".replicas",
                       "time-sliced needs a replica count (1-" + std::to_string(kMaxReplicas) + ")");
+        }
         auto count = Integer(*replicas, field + ".replicas", 1, kMaxReplicas);
         if (!count.ok()) return count.status();
         entry.replicas = static_cast<int>(*count);
@@ -178,10 +181,12 @@ class Parser {
         return Fail(field + ".replicas", "only a time-sliced or shared GPU has replicas");
       }
       if (mig) {
-        if (entry.mode != GpuMode::kMig)
+        if (entry.mode != GpuMode::kMig) {
           return Fail(field + ".mig", "only a GPU in mig mode has a MIG layout");
-        if (!mig->IsSequence())
+        }
+        if (!mig->IsSequence()) {
           return Fail(field + ".mig", "must be a list of MIG profiles, e.g. [3g.40gb, 1g.10gb]");
+        }
         for (size_t j = 0; j < mig->size(); ++j) {
           const std::string profile = Scalar((*mig)[j]);
           if (!(*mig)[j].IsScalar() || !LooksLikeMigProfile(profile)) {

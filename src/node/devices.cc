@@ -155,6 +155,7 @@ Result<std::vector<Resource>> PlanResources(const NodeConfig& config, const Inve
     }
   }
   std::vector<Resource> out;
+  out.reserve(resources.size());
   for (auto& [name, resource] : resources) out.push_back(std::move(resource));
   return out;
 }

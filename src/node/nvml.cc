@@ -165,10 +165,11 @@ Result<Inventory> Nvml::Discover() {
     char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE] = {};
     if (t.nvmlDeviceGetName(device, name, sizeof name) == NVML_SUCCESS) gpu.name = name;
     unsigned minor = index;
-    if (t.nvmlDeviceGetMinorNumber(device, &minor) == NVML_SUCCESS)
+    if (t.nvmlDeviceGetMinorNumber(device, &minor) == NVML_SUCCESS) {
       gpu.minor = minor;
-    else
+    } else {
       gpu.minor = index;
+    }
     unsigned numa = 0;
     if (t.nvmlDeviceGetNumaNodeId != nullptr &&
         t.nvmlDeviceGetNumaNodeId(device, &numa) == NVML_SUCCESS) {

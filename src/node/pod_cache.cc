@@ -1,6 +1,7 @@
 #include "node/pod_cache.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "common/log.h"
 #include "kube/client.h"
@@ -26,6 +27,7 @@ void PodCache::Start(std::unique_ptr<kube::Client> client, const std::string& no
     kube::MirrorHandlers handlers;
     handlers.replace = [this](const std::vector<nlohmann::json>& items) {
       std::vector<CachedPod> pods;
+      pods.reserve(items.size());
       for (const auto& item : items) pods.push_back(CachedPodFromJson(item));
       Replace(pods);
     };
@@ -43,7 +45,8 @@ void PodCache::Start(std::unique_ptr<kube::Client> client, const std::string& no
     };
     // An error retrying cannot fix (403: the agent's RBAC lacks pods) is logged, and shared GPUs
     // cannot be served until the watch works again.
-    kube::MirrorCollection(*client_, kube::CollectionPath(kube::kPods), options, handlers, stop);
+    kube::MirrorCollection(*client_, kube::CollectionPath(kube::kPods), options, handlers,
+                           std::move(stop));
   });
 }
 

@@ -22,6 +22,7 @@ std::vector<std::string> Sorted(std::vector<std::string> ids) {
 
 std::vector<std::string> GrantUuids(const std::vector<kube::GpuGrant>& gpus) {
   std::vector<std::string> uuids;
+  uuids.reserve(gpus.size());
   for (const auto& gpu : gpus) uuids.push_back(gpu.uuid);
   return uuids;
 }
@@ -164,6 +165,7 @@ Result<IdentifiedContainer> CheckGrant(const CachedPod& pod, const std::string& 
   const std::string who = "pod " + PodKey(pod.namespace_name, pod.name) + " container " + container;
   const auto gpus = ContainerGpus(resource, device_ids);
   std::vector<std::string> given;
+  given.reserve(gpus.size());
   for (const auto* device : gpus) given.push_back(device->gpu_uuid);
   const std::string given_text = "kubelet gave it GPUs [" + Join(given, ",") + "]";
   if (!pod.allocation_error.empty()) {

@@ -109,8 +109,9 @@ Status RemoveTree(const std::string& path) {
     }
   }
   closedir(dir);
-  if (rmdir(path.c_str()) != 0 && errno != ENOENT)
+  if (rmdir(path.c_str()) != 0 && errno != ENOENT) {
     status = Status::Error(Errno("cannot remove", path));
+  }
   return status;
 }
 

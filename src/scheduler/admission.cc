@@ -69,8 +69,9 @@ void AddPriorityEnv(json& container, int32_t priority) {
   if (!env->is_array()) return;  // not a pod the API server will accept; leave it to say so
   for (const json& variable : *env) {
     if (variable.is_object() &&
-        variable.value("name", json()) == std::string(shim::kPriorityVariable))
+        variable.value("name", json()) == std::string(shim::kPriorityVariable)) {
       return;
+    }
   }
   env->push_back(
       {{"name", std::string(shim::kPriorityVariable)}, {"value", std::to_string(priority)}});

@@ -99,8 +99,9 @@ Result<Args> ReadArgs(std::string_view body, std::string_view verb, bool with_ca
 // The reason `outcome` gives for `node`.
 std::string ReasonFor(const FilterOutcome& outcome, const std::string& node) {
   if (!outcome.error.empty()) return outcome.error;
-  if (auto it = outcome.unresolvable.find(node); it != outcome.unresolvable.end())
+  if (auto it = outcome.unresolvable.find(node); it != outcome.unresolvable.end()) {
     return it->second;
+  }
   if (auto it = outcome.failed.find(node); it != outcome.failed.end()) return it->second;
   return "does not fit";
 }

@@ -82,7 +82,7 @@ bool LeaderElector::TryAcquireOrRenew() {
   return true;
 }
 
-bool LeaderElector::Acquire(std::stop_token stop) {
+bool LeaderElector::Acquire(const std::stop_token& stop) {
   while (!stop.stop_requested()) {
     if (TryAcquireOrRenew()) return true;
     kube::Clock::Real().SleepFor(options_.retry_period, stop);
@@ -90,7 +90,7 @@ bool LeaderElector::Acquire(std::stop_token stop) {
   return false;
 }
 
-bool LeaderElector::Hold(std::stop_token stop) {
+bool LeaderElector::Hold(const std::stop_token& stop) {
   while (true) {
     if (!kube::Clock::Real().SleepFor(options_.retry_period, stop)) {
       Release();

@@ -27,10 +27,10 @@ class LeaderElector {
   LeaderElector(kube::Client& client, LeaseOptions options);
 
   // Blocks until this process holds the lease (true) or `stop` is requested (false).
-  bool Acquire(std::stop_token stop);
+  bool Acquire(const std::stop_token& stop);
   // Renews until the lease is lost (false) or `stop` is requested (true; the lease is then
   // released, so a standby takes over at once).
-  bool Hold(std::stop_token stop);
+  bool Hold(const std::stop_token& stop);
 
   const LeaseOptions& options() const { return options_; }
 

@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <thread>
+#include <utility>
 
 #include "common/log.h"
 #include "kube/backoff.h"
@@ -97,7 +98,7 @@ class Mirror {
       }
     };
     kube::MirrorCollection(client_, kube::CollectionPath(nodes_ ? kube::kNodes : kube::kPods), {},
-                           handlers, stop);
+                           handlers, std::move(stop));
   }
 
   bool synced() const {
@@ -106,7 +107,7 @@ class Mirror {
   }
   bool WaitSynced(std::stop_token stop) {
     std::unique_lock lock(mutex_);
-    return changed_.wait(lock, stop, [&] { return synced_; });
+    return changed_.wait(lock, std::move(stop), [&] { return synced_; });
   }
 
  private:
@@ -196,7 +197,7 @@ void SetUpExtender(httplib::Server& server, Extender& extender) {
   });
 }
 
-int Run(const ServerOptions& options, std::stop_token stop) {
+int Run(const ServerOptions& options, const std::stop_token& stop) {
   auto bind = ParseHostPort(options.bind, "--bind");
   auto metrics_bind = ParseHostPort(options.metrics_bind, "--metrics-bind");
   if (!bind.ok() || !metrics_bind.ok()) {

@@ -40,7 +40,7 @@ struct ServerOptions {
 };
 
 // Runs until `stop` (0) or a fatal error / lost leadership (1, after logging why).
-int Run(const ServerOptions& options, std::stop_token stop);
+int Run(const ServerOptions& options, const std::stop_token& stop);
 
 // Calls one kept-alive connection may carry before the server closes it. httplib's default of 5
 // costs kube-scheduler a TLS handshake every 5 calls, more than the calls themselves.

@@ -48,7 +48,7 @@ std::vector<std::string> MatchModels(const pl::Cluster& cluster,
       }
     }
   }
-  if (models.empty()) models.push_back(std::string("\x01 no such model"));
+  if (models.empty()) models.emplace_back("\x01 no such model");
   return models;
 }
 

@@ -4,6 +4,9 @@
 
 using tessera::shim::Shim;
 
+// The driver's entry points, with cuda.h's names for their parameters.
+// NOLINTBEGIN(readability-identifier-naming)
+
 TESSERA_EXPORT CUresult cuInit(unsigned int flags) {
   Shim& shim = Shim::Get();
   if (shim.refusing()) return CUDA_ERROR_NOT_PERMITTED;
@@ -32,3 +35,4 @@ TESSERA_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int 
   }
   return result;
 }
+// NOLINTEND(readability-identifier-naming)

@@ -101,6 +101,9 @@ struct GraphOn {
 
 }  // namespace
 
+// The driver's entry points, with cuda.h's names for their parameters.
+// NOLINTBEGIN(readability-identifier-naming)
+
 TESSERA_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
                                        unsigned int gridDimZ, unsigned int blockDimX,
                                        unsigned int blockDimY, unsigned int blockDimZ,
@@ -229,3 +232,4 @@ TESSERA_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream hStream, CUgraph* phGra
   Shim& shim = Shim::Get();
   return CaptureEnded(shim, shim.cuda().cuStreamEndCapture_ptsz(hStream, phGraph), hStream, true);
 }
+// NOLINTEND(readability-identifier-naming)

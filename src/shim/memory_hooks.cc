@@ -85,6 +85,9 @@ bool Accountable(int device) { return device >= 0 && device < tessera::region::k
 
 }  // namespace
 
+// The driver's entry points, with cuda.h's names for their parameters.
+// NOLINTBEGIN(readability-identifier-naming)
+
 // ---- What the application is told ------------------------------------------------------------
 TESSERA_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
   Shim& shim = Shim::Get();
@@ -441,3 +444,4 @@ TESSERA_EXPORT CUresult cuCtxSetLimit(CUlimit limit, size_t value) {
   shim.SetTracked(ChargeKind::kContextLimit, key, device, wanted, context);
   return result;
 }
+// NOLINTEND(readability-identifier-naming)

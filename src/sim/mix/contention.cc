@@ -45,8 +45,9 @@ std::vector<double> GpuPhaseSpeeds(std::span<const Tenant> tenants) {
 std::vector<double> ProgressRates(std::span<const Tenant> tenants) {
   std::vector<double> speeds = GpuPhaseSpeeds(tenants);
   std::vector<double> rates(tenants.size());
-  for (size_t i = 0; i < tenants.size(); ++i)
+  for (size_t i = 0; i < tenants.size(); ++i) {
     rates[i] = ProgressRate(tenants[i].busy, speeds[i], tenants[i].host_speed);
+  }
   return rates;
 }
 

@@ -92,8 +92,9 @@ std::string FormatText(const MixReport& report) {
   const StrategyStats& baseline = report.strategies.front();
   out += "utilisation of held GPU time (useful GPU-hours / GPU-hours held), by class\n";
   out += Format("  %-11s", "class");
-  for (const StrategyStats& stats : report.strategies)
+  for (const StrategyStats& stats : report.strategies) {
     out += Format(" %13s", stats.strategy.c_str());
+  }
   out += "\n";
   for (size_t c = 0; c < scenario.classes.size(); ++c) {
     out += Format("  %-11s", scenario.classes[c].name.c_str());
@@ -104,8 +105,9 @@ std::string FormatText(const MixReport& report) {
   }
   out += "\nGPU-hours held, by class (change against " + baseline.strategy + ")\n";
   out += Format("  %-11s", "class");
-  for (const StrategyStats& stats : report.strategies)
+  for (const StrategyStats& stats : report.strategies) {
     out += Format(" %17s", stats.strategy.c_str());
+  }
   out += "\n";
   for (size_t c = 0; c < scenario.classes.size(); ++c) {
     out += Format("  %-11s", scenario.classes[c].name.c_str());

@@ -250,20 +250,24 @@ Status ReadCluster(const Reader& reader, const YamlNode& root, Scenario* scenari
   const YamlNode& map = **node;
   if (Status status = reader.ExpectMapping(
           map, "cluster", {"nodes", "gpus_per_node", "gpu_memory_gib", "cpus_per_node"});
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status = ReadNumber(reader, map, "cluster", "cpus_per_node", 0, 1e5, false,
                                  &scenario->cpus_per_node);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status =
           ReadInteger(reader, map, "cluster", "nodes", 1, 100000, true, &scenario->nodes);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status = ReadInteger(reader, map, "cluster", "gpus_per_node", 1, 64, true,
                                   &scenario->gpus_per_node);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   return ReadNumber(reader, map, "cluster", "gpu_memory_gib", 1, 1 << 20, true,
                     &scenario->gpu_memory_gib);
 }
@@ -274,17 +278,20 @@ Status ReadOverheads(const Reader& reader, const YamlNode& root, Scenario* scena
   const YamlNode& map = **node;
   if (Status status = reader.ExpectMapping(
           map, "overheads", {"context_memory_gib", "shim_slowdown", "interference_per_cotenant"});
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   Overheads& overheads = scenario->overheads;
   if (Status status = ReadNumber(reader, map, "overheads", "context_memory_gib", 0,
                                  scenario->gpu_memory_gib, true, &overheads.context_memory_gib);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status = ReadNumber(reader, map, "overheads", "shim_slowdown", 0, 10, true,
                                  &overheads.shim_slowdown);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   return ReadNumber(reader, map, "overheads", "interference_per_cotenant", 0, 10, true,
                     &overheads.interference_per_cotenant);
 }
@@ -292,12 +299,14 @@ Status ReadOverheads(const Reader& reader, const YamlNode& root, Scenario* scena
 Status ReadShares(const Reader& reader, const YamlNode& root, Scenario* scenario) {
   const YamlNode* node = root.Find("shares");
   if (node == nullptr) return Status::Ok();
-  if (Status status = reader.ExpectMapping(*node, "shares", {"compute_policy"}); !status.ok())
+  if (Status status = reader.ExpectMapping(*node, "shares", {"compute_policy"}); !status.ok()) {
     return status;
+  }
   std::string policy = "work_conserving";
   if (Status status = ReadString(reader, *node, "shares", "compute_policy", false, &policy);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (policy == "work_conserving") {
     scenario->compute_policy = ComputePolicy::kWorkConserving;
   } else if (policy == "capped") {
@@ -314,17 +323,20 @@ Status ReadMig(const Reader& reader, const YamlNode& root, Scenario* scenario) {
   if (node == nullptr) return Status::Ok();
   if (Status status =
           reader.ExpectMapping(*node, "mig", {"compute_slices", "memory_slices", "profiles"});
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   MigSpec& mig = scenario->mig;
   if (Status status =
           ReadInteger(reader, *node, "mig", "compute_slices", 1, 64, true, &mig.compute_slices);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status =
           ReadInteger(reader, *node, "mig", "memory_slices", 1, 64, true, &mig.memory_slices);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   Result<const YamlNode*> profiles = reader.Required(*node, "mig", "profiles");
   if (!profiles.ok()) return profiles.status();
   if ((*profiles)->kind != Kind::kSequence) {
@@ -334,19 +346,23 @@ Status ReadMig(const Reader& reader, const YamlNode& root, Scenario* scenario) {
     const YamlNode& item = (*profiles)->items[i];
     const std::string path = Reader::Index("mig.profiles", i);
     if (Status status = reader.ExpectMapping(item, path, {"name", "compute", "memory"});
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     MigProfile profile;
-    if (Status status = ReadString(reader, item, path, "name", true, &profile.name); !status.ok())
+    if (Status status = ReadString(reader, item, path, "name", true, &profile.name); !status.ok()) {
       return status;
+    }
     if (Status status = ReadInteger(reader, item, path, "compute", 1, mig.compute_slices, true,
                                     &profile.compute_slices);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     if (Status status = ReadInteger(reader, item, path, "memory", 1, mig.memory_slices, true,
                                     &profile.memory_slices);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     for (const MigProfile& other : mig.profiles) {
       if (other.name == profile.name) {
         return reader.Error(item, path, "profile " + Quote(profile.name) + " is defined twice");
@@ -362,12 +378,14 @@ Status ReadTimeSlicing(const Reader& reader, const YamlNode& root, Scenario* sce
   if (node == nullptr) return Status::Ok();
   if (Status status = reader.ExpectMapping(*node, "time_slicing",
                                            {"oom_after_minutes", "retry_backoff_minutes"});
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status = ReadNumber(reader, *node, "time_slicing", "oom_after_minutes", 0, 1e4, false,
                                  &scenario->time_slicing.oom_after_minutes);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   return ReadNumber(reader, *node, "time_slicing", "retry_backoff_minutes", 0.01, 1e4, false,
                     &scenario->time_slicing.retry_backoff_minutes);
 }
@@ -386,11 +404,14 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
             reader.ExpectMapping(item, path,
                                  {"name", "arrivals_per_hour", "duration_minutes", "gpus",
                                   "memory_gib", "busy_fraction", "share", "cpus"});
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     JobClass job_class;
-    if (Status status = ReadString(reader, item, path, "name", true, &job_class.name); !status.ok())
+    if (Status status = ReadString(reader, item, path, "name", true, &job_class.name);
+        !status.ok()) {
       return status;
+    }
     if (job_class.name.empty()) return reader.Error(item, path + ".name", "must not be empty");
     if (scenario->ClassIndex(job_class.name) >= 0) {
       return reader.Error(item, path + ".name",
@@ -399,25 +420,29 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
     path = "classes[" + job_class.name + "]";
     if (Status status = ReadNumber(reader, item, path, "arrivals_per_hour", 0, 1e6, true,
                                    &job_class.arrivals_per_hour);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
 
     Result<const YamlNode*> duration = reader.Required(item, path, "duration_minutes");
     if (!duration.ok()) return duration.status();
     const std::string duration_path = path + ".duration_minutes";
     if (Status status =
             reader.ExpectMapping(**duration, duration_path, {"median", "sigma", "min", "max"});
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     DurationSpec& spec = job_class.duration;
     if (Status status = ReadNumber(reader, **duration, duration_path, "median", 1e-3, 1e6, true,
                                    &spec.median_minutes);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     if (Status status =
             ReadNumber(reader, **duration, duration_path, "sigma", 0, 5, false, &spec.sigma);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     spec.min_minutes = spec.median_minutes;
     spec.max_minutes = spec.median_minutes;
     if (spec.sigma > 0) {
@@ -426,20 +451,23 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
     }
     if (Status status = ReadNumber(reader, **duration, duration_path, "min", 1e-3, 1e6, false,
                                    &spec.min_minutes);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     if (Status status = ReadNumber(reader, **duration, duration_path, "max", 1e-3, 1e6, false,
                                    &spec.max_minutes);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     if (!(spec.min_minutes <= spec.median_minutes && spec.median_minutes <= spec.max_minutes)) {
       return reader.Error(**duration, duration_path, "needs min <= median <= max");
     }
 
     if (Status status = ReadInteger(reader, item, path, "gpus", 1, scenario->gpus_per_node, false,
                                     &job_class.gpus);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     Result<const YamlNode*> memory = reader.Required(item, path, "memory_gib");
     if (!memory.ok()) return memory.status();
     Result<UniformRange> memory_range =
@@ -461,11 +489,13 @@ Status ReadClasses(const Reader& reader, const YamlNode& root, Scenario* scenari
     }
     job_class.busy_fraction = *busy_range;
     if (Status status = ReadNumber(reader, item, path, "share", 1e-3, 1, false, &job_class.share);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     if (Status status = ReadNumber(reader, item, path, "cpus", 0, 1e4, false, &job_class.cpus);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     if (job_class.cpus > 0 && scenario->cpus_per_node <= 0) {
       return reader.Error(item, path + ".cpus", "needs cluster.cpus_per_node to be set");
     }
@@ -502,10 +532,12 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
                 const Scenario& scenario, Pool* pool) {
   if (Status status = reader.ExpectMapping(
           item, path, {"name", "mode", "nodes", "classes", "geometry", "replicas"});
-      !status.ok())
+      !status.ok()) {
     return status;
-  if (Status status = ReadString(reader, item, path, "name", true, &pool->name); !status.ok())
+  }
+  if (Status status = ReadString(reader, item, path, "name", true, &pool->name); !status.ok()) {
     return status;
+  }
   Result<const YamlNode*> mode_node = reader.Required(item, path, "mode");
   if (!mode_node.ok()) return mode_node.status();
   Result<SharingMode> mode = ParseMode(reader, **mode_node, path + ".mode");
@@ -513,11 +545,13 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
   pool->mode = *mode;
   if (Status status =
           ReadInteger(reader, item, path, "nodes", 1, scenario.nodes, true, &pool->nodes);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status = ReadClassList(reader, scenario, item, path, "classes", &pool->classes);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
 
   const YamlNode* geometry = item.Find("geometry");
   if ((geometry != nullptr) != (pool->mode == SharingMode::kMig)) {
@@ -554,8 +588,9 @@ Status ReadPool(const Reader& reader, const YamlNode& item, const std::string& p
   }
   if (replicas != nullptr) {
     if (Status status = ReadInteger(reader, item, path, "replicas", 1, 64, true, &pool->replicas);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
   }
   for (int class_index : pool->classes) {
     if (scenario.classes[class_index].gpus > 1 && pool->mode != SharingMode::kWhole) {
@@ -577,11 +612,14 @@ Status ReadStrategies(const Reader& reader, const YamlNode& root, Scenario* scen
     const YamlNode& item = (*node)->items[i];
     std::string path = Reader::Index("strategies", i);
     if (Status status = reader.ExpectMapping(item, path, {"name", "description", "pools"});
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     Strategy strategy;
-    if (Status status = ReadString(reader, item, path, "name", true, &strategy.name); !status.ok())
+    if (Status status = ReadString(reader, item, path, "name", true, &strategy.name);
+        !status.ok()) {
       return status;
+    }
     if (strategy.name.empty() || strategy.name.find(',') != std::string::npos) {
       return reader.Error(item, path + ".name", "must be a non-empty name without commas");
     }
@@ -591,8 +629,9 @@ Status ReadStrategies(const Reader& reader, const YamlNode& root, Scenario* scen
     }
     path = "strategies[" + strategy.name + "]";
     if (Status status = ReadString(reader, item, path, "description", false, &strategy.description);
-        !status.ok())
+        !status.ok()) {
       return status;
+    }
     Result<const YamlNode*> pools = reader.Required(item, path, "pools");
     if (!pools.ok()) return pools.status();
     if ((*pools)->kind != Kind::kSequence || (*pools)->items.empty()) {
@@ -603,8 +642,9 @@ Status ReadStrategies(const Reader& reader, const YamlNode& root, Scenario* scen
       Pool pool;
       if (Status status = ReadPool(reader, (*pools)->items[p], Reader::Index(path + ".pools", p),
                                    *scenario, &pool);
-          !status.ok())
+          !status.ok()) {
         return status;
+      }
       nodes += pool.nodes;
       strategy.pools.push_back(std::move(pool));
     }
@@ -641,16 +681,19 @@ Status ReadSweep(const Reader& reader, const YamlNode& root, Scenario* scenario)
   const YamlNode& map = **node;
   if (Status status = reader.ExpectMapping(
           map, "sweep", {"nodes", "classes", "partitions", "hours", "warmup_hours"});
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   Sweep& sweep = scenario->sweep;
   if (Status status =
           ReadInteger(reader, map, "sweep", "nodes", 1, scenario->nodes, true, &sweep.nodes);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   if (Status status = ReadClassList(reader, *scenario, map, "sweep", "classes", &sweep.classes);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   for (int class_index : sweep.classes) {
     if (scenario->classes[class_index].gpus > 1) {
       return reader.Error(*map.Find("classes"), "sweep.classes",
@@ -675,8 +718,9 @@ Status ReadSweep(const Reader& reader, const YamlNode& root, Scenario* scenario)
     sweep.partitions.push_back(*k);
   }
   if (Status status = ReadNumber(reader, map, "sweep", "hours", 0.1, 1e4, false, &sweep.hours);
-      !status.ok())
+      !status.ok()) {
     return status;
+  }
   return ReadNumber(reader, map, "sweep", "warmup_hours", 0, 1e4, false, &sweep.warmup_hours);
 }
 
@@ -771,8 +815,9 @@ Result<Scenario> LoadScenario(std::string_view name_or_path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     std::string known;
-    for (const std::string& name : BuiltInScenarioNames())
+    for (const std::string& name : BuiltInScenarioNames()) {
       known += (known.empty() ? "" : ", ") + name;
+    }
     return Status::Error("scenario \"" + path +
                          "\": no built-in scenario by that name (built in: " + known +
                          ") and no readable file at that path");

@@ -188,8 +188,9 @@ class Engine {
                           double window_seconds) {
     saturated_ = true;
     source_ = Random(seed);
-    for (int c : strategy_.pools.front().classes)
+    for (int c : strategy_.pools.front().classes) {
       total_rate_ += scenario_.classes[c].arrivals_per_hour;
+    }
     window_start_ = warmup_seconds;
     const double stop = warmup_seconds + window_seconds;
     head_ = DrawBacklogJob();
@@ -233,8 +234,9 @@ class Engine {
       for (int n = 0; n < pool.nodes; ++n, ++node) {
         pool_nodes_[p][node] = true;
         node_pool_.push_back(static_cast<int>(p));
-        for (int g = 0; g < scenario_.gpus_per_node; ++g)
+        for (int g = 0; g < scenario_.gpus_per_node; ++g) {
           gpus_.emplace_back().pool = static_cast<int>(p);
+        }
       }
     }
     accumulators_.assign(scenario_.classes.size(), {});

@@ -303,7 +303,7 @@ std::vector<std::string> SplitDocuments(std::string_view text) {
                            (current.size() == 3 || current[3] == ' ' || current[3] == '\t' ||
                             current[3] == '\n' || current[3] == '\r');
     if (separator) {
-      documents.push_back(std::string(line, '\n'));
+      documents.emplace_back(line, '\n');
       documents.back() += current.substr(3);  // "--- {a: 1}" keeps its content
     } else {
       documents.back() += current;
