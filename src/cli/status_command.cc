@@ -22,7 +22,9 @@ constexpr const char* kUsage =
     "Shows, for each region (one per container or `tessera run`), each GPU's memory limit and\n"
     "use and each process's share, and each GPU's compute share over the last second next to\n"
     "its limit (COMPUTE/LIMIT). Without REGION, every *.region file in $TESSERA_REGION_DIR\n"
-    "(default /tmp/tessera-<uid>). Usage of processes that died is reclaimed first.\n"
+    "(default /tmp/tessera-<uid>). Usage of processes that died is reclaimed first, for the\n"
+    "processes of this pid namespace; those of another (a container's, read from the host) are\n"
+    "left as they are, their pids being that namespace's, and show \"alive\": null.\n"
     "\n"
     "options:\n"
     "  --json      one JSON object: {\"regions\": [{\"path\", \"layout_version\", \"devices\": "
@@ -121,9 +123,16 @@ void PrintJson(const std::vector<RegionView>& views, const std::vector<std::stri
         if (process.used[device] == 0) continue;
         used.push_back({{"index", device}, {"memory_used_bytes", process.used[device]}});
       }
+      // null: the process's pid is of another pid namespace (a container's, seen from the host),
+      // so this reader cannot tell; its charges are then left as they are.
+      Json alive = nullptr;
+      if (process.liveness != region::Liveness::kUnknown) {
+        alive = process.liveness == region::Liveness::kAlive;
+      }
       processes.push_back({{"pid", static_cast<int>(process.pid)},
+                           {"pid_namespace", process.pid_namespace},
                            {"command", process.command},
-                           {"alive", process.alive},
+                           {"alive", std::move(alive)},
                            {"devices", std::move(used)}});
     }
     regions.push_back({{"path", view.path},

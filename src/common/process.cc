@@ -1,6 +1,7 @@
 #include "common/process.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,45 @@ uint64_t ProcessStartTime(pid_t pid) {
     ++cursor;
   }
   return std::strtoull(cursor, nullptr, 10);
+}
+
+uint64_t PidNamespaceOfProc() {
+  int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char text[4096];
+  size_t length = 0;
+  for (;;) {
+    ssize_t got = ::read(fd, text + length, sizeof text - 1 - length);
+    if (got <= 0) break;
+    length += static_cast<size_t>(got);
+    if (length == sizeof text - 1) break;
+  }
+  ::close(fd);
+  text[length] = '\0';
+  // "NSpid:" lists the process's pid in each namespace from the one /proc was mounted in down to
+  // its own: one entry when they are the same.
+  const char* line = std::strstr(text, "\nNSpid:");
+  if (line == nullptr) return 0;
+  line += std::strlen("\nNSpid:");
+  const char* end = std::strchr(line, '\n');
+  if (end == nullptr) return 0;
+  int entries = 0;
+  long first = 0;
+  for (const char* cursor = line; cursor < end;) {
+    if (*cursor == ' ' || *cursor == '\t') {
+      ++cursor;
+      continue;
+    }
+    char* after = nullptr;
+    long pid = std::strtol(cursor, &after, 10);
+    if (after == cursor || after > end) return 0;
+    if (entries++ == 0) first = pid;
+    cursor = after;
+  }
+  if (entries != 1 || first != static_cast<long>(getpid())) return 0;
+  struct stat info {};
+  if (::stat("/proc/self/ns/pid", &info) != 0) return 0;
+  return static_cast<uint64_t>(info.st_ino);
 }
 
 int64_t MonotonicNs() {

@@ -14,6 +14,15 @@ namespace tessera {
 // the life of the machine: a reused pid has another start time.
 uint64_t ProcessStartTime(pid_t pid);
 
+// The pid namespace in whose numbering this process's /proc names processes, as the inode number
+// of the namespace's file (what `stat -L /proc/self/ns/pid` says; every namespace file is on the
+// one nsfs, so the inode alone names it). That is this process's own pid namespace when its /proc
+// was mounted there, as a container's is; then getpid() is the pid /proc knows it by, and
+// ProcessStartTime(pid) of pids recorded by processes with the same value is their start time.
+// 0 when that cannot be told: /proc was mounted in an ancestor namespace (getpid() and /proc
+// number processes differently), or /proc/self/status has no NSpid line or cannot be read.
+uint64_t PidNamespaceOfProc();
+
 // CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
 int64_t MonotonicNs();
 

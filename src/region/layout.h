@@ -19,7 +19,8 @@
 namespace tessera::region {
 
 inline constexpr uint32_t kMagic = 0x41525354;  // "TSRA" in a little-endian dump
-inline constexpr uint32_t kLayoutVersion = 2;   // 2: the compute limiter's per-device budget
+// 2: the compute limiter's per-device budget. 3: each slot names the pid namespace its pid is in.
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr int kMaxDevices = 16;
 inline constexpr int kMaxProcesses = 1024;
 inline constexpr size_t kUuidBytes = 64;
@@ -50,14 +51,18 @@ struct DeviceRecord {
   uint64_t reserved[4];
 };
 
-// One per process, claimed by (pid, start time). Slots never move.
+// One per process, claimed by (pid, start time) in the pid namespace `pid_namespace`. Slots never
+// move.
 struct Slot {
   std::atomic<int32_t> pid;  // 0: free
   uint32_t padding;
   std::atomic<uint64_t> start_time;  // clock ticks since boot (/proc/<pid>/stat field 22)
   char command[kCommandBytes];       // NUL-terminated unless forged
   std::atomic<uint64_t> used[kMaxDevices];
-  uint64_t reserved[2];
+  // The pid namespace `pid` is a pid of (PidNamespaceOfProc() of the claimer): only a reader in
+  // that namespace can tell whether the process lives. 0: the claimer could not tell.
+  std::atomic<uint64_t> pid_namespace;
+  uint64_t reserved;
 };
 
 struct RegionLayout {
@@ -101,7 +106,8 @@ static_assert(offsetof(Slot, padding) == 4);
 static_assert(offsetof(Slot, start_time) == 8 && sizeof(Slot::start_time) == 8);
 static_assert(offsetof(Slot, command) == 16 && sizeof(Slot::command) == 16);
 static_assert(offsetof(Slot, used) == 32 && sizeof(Slot::used) == 128);
-static_assert(offsetof(Slot, reserved) == 160 && sizeof(Slot::reserved) == 16);
+static_assert(offsetof(Slot, pid_namespace) == 160 && sizeof(Slot::pid_namespace) == 8);
+static_assert(offsetof(Slot, reserved) == 168 && sizeof(Slot::reserved) == 8);
 static_assert(sizeof(Slot) == 176);
 
 static_assert(offsetof(RegionLayout, magic) == 0 && sizeof(RegionLayout::magic) == 4);

@@ -66,6 +66,7 @@ void ClearSlotLocked(RegionLayout* layout, int slot) {
   }
   record.command[0] = '\0';
   record.start_time.store(0, std::memory_order_relaxed);
+  record.pid_namespace.store(0, std::memory_order_relaxed);
   record.pid.store(0, std::memory_order_release);
 }
 
@@ -158,6 +159,14 @@ Result<int> Region::FindDevice(std::string_view uuid) const {
 }
 
 Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command) {
+  const uint64_t pid_namespace = PidNamespaceOfProc();
+  if (pid_namespace == 0) {
+    log::Write(log::Level::kWarn, "region",
+               "region %s: this process's /proc does not number processes in its own pid "
+               "namespace, so no process can tell whether process %d lives: if it dies without "
+               "giving its slot back, its charges stay until the region is removed",
+               path_.c_str(), static_cast<int>(pid));
+  }
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
       Result<RobustMutexLock> lock = LockLayout();
@@ -170,7 +179,8 @@ Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view c
       for (uint32_t i = 0; i < high_water; ++i) {
         Slot& slot = layout_->slots[i];
         int32_t owner = slot.pid.load(std::memory_order_relaxed);
-        if (owner == pid && slot.start_time.load(std::memory_order_relaxed) == start_time) {
+        if (owner == pid && slot.start_time.load(std::memory_order_relaxed) == start_time &&
+            slot.pid_namespace.load(std::memory_order_relaxed) == pid_namespace) {
           // The same process again (it exec'd): its earlier image's memory is gone.
           ClearSlotLocked(layout_, static_cast<int>(i));
           chosen = static_cast<int>(i);
@@ -188,6 +198,7 @@ Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view c
         std::memcpy(slot.command, command.data(), length);
         slot.command[length] = '\0';
         slot.start_time.store(start_time, std::memory_order_relaxed);
+        slot.pid_namespace.store(pid_namespace, std::memory_order_relaxed);
         slot.pid.store(pid, std::memory_order_release);
         return chosen;
       }
@@ -197,7 +208,8 @@ Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view c
     if (*reaped == 0) break;
   }
   return Status::Error("region " + path_ + ": all " + std::to_string(kMaxProcesses) +
-                       " process slots are taken by live processes");
+                       " process slots are taken by processes that are alive, or that this "
+                       "process cannot see (another pid namespace's)");
 }
 
 Status Region::ReleaseSlot(int slot) {
@@ -282,6 +294,11 @@ Result<int> Region::Reap(bool force) {
   } else {
     layout_->last_reap_ns.store(now, std::memory_order_relaxed);
   }
+  // A pid means a process only in its own pid namespace, and /proc shows this process's: a slot
+  // of another namespace cannot be judged here (the host's pid 1 is not a container's pid 1).
+  // Without a namespace of its own to compare, this process judges none.
+  const uint64_t pid_namespace = PidNamespaceOfProc();
+  if (pid_namespace == 0) return 0;
   // Reading /proc is slow, so the dead are found without the lock and re-checked under it.
   struct Candidate {
     int slot;
@@ -297,7 +314,8 @@ Result<int> Region::Reap(bool force) {
     for (int k = 0; k < found; ++k) {
       Slot& candidate = layout_->slots[dead[k].slot];
       if (candidate.pid.load(std::memory_order_relaxed) != dead[k].pid ||
-          candidate.start_time.load(std::memory_order_relaxed) != dead[k].start_time) {
+          candidate.start_time.load(std::memory_order_relaxed) != dead[k].start_time ||
+          candidate.pid_namespace.load(std::memory_order_relaxed) != pid_namespace) {
         continue;  // already reclaimed, or the slot was claimed anew
       }
       log::Write(log::Level::kInfo, "region", "reclaimed the usage of dead process %d",
@@ -313,6 +331,7 @@ Result<int> Region::Reap(bool force) {
     Slot& slot = layout_->slots[i];
     int32_t pid = slot.pid.load(std::memory_order_acquire);
     if (pid == 0) continue;
+    if (slot.pid_namespace.load(std::memory_order_relaxed) != pid_namespace) continue;
     uint64_t start_time = slot.start_time.load(std::memory_order_relaxed);
     if (ProcessStartTime(pid) == start_time) continue;
     dead[found++] = {static_cast<int>(i), pid, start_time};
@@ -428,6 +447,7 @@ Result<Snapshot> Region::TakeSnapshot() const {
       process.slot = static_cast<int>(i);
       process.pid = pid;
       process.start_time = slot.start_time.load(std::memory_order_relaxed);
+      process.pid_namespace = slot.pid_namespace.load(std::memory_order_relaxed);
       process.command = std::string(slot.command, strnlen(slot.command, kCommandBytes));
       for (int device = 0; device < kMaxDevices; ++device) {
         process.used[device] = slot.used[device].load(std::memory_order_relaxed);
@@ -435,8 +455,14 @@ Result<Snapshot> Region::TakeSnapshot() const {
       snapshot.processes.push_back(std::move(process));
     }
   }
+  const uint64_t pid_namespace = PidNamespaceOfProc();
   for (ProcessUsage& process : snapshot.processes) {
-    process.alive = ProcessStartTime(process.pid) == process.start_time;
+    if (pid_namespace == 0 || process.pid_namespace != pid_namespace) {
+      process.liveness = Liveness::kUnknown;
+    } else {
+      process.liveness =
+          ProcessStartTime(process.pid) == process.start_time ? Liveness::kAlive : Liveness::kDead;
+    }
   }
   return snapshot;
 }

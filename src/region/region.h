@@ -10,6 +10,9 @@
 //    holder repairs the totals). Slots never move and are claimed by (pid, start time), so a
 //    reused pid is never mistaken for the dead process. A dead process's charges are reclaimed by
 //    the next process that touches the region (at most every kReapInterval) or by `Reap()`.
+//  * Liveness is judged only by a process that can see the process: each slot records the pid
+//    namespace its pid belongs to, and a reader in another one (the host or a node agent reading
+//    a container's region) leaves the slot and its charges alone.
 //  * Per-process counters are written by their owner (or, after it died, by the reaper).
 //  * Never unlocked: every member that needs the lock returns an error, and changes nothing, when
 //    the lock cannot be taken (its holder died and the region could not be repaired).
@@ -50,13 +53,21 @@ struct RegionConfig {
   DeviceLimits devices[kMaxDevices];
 };
 
+// Whether a slot's process lives, as the process that took the snapshot can tell.
+enum class Liveness {
+  kAlive,
+  kDead,     // gone, a zombie, or its pid reused: a reap by this process reclaims its charges
+  kUnknown,  // its pid is of another pid namespace than this process's (or of one not told)
+};
+
 // A read-only copy of what the region says, for `tessera status` and tests.
 struct ProcessUsage {
   int slot = 0;
-  pid_t pid = 0;
+  pid_t pid = 0;  // in the pid namespace pid_namespace
   uint64_t start_time = 0;
+  uint64_t pid_namespace = 0;  // 0: its claimer could not tell
   std::string command;
-  bool alive = true;
+  Liveness liveness = Liveness::kAlive;
   uint64_t used[kMaxDevices] = {};
 };
 
@@ -99,7 +110,10 @@ class Region {
   // The device bound to `uuid`, or -1.
   Result<int> FindDevice(std::string_view uuid) const;
 
-  // Claims a slot for the process (pid, start_time). Reclaims dead slots first if none is free.
+  // Claims a slot for the process (pid, start_time), recording PidNamespaceOfProc() as the pid
+  // namespace of `pid`. Reclaims dead slots first if none is free.
+  // REQUIRES: pid and start_time are as this process's /proc names them (a process claims for
+  // itself: getpid(), ProcessStartTime(getpid())).
   Result<int> ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command);
   // Gives the slot back, dropping its charges (the process is exiting).
   Status ReleaseSlot(int slot);
@@ -142,7 +156,9 @@ class Region {
   // The time from which the bucket is out of debt.
   int64_t ComputeReadyAt(int device) const;
 
-  // Reclaims the slots of dead processes. Unless `force`, does nothing if a reap ran less than
+  // Reclaims the slots of dead processes. Only slots whose pid namespace is this process's
+  // (PidNamespaceOfProc(), when it can be told) are judged; the others are left as they are,
+  // whatever /proc says about their pid. Unless `force`, does nothing if a reap ran less than
   // kReapIntervalNs ago. Returns the number of slots reclaimed.
   Result<int> Reap(bool force);
 

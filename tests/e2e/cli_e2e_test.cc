@@ -137,6 +137,39 @@ TEST_F(TesseraCommand, StatusShowsEachLimitUseAndProcessWhileItRuns) {
   EXPECT_EQ(run.Finish(), 0);
 }
 
+TEST_F(TesseraCommand, StatusFromAnotherPidNamespaceLeavesTheProcessesItCannotSeeAlone) {
+  const std::string path = directory_ + "/ns.region";
+  Child run(Tessera({"run", "--gpu-memory", "2GiB", "--region", path, "--", TESSERA_CLIENT,
+                     "dlopen", "hold", "512M"}),
+            Environment());
+  ASSERT_TRUE(run.WaitFor("ready")) << run.output();
+  // As a node agent reads a container's region, the other way round: the holder's pid means
+  // another process, or none, in this status's pid namespace and its /proc.
+  Child outside({"/usr/bin/unshare", "--pid", "--fork", "--mount", "--mount-proc", TESSERA_CLI,
+                 "status", "--json", path},
+                Environment());
+  int exit_code = outside.Finish();
+  if (exit_code != 0 && outside.output().rfind("unshare:", 0) == 0) {
+    GTEST_SKIP() << "no pid namespace with its own /proc here: " << outside.output();
+  }
+  ASSERT_EQ(exit_code, 0) << outside.output();
+  const nlohmann::json seen = nlohmann::json::parse(outside.output());
+  ASSERT_EQ(seen["regions"].size(), 1u) << outside.output();
+  const nlohmann::json& region = seen["regions"][0];
+  EXPECT_EQ(region["devices"][0]["memory_used_bytes"], 570425344u) << outside.output();
+  ASSERT_EQ(region["processes"].size(), 1u) << outside.output();
+  EXPECT_TRUE(region["processes"][0]["alive"].is_null()) << outside.output();
+  EXPECT_NE(region["processes"][0]["pid_namespace"], 0u) << outside.output();
+
+  // In the holder's namespace it is alive, with its charge.
+  Child here(Tessera({"status", "--json", path}), Environment());
+  ASSERT_EQ(here.Finish(), 0) << here.output();
+  const nlohmann::json status = nlohmann::json::parse(here.output());
+  EXPECT_EQ(status["regions"][0]["processes"][0]["alive"], true) << here.output();
+  EXPECT_EQ(status["regions"][0]["devices"][0]["memory_used_bytes"], 570425344u) << here.output();
+  EXPECT_EQ(run.Finish(), 0) << run.output();
+}
+
 TEST_F(TesseraCommand, GpuCoresLimitsTheShareAndStatusShowsItBesideTheLimit) {
   // 500 ms of warm-up and 2.5 s measured: status looks during the run, after a full window.
   Child run(Tessera({"run", "--gpu-cores", "25", "--region", directory_ + "/k.region", "--",

@@ -2,9 +2,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,7 +17,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,6 +33,103 @@ constexpr uint64_t kMiB = 1ull << 20;
 
 // Charged: neither refused nor an error.
 bool Granted(const Result<bool>& reserved) { return reserved.ok() && reserved.value(); }
+
+// One end of a pair of pipes, carrying lines.
+class LineChannel {
+ public:
+  LineChannel(int in, int out) : in_(in), out_(out) {}
+  bool Send(const std::string& text) const {
+    std::string line = text + "\n";
+    return write(out_, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  }
+  // The next line, or "" when the other end closed or none came within 30 s.
+  std::string Receive() const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::string line;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd ready = {in_, POLLIN, 0};
+      if (left.count() <= 0 || poll(&ready, 1, static_cast<int>(left.count())) != 1) return "";
+      char c = 0;
+      if (read(in_, &c, 1) != 1) return "";
+      if (c == '\n') return line;
+      line += c;
+    }
+  }
+
+ private:
+  int in_;
+  int out_;
+};
+
+// A process as a container runs it: in a pid namespace of its own, where it is pid 1 while the
+// test knows it by another pid, and (with `own_proc`) with a /proc of that namespace, in a mount
+// namespace of its own so that the host's /proc is untouched. It runs `body`, which talks to the
+// test over a LineChannel.
+class ContainedProcess {
+ public:
+  ~ContainedProcess() {
+    if (outer_ > 0) {
+      kill(outer_, SIGKILL);
+      waitpid(outer_, nullptr, 0);
+    }
+    if (to_test_ >= 0) close(to_test_);
+    if (to_process_ >= 0) close(to_process_);
+  }
+  // "" once `body` runs in its namespace; otherwise why it could not (namespaces need root).
+  std::string Start(const std::function<int(const LineChannel&)>& body, bool own_proc = true) {
+    int down[2];
+    int up[2];
+    if (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0) return "pipe failed";
+    outer_ = fork();
+    if (outer_ < 0) return "fork failed";
+    if (outer_ == 0) {
+      close(down[1]);
+      close(up[0]);
+      LineChannel channel(down[0], up[1]);
+      if (unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) {
+        channel.Send(std::string("unshare: ") + std::strerror(errno));
+        _exit(0);
+      }
+      pid_t init = fork();  // pid 1 of the new namespace
+      if (init == 0) {
+        if (own_proc &&
+            (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)) {
+          channel.Send(std::string("mounting /proc: ") + std::strerror(errno));
+          _exit(0);
+        }
+        channel.Send("started");
+        _exit(body(channel));
+      }
+      close(down[0]);
+      close(up[1]);
+      int status = 0;
+      if (init < 0 || waitpid(init, &status, 0) != init) _exit(100);
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 101);
+    }
+    close(down[0]);
+    close(up[1]);
+    to_process_ = down[1];
+    to_test_ = up[0];
+    std::string first = channel().Receive();
+    return first == "started" ? "" : "no pid namespace with its own /proc here: " + first;
+  }
+  LineChannel channel() const { return LineChannel(to_test_, to_process_); }
+  // The exit status of `body`; -1 when it did not exit normally.
+  int Wait() {
+    int status = 0;
+    pid_t waited = waitpid(outer_, &status, 0);
+    outer_ = 0;
+    return waited > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t outer_ = 0;
+  int to_test_ = -1;
+  int to_process_ = -1;
+};
 
 class RegionTest : public ::testing::Test {
  protected:
@@ -97,7 +201,7 @@ TEST_F(RegionTest, TheFileIsExactlyTheLayoutWithItsHeaderFirst) {
   file.read(reinterpret_cast<char*>(&version), sizeof version);
   file.read(reinterpret_cast<char*>(&size), sizeof size);
   EXPECT_EQ(magic, 0x41525354u);
-  EXPECT_EQ(version, 2u);
+  EXPECT_EQ(version, 3u);
   EXPECT_EQ(size, 183248u);
 }
 
@@ -311,6 +415,148 @@ TEST_F(RegionTest, AKilledProcessUsageIsReclaimedByTheNextReservation) {
   EXPECT_EQ(region->Used(0), 50 * kMiB);
 }
 
+TEST_F(RegionTest, TheChargeOfALiveProcessInAnotherPidNamespaceIsNotReaped) {
+  auto region = OpenRegion();
+  ContainedProcess contained;
+  std::string path = path_;
+  std::string why = contained.Start([&path](const LineChannel& test) {
+    auto mine = Region::Open(path, nullptr);
+    if (!mine.ok()) return 1;
+    auto slot = (*mine)->ClaimSlot(getpid(), ProcessStartTime(getpid()), "contained");
+    if (!slot.ok() || !Granted((*mine)->Reserve(*slot, 0, 40 * kMiB))) return 2;
+    test.Send("charged " + std::to_string(getpid()));
+    test.Send(std::to_string(PidNamespaceOfProc()));
+    return test.Receive() == "exit" ? 0 : 3;
+  });
+  if (!why.empty()) GTEST_SKIP() << why;
+  ASSERT_EQ(contained.channel().Receive(), "charged 1");
+  std::string contained_namespace = contained.channel().Receive();
+  ASSERT_NE(contained_namespace, "0") << "the contained process cannot tell its pid namespace";
+  ASSERT_NE(contained_namespace, std::to_string(PidNamespaceOfProc()));
+
+  // The host sees another process at pid 1: it cannot tell whether the contained one lives.
+  Result<int> reaped = region->Reap(/*force=*/true);
+  ASSERT_TRUE(reaped.ok()) << reaped.status().message();
+  EXPECT_EQ(*reaped, 0);
+  EXPECT_EQ(region->Used(0), 40 * kMiB);
+  int slot = Claim(*region);
+  EXPECT_FALSE(Granted(region->Reserve(slot, 0, 61 * kMiB)))
+      << "the contained process's charge was dropped, so the limit was passed";
+  EXPECT_TRUE(Granted(region->Reserve(slot, 0, 60 * kMiB)));
+  Snapshot snapshot = region->TakeSnapshot().value();
+  ASSERT_EQ(snapshot.processes.size(), 2u);
+  const ProcessUsage& theirs =
+      snapshot.processes[0].pid == getpid() ? snapshot.processes[1] : snapshot.processes[0];
+  EXPECT_EQ(theirs.pid, 1);
+  EXPECT_EQ(std::to_string(theirs.pid_namespace), contained_namespace);
+  EXPECT_EQ(theirs.liveness, Liveness::kUnknown) << "judged by the host's pid 1";
+  EXPECT_EQ(theirs.used[0], 40 * kMiB);
+
+  ASSERT_TRUE(contained.channel().Send("exit"));
+  EXPECT_EQ(contained.Wait(), 0);
+}
+
+TEST_F(RegionTest, OnlyAReaderInTheDeadProcessPidNamespaceReclaimsItsCharge) {
+  auto region = OpenRegion();
+  ContainedProcess contained;
+  std::string path = path_;
+  std::string why = contained.Start([&path](const LineChannel& test) {
+    auto mine = Region::Open(path, nullptr);
+    if (!mine.ok()) return 1;
+    pid_t child = fork();  // pid 2 of the namespace: charges and dies without giving it back
+    if (child == 0) {
+      auto slot = (*mine)->ClaimSlot(getpid(), ProcessStartTime(getpid()), "dies");
+      _exit(slot.ok() && Granted((*mine)->Reserve(*slot, 0, 30 * kMiB)) ? 0 : 1);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+      return 2;
+    }
+    test.Send("dead");
+    if (test.Receive() != "reap") return 3;
+    Result<int> reaped = (*mine)->Reap(/*force=*/true);
+    test.Send(reaped.ok() ? "reaped " + std::to_string(*reaped) : reaped.status().message());
+    return test.Receive() == "exit" ? 0 : 4;
+  });
+  if (!why.empty()) GTEST_SKIP() << why;
+  ASSERT_EQ(contained.channel().Receive(), "dead");
+  ASSERT_EQ(region->Used(0), 30 * kMiB);
+
+  Result<int> reaped = region->Reap(/*force=*/true);
+  ASSERT_TRUE(reaped.ok()) << reaped.status().message();
+  EXPECT_EQ(*reaped, 0) << "judged a process of another pid namespace by the host's pid 2";
+  EXPECT_EQ(region->Used(0), 30 * kMiB);
+
+  ASSERT_TRUE(contained.channel().Send("reap"));
+  EXPECT_EQ(contained.channel().Receive(), "reaped 1");
+  EXPECT_EQ(region->Used(0), 0u);
+  EXPECT_TRUE(region->TakeSnapshot()->processes.empty());
+  ASSERT_TRUE(contained.channel().Send("exit"));
+  EXPECT_EQ(contained.Wait(), 0);
+}
+
+TEST_F(RegionTest, AProcessWhoseProcIsOfAnAncestorNamespaceIsJudgedByNobody) {
+  auto region = OpenRegion();
+  ContainedProcess contained;
+  std::string path = path_;
+  // In a pid namespace of its own but with the host's /proc: getpid() is 1, /proc/1 is the host's
+  // init, so neither it nor anyone else can check its pid.
+  std::string why = contained.Start(
+      [&path](const LineChannel& test) {
+        if (PidNamespaceOfProc() != 0) return 1;
+        auto mine = Region::Open(path, nullptr);
+        if (!mine.ok()) return 2;
+        auto slot = (*mine)->ClaimSlot(getpid(), ProcessStartTime(getpid()), "hosts-proc");
+        if (!slot.ok() || !Granted((*mine)->Reserve(*slot, 0, 10 * kMiB))) return 3;
+        Result<int> reaped = (*mine)->Reap(/*force=*/true);
+        test.Send(reaped.ok() ? "reaped " + std::to_string(*reaped) : reaped.status().message());
+        return test.Receive() == "exit" ? 0 : 4;
+      },
+      /*own_proc=*/false);
+  if (!why.empty()) GTEST_SKIP() << why;
+  EXPECT_EQ(contained.channel().Receive(), "reaped 0");
+  ASSERT_TRUE(contained.channel().Send("exit"));
+  EXPECT_EQ(contained.Wait(), 0) << "1: it could tell a namespace; else its step that failed";
+
+  // Its slot has no namespace: not even the dead process is reaped, by the host or anyone.
+  Snapshot snapshot = region->TakeSnapshot().value();
+  ASSERT_EQ(snapshot.processes.size(), 1u);
+  EXPECT_EQ(snapshot.processes[0].pid_namespace, 0u);
+  EXPECT_EQ(snapshot.processes[0].liveness, Liveness::kUnknown);
+  EXPECT_EQ(region->Reap(/*force=*/true).value(), 0);
+  EXPECT_EQ(region->Used(0), 10 * kMiB);
+}
+
+TEST_F(RegionTest, ASlotOfAnotherPidNamespaceIsLeftAloneWhateverItsPidShowsHere) {
+  auto region = OpenRegion();
+  pid_t me = getpid();
+  // Slots no process of this namespace could have claimed: this pid with a start time that is
+  // not its own, which here would mean it died.
+  auto other = region->ClaimSlot(me, ProcessStartTime(me) + 12345, "other-ns");
+  auto untold = region->ClaimSlot(me, ProcessStartTime(me) + 54321, "untold-ns");
+  ASSERT_TRUE(other.ok() && untold.ok());
+  RegionLayout* layout = MapLayout();
+  layout->slots[*other].pid_namespace.store(PidNamespaceOfProc() + 1);
+  layout->slots[*untold].pid_namespace.store(0);
+  // Each reservation may reap first.
+  ASSERT_TRUE(Granted(region->Reserve(*other, 0, 20 * kMiB)));
+  ASSERT_TRUE(Granted(region->Reserve(*untold, 0, 30 * kMiB)));
+
+  EXPECT_EQ(region->Reap(/*force=*/true).value(), 0);
+  EXPECT_EQ(region->Used(0), 50 * kMiB);
+  Snapshot snapshot = region->TakeSnapshot().value();
+  ASSERT_EQ(snapshot.processes.size(), 2u);
+  EXPECT_EQ(snapshot.processes[0].liveness, Liveness::kUnknown);
+  EXPECT_EQ(snapshot.processes[1].liveness, Liveness::kUnknown);
+
+  // Back in this namespace, the same slot is judged, and reaped.
+  layout->slots[*other].pid_namespace.store(PidNamespaceOfProc());
+  EXPECT_EQ(region->TakeSnapshot()->processes[0].liveness, Liveness::kDead);
+  EXPECT_EQ(region->Reap(/*force=*/true).value(), 1);
+  EXPECT_EQ(region->Used(0), 30 * kMiB);
+}
+
 TEST_F(RegionTest, ProcessesRacingForTheLastBytesNeverPassTheLimitTogether) {
   OpenRegion();
   constexpr int kProcesses = 8;
@@ -376,8 +622,16 @@ TEST_F(RegionTest, SnapshotShowsLimitsUsageAndProcesses) {
   EXPECT_EQ(snapshot.devices[0].limits.memory_bytes, 100 * kMiB);
   ASSERT_EQ(snapshot.processes.size(), 1u);
   EXPECT_EQ(snapshot.processes[0].pid, getpid());
-  EXPECT_TRUE(snapshot.processes[0].alive);
+  EXPECT_EQ(snapshot.processes[0].liveness, Liveness::kAlive);
+  EXPECT_EQ(snapshot.processes[0].pid_namespace, PidNamespaceOfProc());
   EXPECT_EQ(snapshot.processes[0].used[0], 8 * kMiB);
+}
+
+TEST(PidNamespaceOfProc, IsTheInodeOfThisProcessPidNamespaceFile) {
+  struct stat info {};
+  ASSERT_EQ(stat("/proc/self/ns/pid", &info), 0);
+  EXPECT_NE(PidNamespaceOfProc(), 0u);
+  EXPECT_EQ(PidNamespaceOfProc(), static_cast<uint64_t>(info.st_ino));
 }
 
 TEST(ProcessStartTime, IsZeroForAProcessThatDoesNotExist) {
