@@ -18,9 +18,11 @@ int tesseraFakeSetFaults(const char* spec);
 
 // libcuda.so.1. Driver teardown without exiting: gives back everything the process holds,
 // destroys its handles and forgets the configuration; the next cuInit reads the environment
-// (TESSERA_FAKEGPU_CONFIG, TESSERA_FAKEGPU_STATE) again. REQUIRES: no other thread is inside the
-// driver, and no handle from before is used afterwards.
-void tesseraFakeShutdown(void);
+// (TESSERA_FAKEGPU_CONFIG, TESSERA_FAKEGPU_STATE) again. 0, or -1 after printing why the memory
+// could not be given back to the state file (its lock is unrecoverable); the rest is done all the
+// same. REQUIRES: no other thread is inside the driver, and no handle from before is used
+// afterwards.
+int tesseraFakeShutdown(void);
 
 // libnvidia-ml.so.1. tesseraFakeSetFaults for NVML's functions.
 int tesseraFakeNvmlSetFaults(const char* spec);

@@ -94,8 +94,7 @@ __attribute__((noinline, cold)) CUresult QueueBusyKernel(CUfunction function, un
                                                          unsigned grid_y, unsigned grid_z,
                                                          CUstream stream) {
   uint64_t duration = tessera::fakegpu::KernelNs(*function, grid_x, grid_y, grid_z);
-  Driver::Get().QueueBusyKernels(stream, &duration, 1);
-  return CUDA_SUCCESS;
+  return Driver::Get().QueueBusyKernels(stream, &duration, 1);
 }
 
 // Validates, then queues the kernel on the device when it takes device time.
@@ -198,7 +197,9 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGet(CUdevice* device, int ordinal) {
   if (ReadyDevice(ordinal, &error) == nullptr) return error;
   if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
   // Fell off the bus after cuInit (Xid 79): the ordinal names nothing the driver can reach.
-  if (TheDriver().DeviceLost(ordinal)) return CUDA_ERROR_INVALID_DEVICE;
+  if (CUresult reachable = TheDriver().CheckNotLost(ordinal); reachable != CUDA_SUCCESS) {
+    return reachable;
+  }
   *device = ordinal;
   return CUDA_SUCCESS;
 }
@@ -934,8 +935,8 @@ inline CUresult CheckGraphLaunch(CUgraphExec exec, CUstream stream) {
 inline CUresult LaunchGraph(CUgraphExec exec, CUstream stream) {
   CUresult checked = CheckGraphLaunch(exec, stream);
   if (checked != CUDA_SUCCESS || exec->busy_kernels_ns.empty()) return checked;
-  TheDriver().QueueBusyKernels(stream, exec->busy_kernels_ns.data(), exec->busy_kernels_ns.size());
-  return CUDA_SUCCESS;
+  return TheDriver().QueueBusyKernels(stream, exec->busy_kernels_ns.data(),
+                                      exec->busy_kernels_ns.size());
 }
 
 TESSERA_FAKE_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream) {
@@ -959,5 +960,5 @@ TESSERA_FAKE_EXPORT int tesseraFakeSetFaults(const char* spec) {
   return -1;
 }
 
-TESSERA_FAKE_EXPORT void tesseraFakeShutdown(void) { TheDriver().Shutdown(); }
+TESSERA_FAKE_EXPORT int tesseraFakeShutdown(void) { return TheDriver().Shutdown(); }
 // NOLINTEND(readability-identifier-naming)

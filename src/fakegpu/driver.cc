@@ -174,7 +174,9 @@ CUresult Driver::Init() {
   // A GPU that has fallen off the bus is not found until it is reset: no device, for now only
   // (not kFailed), so that a cuInit after the fault is cleared succeeds.
   for (const CudaDevice& device : devices) {
-    if (!(*state)->Health(device.ref.gpu).lost) continue;
+    Result<GpuHealth> health = (*state)->Health(device.ref.gpu);
+    if (!health.ok()) return fail(health.status().message());
+    if (!health->lost) continue;
     log::Write(log::Level::kWarn, "fakegpu",
                "GPU %d has fallen off the bus (Xid %u); cuInit returns CUDA_ERROR_NO_DEVICE",
                device.ref.gpu, kXidFallenOffTheBus);
@@ -203,7 +205,13 @@ CUresult Driver::Init() {
 
 void Driver::TearDown() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (state_ != nullptr && slot_ >= 0) state_->ReleaseProcess(slot_);
+  if (state_ != nullptr && slot_ >= 0) {
+    // Runs at exit (a destructor), where no caller is left to return an error to: it is logged.
+    if (Status released = state_->ReleaseProcess(slot_); !released.ok()) {
+      log::Write(log::Level::kError, "fakegpu", "%s; this process's memory stays charged",
+                 released.message().c_str());
+    }
+  }
   slot_ = -1;
   if (g_init_state.load() == InitState::kReady) g_init_state.store(InitState::kTornDown);
 }
@@ -236,10 +244,17 @@ void Driver::ReleaseEverythingLocked() {
   graph_execs_.ForEachLive([this](CUgraphExec_st* exec) { graph_execs_.Destroy(exec); });
 }
 
-void Driver::Shutdown() {
+int Driver::Shutdown() {
   std::lock_guard<std::mutex> lock(mutex_);
   ReleaseEverythingLocked();
-  if (state_ != nullptr && slot_ >= 0) state_->ReleaseProcess(slot_);
+  int result = 0;
+  if (state_ != nullptr && slot_ >= 0) {
+    if (Status released = state_->ReleaseProcess(slot_); !released.ok()) {
+      log::Write(log::Level::kError, "fakegpu", "%s; this process's memory stays charged",
+                 released.message().c_str());
+      result = -1;
+    }
+  }
   slot_ = -1;
   state_.reset();
   devices_.clear();
@@ -248,6 +263,7 @@ void Driver::Shutdown() {
   t_context_stack.clear();
   SyncCurrent();
   g_init_state.store(InitState::kUninitialized);
+  return result;
 }
 
 int Driver::ResetPeaks() {
@@ -265,38 +281,53 @@ const CudaDevice* Driver::Device(CUdevice device) const {
   return &devices_[static_cast<size_t>(device)];
 }
 
-bool Driver::DeviceLost(CUdevice device) {
-  const CudaDevice* found = Device(device);
-  return found != nullptr && state_->Health(found->ref.gpu).lost;
+CUresult Driver::CheckNotLost(CUdevice device) {
+  Result<GpuHealth> health = state_->Health(Device(device)->ref.gpu);
+  if (!health.ok()) return StateError(health.status());
+  return health->lost ? CUDA_ERROR_INVALID_DEVICE : CUDA_SUCCESS;
 }
 
 // ---- Charging device memory ------------------------------------------------------------------
 
+// The state file stands in for the device and its kernel driver. When its lock cannot be had, the
+// device's bookkeeping is broken in a way the driver API has no code for: a real driver answers
+// that with CUDA_ERROR_UNKNOWN. CUDA_ERROR_OPERATING_SYSTEM would say a system call failed, which
+// is not what happened. Every call that meets the error returns this one code.
+CUresult Driver::StateError(const Status& status) {
+  log::Write(log::Level::kError, "fakegpu", "%s; the call returns CUDA_ERROR_UNKNOWN",
+             status.message().c_str());
+  return CUDA_ERROR_UNKNOWN;
+}
+
 CUresult Driver::ChargeLocked(int device, uint64_t bytes, Charge* charge) {
   if (slot_ < 0) {
-    Result<int> slot = state_->RegisterProcess(pid_, ProcessStartTime(pid_));
-    if (!slot.ok()) {
-      log::Write(log::Level::kError, "fakegpu", "%s", slot.status().message().c_str());
+    Result<std::optional<int>> slot = state_->RegisterProcess(pid_, ProcessStartTime(pid_));
+    if (!slot.ok()) return StateError(slot.status());
+    if (!slot->has_value()) {
+      log::Write(log::Level::kError, "fakegpu",
+                 "TESSERA_FAKEGPU_STATE=%s: all %d process slots are held by live processes; the "
+                 "allocation returns CUDA_ERROR_OUT_OF_MEMORY",
+                 state_->path().c_str(), kMaxProcesses);
       return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    slot_ = *slot;
+    slot_ = **slot;
   }
   Result<bool> charged = state_->Charge(slot_, devices_[static_cast<size_t>(device)].ref, bytes);
-  if (!charged.ok()) {
-    log::Write(log::Level::kError, "fakegpu", "%s", charged.status().message().c_str());
-    return CUDA_ERROR_UNKNOWN;
-  }
+  if (!charged.ok()) return StateError(charged.status());
   if (!*charged) return CUDA_ERROR_OUT_OF_MEMORY;
   *charge = {device, bytes, pid_};
   return CUDA_SUCCESS;
 }
 
-void Driver::UnchargeLocked(Charge* charge) {
+CUresult Driver::UnchargeLocked(Charge* charge) {
   if (charge->bytes != 0 && charge->pid == pid_ && slot_ >= 0 &&
       Device(charge->device) != nullptr) {
-    state_->Uncharge(slot_, devices_[static_cast<size_t>(charge->device)].ref, charge->bytes);
+    Status uncharged =
+        state_->Uncharge(slot_, devices_[static_cast<size_t>(charge->device)].ref, charge->bytes);
+    if (!uncharged.ok()) return StateError(uncharged);
   }
   *charge = {};
+  return CUDA_SUCCESS;
 }
 
 // ---- Contexts --------------------------------------------------------------------------------
@@ -332,7 +363,7 @@ CUresult Driver::PrimaryRelease(CUdevice device) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUctx_st* primary = primary_contexts_[static_cast<size_t>(device)];
   if (primary->retain_count == 0) return CUDA_ERROR_INVALID_CONTEXT;
-  if (--primary->retain_count == 0) ReleaseContextLocked(primary);
+  if (--primary->retain_count == 0) return ReleaseContextLocked(primary);
   return CUDA_SUCCESS;
 }
 
@@ -343,7 +374,7 @@ CUresult Driver::PrimaryReset(CUdevice device) {
   CUctx_st* primary = primary_contexts_[static_cast<size_t>(device)];
   if (primary->retain_count > 0) {
     primary->retain_count = 0;
-    ReleaseContextLocked(primary);
+    return ReleaseContextLocked(primary);
   }
   return CUDA_SUCCESS;
 }
@@ -369,20 +400,24 @@ CUresult Driver::CreateContext(CUcontext* context, CUdevice device) {
 }
 
 // Everything the context owns goes with it, as on a real driver.
-void Driver::ReleaseContextLocked(CUctx_st* context) {
+CUresult Driver::ReleaseContextLocked(CUctx_st* context) {
+  CUresult result = CUDA_SUCCESS;
+  auto keep_first_error = [&result](CUresult released) {
+    if (result == CUDA_SUCCESS) result = released;
+  };
   for (auto it = allocations_.begin(); it != allocations_.end();) {
     auto next = std::next(it);
-    if (it->second.context == context) FreeLocked(it);
+    if (it->second.context == context) keep_first_error(FreeLocked(it));
     it = next;
   }
   arrays_.ForEachLive([&](CUarray_st* array) {
     if (array->context != context) return;
-    UnchargeLocked(&array->charge);
+    keep_first_error(UnchargeLocked(&array->charge));
     arrays_.Destroy(array);
   });
   mipmapped_arrays_.ForEachLive([&](CUmipmappedArray_st* array) {
     if (array->context != context) return;
-    UnchargeLocked(&array->charge);
+    keep_first_error(UnchargeLocked(&array->charge));
     mipmapped_arrays_.Destroy(array);
   });
   streams_.ForEachLive([&](CUstream_st* stream) {
@@ -396,10 +431,15 @@ void Driver::ReleaseContextLocked(CUctx_st* context) {
     for (auto& [name, function] : module->functions) functions_.Destroy(function);
     modules_.Destroy(module);
   });
-  UnchargeLocked(&context->charge);
-  UnchargeLocked(&context->limit_charge);
+  keep_first_error(UnchargeLocked(&context->charge));
+  keep_first_error(UnchargeLocked(&context->limit_charge));
+  // The charges go with the context, given back or not: a primary context's next retain charges
+  // afresh.
+  context->charge = {};
+  context->limit_charge = {};
   for (size_t& limit : context->limits) limit = 0;
   context->live.store(false, std::memory_order_release);
+  return result;
 }
 
 namespace {
@@ -432,7 +472,9 @@ CUresult Driver::SetLimit(CUlimit limit, size_t value) {
     // The old total goes first, so that a growth needs only the difference to fit; refused, the
     // old total is taken back (the device had it a moment ago).
     const uint64_t old_extra = context->limit_charge.bytes;
-    UnchargeLocked(&context->limit_charge);
+    if (CUresult released = UnchargeLocked(&context->limit_charge); released != CUDA_SUCCESS) {
+      return released;  // the old total is still charged, and the limit unchanged
+    }
     Charge charge;
     if (extra > 0) {
       if (CUresult charged = ChargeLocked(context->device, extra, &charge);
@@ -462,13 +504,13 @@ CUresult Driver::DestroyContext(CUcontext context) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUctx_st* found = contexts_.Find(context);
   if (found == nullptr || found->primary) return CUDA_ERROR_INVALID_CONTEXT;
-  ReleaseContextLocked(found);
+  CUresult released = ReleaseContextLocked(found);
   contexts_.Destroy(found);
   if (!t_context_stack.empty() && t_context_stack.back() == found) {
     t_context_stack.pop_back();
     SyncCurrent();
   }
-  return CUDA_SUCCESS;
+  return released;
 }
 
 CUresult Driver::SetCurrent(CUcontext context) {
@@ -575,13 +617,17 @@ uint64_t Driver::StreamWorkEndLocked(CUstream stream) const {
   return stream->work_end_ns.load(std::memory_order_acquire);
 }
 
-void Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count) {
-  if (CaptureKernels(stream, durations_ns, count)) return;  // nodes of the capture, not work
+CUresult Driver::QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count) {
+  if (CaptureKernels(stream, durations_ns, count)) {
+    return CUDA_SUCCESS;  // nodes of the capture, not work
+  }
   CUctx_st* context = g_current_context;
-  uint64_t end = state_->QueueKernels(devices_[static_cast<size_t>(context->device)].ref, pid_,
-                                      durations_ns, count);
-  RaiseTo(context->work_end_ns, end);
-  if (!IsDefaultStream(stream)) RaiseTo(stream->work_end_ns, end);
+  Result<uint64_t> end = state_->QueueKernels(devices_[static_cast<size_t>(context->device)].ref,
+                                              pid_, durations_ns, count);
+  if (!end.ok()) return StateError(end.status());
+  RaiseTo(context->work_end_ns, *end);
+  if (!IsDefaultStream(stream)) RaiseTo(stream->work_end_ns, *end);
+  return CUDA_SUCCESS;
 }
 
 CUresult Driver::ContextSynchronize() {

@@ -16,6 +16,12 @@
 // (SharedState::QueueKernels) and records when it ends in the stream and the context; the
 // synchronise calls sleep until then. Other kernels take no device time.
 //
+// The state file's lock can be lost for good (a process died holding it and what it left could not
+// be repaired). Then every call that needs the state returns CUDA_ERROR_UNKNOWN, after saying why
+// on stderr, and changes nothing in it (cuInit fails as for any state file it cannot use); a call
+// that gives memory back still destroys its handles (the process can make no use of them), while
+// the state file goes on counting the memory.
+//
 // Thread safety: one mutex guards all bookkeeping; the launch path takes none (it validates
 // handles with LooksLive()), and only busy_us_ launches touch the state file's mutex. Lock order:
 // Driver::mutex_, then the state file's mutex. No lock is held while sleeping.
@@ -74,9 +80,10 @@ class Driver {
   CUresult Init();
   // Driver teardown (process exit): gives back all memory this process holds.
   void TearDown();
-  // tesseraFakeShutdown: teardown, then forget everything so that cuInit starts afresh.
+  // tesseraFakeShutdown: teardown, then forget everything so that cuInit starts afresh. 0, or -1
+  // after saying why the memory could not be given back (everything is forgotten all the same).
   // REQUIRES: no other thread is inside the driver or uses its handles afterwards.
-  void Shutdown();
+  int Shutdown();
   int ResetPeaks();
 
   // Devices. REQUIRES: Init() succeeded (devices do not change while ready).
@@ -84,8 +91,9 @@ class Driver {
   // The configured driver version (config.h, `driver version=`).
   int DriverVersion() const { return driver_version_; }
   const CudaDevice* Device(CUdevice device) const;
-  // Whether the device's GPU has fallen off the bus (an Xid 79 not yet cleared).
-  bool DeviceLost(CUdevice device);
+  // CUDA_ERROR_INVALID_DEVICE when the device's GPU has fallen off the bus (an Xid 79 not yet
+  // cleared); CUDA_SUCCESS when it is reachable. REQUIRES: Device(device) != nullptr.
+  CUresult CheckNotLost(CUdevice device);
 
   // Contexts.
   CUresult PrimaryRetain(CUcontext* context, CUdevice device);
@@ -138,7 +146,7 @@ class Driver {
   // Launches of busy_us_ functions and of graphs with such kernel nodes: queues kernels of these
   // durations on the current context's device, behind everything queued there before, and
   // returns at once. REQUIRES: the launch was validated (current context and stream live).
-  void QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count);
+  CUresult QueueBusyKernels(CUstream stream, const uint64_t* durations_ns, size_t count);
   CUresult ContextSynchronize();
 
   // Modules, streams, events.
@@ -217,21 +225,25 @@ class Driver {
   static void AfterForkInParent();
   static void AfterForkInChild();
 
+  // What a call returns when the state file's lock cannot be had: says why, CUDA_ERROR_UNKNOWN.
+  static CUresult StateError(const Status& status);
   CUresult ChargeLocked(int device, uint64_t bytes, Charge* charge);
-  void UnchargeLocked(Charge* charge);
+  // Gives the charge back and empties it; on an error the charge is kept, as the state keeps it.
+  CUresult UnchargeLocked(Charge* charge);
   CUdeviceptr ReserveAddressLocked(uint64_t size, uint64_t alignment);
   CUresult AllocateLocked(CUdeviceptr* pointer, uint64_t size, AllocationKind kind, int device,
                           CUctx_st* context);
-  void FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation);
+  CUresult FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation);
   CUresult FreeAllocationLocked(CUdeviceptr pointer, bool stream_ordered);
-  void ReleaseContextLocked(CUctx_st* context);
+  // Releases everything, even when the state cannot be told; returns the first error.
+  CUresult ReleaseContextLocked(CUctx_st* context);
   bool StreamUsableLocked(CUstream stream) const;
   // When the stream's last kernel ends. REQUIRES: StreamUsableLocked(stream).
   uint64_t StreamWorkEndLocked(CUstream stream) const;
   CUresult CheckDependenciesLocked(CUgraph_st* graph, const CUgraphNode* dependencies,
                                    size_t count) const;
   CUgraphNode_st* AddNodeLocked(CUgraph_st* graph);
-  void ReleasePhysicalIfUnusedLocked(
+  CUresult ReleasePhysicalIfUnusedLocked(
       std::unordered_map<CUmemGenericAllocationHandle, PhysicalAllocation>::iterator physical);
   void ReleaseEverythingLocked();
 

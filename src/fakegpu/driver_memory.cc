@@ -29,9 +29,10 @@ CUresult Driver::MemGetInfo(size_t* free, size_t* total) {
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   if (free == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(mutex_);
-  DeviceUsage usage = state_->Usage(devices_[static_cast<size_t>(context->device)].ref);
-  *free = usage.total_bytes - usage.used_bytes;
-  *total = usage.total_bytes;
+  Result<DeviceUsage> usage = state_->Usage(devices_[static_cast<size_t>(context->device)].ref);
+  if (!usage.ok()) return StateError(usage.status());
+  *free = usage->total_bytes - usage->used_bytes;
+  *total = usage->total_bytes;
   return CUDA_SUCCESS;
 }
 
@@ -57,9 +58,10 @@ CUresult Driver::Allocate(CUdeviceptr* pointer, uint64_t size, AllocationKind ki
   return AllocateLocked(pointer, size, kind, device < 0 ? context->device : device, context);
 }
 
-void Driver::FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation) {
-  UnchargeLocked(&allocation->second.charge);
+CUresult Driver::FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation) {
+  CUresult uncharged = UnchargeLocked(&allocation->second.charge);
   allocations_.erase(allocation);
+  return uncharged;
 }
 
 CUresult Driver::FreeAllocationLocked(CUdeviceptr pointer, bool stream_ordered) {
@@ -70,8 +72,7 @@ CUresult Driver::FreeAllocationLocked(CUdeviceptr pointer, bool stream_ordered) 
   if (stream_ordered && found->second.kind != AllocationKind::kStreamOrdered) {
     return CUDA_ERROR_INVALID_VALUE;
   }
-  FreeLocked(found);
-  return CUDA_SUCCESS;
+  return FreeLocked(found);
 }
 
 CUresult Driver::Free(CUdeviceptr pointer) {
@@ -175,11 +176,12 @@ CUresult Driver::MemCreate(CUmemGenericAllocationHandle* handle, size_t size,
 }
 
 // Physical memory lives until it is both released and unmapped everywhere.
-void Driver::ReleasePhysicalIfUnusedLocked(
+CUresult Driver::ReleasePhysicalIfUnusedLocked(
     std::unordered_map<CUmemGenericAllocationHandle, PhysicalAllocation>::iterator physical) {
-  if (!physical->second.released || physical->second.mappings > 0) return;
-  UnchargeLocked(&physical->second.charge);
+  if (!physical->second.released || physical->second.mappings > 0) return CUDA_SUCCESS;
+  CUresult uncharged = UnchargeLocked(&physical->second.charge);
   physical_.erase(physical);
+  return uncharged;
 }
 
 CUresult Driver::MemRelease(CUmemGenericAllocationHandle handle) {
@@ -189,8 +191,7 @@ CUresult Driver::MemRelease(CUmemGenericAllocationHandle handle) {
   auto found = physical_.find(handle);
   if (found == physical_.end() || found->second.released) return CUDA_ERROR_INVALID_VALUE;
   found->second.released = true;
-  ReleasePhysicalIfUnusedLocked(found);
-  return CUDA_SUCCESS;
+  return ReleasePhysicalIfUnusedLocked(found);
 }
 
 CUresult Driver::AddressReserve(CUdeviceptr* pointer, size_t size, size_t alignment) {
@@ -265,14 +266,16 @@ CUresult Driver::MemUnmap(CUdeviceptr pointer, size_t size) {
     if (last->first + last->second.size > end) return CUDA_ERROR_INVALID_VALUE;
     ++last;
   }
+  CUresult result = CUDA_SUCCESS;
   for (auto mapping = first; mapping != last;) {
     auto physical = physical_.find(mapping->second.handle);
     mapping = mappings_.erase(mapping);
     if (physical == physical_.end()) continue;
     --physical->second.mappings;
-    ReleasePhysicalIfUnusedLocked(physical);
+    CUresult released = ReleasePhysicalIfUnusedLocked(physical);
+    if (result == CUDA_SUCCESS) result = released;
   }
-  return CUDA_SUCCESS;
+  return result;
 }
 
 CUresult Driver::MemSetAccess(CUdeviceptr pointer, size_t size, const CUmemAccessDesc* desc,
@@ -374,9 +377,9 @@ CUresult Driver::DestroyFootprint(ObjectPool<Object>& pool, Object* handle) {
   std::lock_guard<std::mutex> lock(mutex_);
   Object* found = pool.Find(handle);
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  UnchargeLocked(&found->charge);
+  CUresult uncharged = UnchargeLocked(&found->charge);
   pool.Destroy(found);
-  return CUDA_SUCCESS;
+  return uncharged;
 }
 
 CUresult Driver::ArrayCreate(CUarray* array, uint64_t bytes) {
@@ -414,13 +417,16 @@ CUresult Driver::GraphDestroy(CUgraph graph) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUgraph_st* found = graphs_.Find(graph);
   if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUresult result = CUDA_SUCCESS;
   for (CUdeviceptr pointer : found->allocations) {
     auto allocation = allocations_.find(pointer);
-    if (allocation != allocations_.end()) FreeLocked(allocation);
+    if (allocation == allocations_.end()) continue;
+    CUresult freed = FreeLocked(allocation);
+    if (result == CUDA_SUCCESS) result = freed;
   }
   for (CUgraphNode_st* node : found->nodes) graph_nodes_.Destroy(node);
   graphs_.Destroy(found);
-  return CUDA_SUCCESS;
+  return result;
 }
 
 CUresult Driver::CheckDependenciesLocked(CUgraph_st* graph, const CUgraphNode* dependencies,

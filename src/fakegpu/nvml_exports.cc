@@ -91,6 +91,15 @@ nvmlReturn_t Faulted(Fault fault) {
   return fault.kind == Fault::Kind::kNull ? NVML_SUCCESS : static_cast<nvmlReturn_t>(fault.code);
 }
 
+// What a call returns when the state file's lock cannot be had: the state stands in for the
+// GPUs' driver, and a real NVML answers a driver it cannot make sense of with NVML_ERROR_UNKNOWN
+// (it has no code for broken bookkeeping). Says why on stderr, as the fake libcuda does.
+nvmlReturn_t StateError(const tessera::Status& status) {
+  tessera::log::Write(tessera::log::Level::kError, "fakegpu",
+                      "%s; the call returns NVML_ERROR_UNKNOWN", status.message().c_str());
+  return NVML_ERROR_UNKNOWN;
+}
+
 // What a handle names, resolved against this process's view: a visible GPU or a visible MIG
 // device of one.
 struct Target {
@@ -229,8 +238,10 @@ class Nvml {
       if (!target) return NVML_ERROR_INVALID_ARGUMENT;
       if (target->is_mig() && (accepts & kMigHandle) == 0) return NVML_ERROR_NOT_SUPPORTED;
       if (!target->is_mig() && (accepts & kGpuHandle) == 0) return NVML_ERROR_INVALID_ARGUMENT;
-      if ((accepts & kEvenIfLost) == 0 && nvml.state.Health(target->gpu).lost) {
-        return NVML_ERROR_GPU_IS_LOST;
+      if ((accepts & kEvenIfLost) == 0) {
+        tessera::Result<tessera::fakegpu::GpuHealth> health = nvml.state.Health(target->gpu);
+        if (!health.ok()) return StateError(health.status());
+        if (health->lost) return NVML_ERROR_GPU_IS_LOST;
       }
       return body(nvml, *target);
     });
@@ -410,10 +421,11 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device,
   return Nvml::Get().CallOnDevice(
       device, kAnyHandle, [&](Nvml::Access& nvml, const Target& target) {
         if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-        tessera::fakegpu::DeviceUsage usage = nvml.state.Usage(target.ref());
-        memory->total = usage.total_bytes;
-        memory->used = usage.used_bytes;
-        memory->free = usage.total_bytes - usage.used_bytes;
+        tessera::Result<tessera::fakegpu::DeviceUsage> usage = nvml.state.Usage(target.ref());
+        if (!usage.ok()) return StateError(usage.status());
+        memory->total = usage->total_bytes;
+        memory->used = usage->used_bytes;
+        memory->free = usage->total_bytes - usage->used_bytes;
         return NVML_SUCCESS;
       });
 }
@@ -425,11 +437,12 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device,
       device, kAnyHandle, [&](Nvml::Access& nvml, const Target& target) {
         if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
         if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
-        tessera::fakegpu::DeviceUsage usage = nvml.state.Usage(target.ref());
-        memory->total = usage.total_bytes;
+        tessera::Result<tessera::fakegpu::DeviceUsage> usage = nvml.state.Usage(target.ref());
+        if (!usage.ok()) return StateError(usage.status());
+        memory->total = usage->total_bytes;
         memory->reserved = 0;
-        memory->used = usage.used_bytes;
-        memory->free = usage.total_bytes - usage.used_bytes;
+        memory->used = usage->used_bytes;
+        memory->free = usage->total_bytes - usage->used_bytes;
         return NVML_SUCCESS;
       });
 }
@@ -445,13 +458,14 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDev
   return Nvml::Get().CallOnDevice(
       device, kAnyHandle, [&](Nvml::Access& nvml, const Target& target) {
         if (infoCount == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-        tessera::fakegpu::StateSnapshot snapshot = nvml.state.Snapshot();
+        tessera::Result<tessera::fakegpu::StateSnapshot> snapshot = nvml.state.Snapshot();
+        if (!snapshot.ok()) return StateError(snapshot.status());
         size_t gpu = static_cast<size_t>(target.gpu);
         std::vector<nvmlProcessInfo_t> running;
         auto Reported = [&](uint64_t used) {
           return target.spec->process_memory_available ? used : NVML_VALUE_NOT_AVAILABLE;
         };
-        for (const tessera::fakegpu::ProcessUsage& process : snapshot.processes) {
+        for (const tessera::fakegpu::ProcessUsage& process : snapshot->processes) {
           unsigned pid = static_cast<unsigned>(process.pid);
           if (!target.spec->mig_enabled()) {
             uint64_t used = process.used_bytes[gpu];
@@ -498,8 +512,11 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t devi
         if (utilization == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
         if (target.spec->mig_enabled()) return NVML_ERROR_NOT_SUPPORTED;
         tessera::fakegpu::SampleTime now = tessera::fakegpu::SampleTime::Now();
-        tessera::fakegpu::DeviceUtilization sample = tessera::fakegpu::SampleDeviceUtilization(
-            nvml.state.KernelRuns(target.gpu, SamplePeriodStart(now)), now);
+        tessera::Result<std::vector<tessera::fakegpu::KernelRun>> runs =
+            nvml.state.KernelRuns(target.gpu, SamplePeriodStart(now));
+        if (!runs.ok()) return StateError(runs.status());
+        tessera::fakegpu::DeviceUtilization sample =
+            tessera::fakegpu::SampleDeviceUtilization(*runs, now);
         utilization->gpu = sample.gpu_percent;
         utilization->memory = sample.memory_percent;
         return NVML_SUCCESS;
@@ -517,9 +534,11 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(
         if (processSamplesCount == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
         if (target.spec->mig_enabled()) return NVML_ERROR_NOT_SUPPORTED;
         tessera::fakegpu::SampleTime now = tessera::fakegpu::SampleTime::Now();
+        tessera::Result<std::vector<tessera::fakegpu::KernelRun>> runs =
+            nvml.state.KernelRuns(target.gpu, SamplePeriodStart(now));
+        if (!runs.ok()) return StateError(runs.status());
         std::vector<tessera::fakegpu::ProcessUtilizationSample> samples =
-            tessera::fakegpu::SampleProcessUtilization(
-                nvml.state.KernelRuns(target.gpu, SamplePeriodStart(now)), now, lastSeenTimeStamp);
+            tessera::fakegpu::SampleProcessUtilization(*runs, now, lastSeenTimeStamp);
         if (samples.empty()) {
           *processSamplesCount = 0;
           return NVML_ERROR_NOT_FOUND;  // no process ran since lastSeenTimeStamp
@@ -618,8 +637,9 @@ nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device, nvmlEnableState_t* i
   return Nvml::Get().CallOnDevice(
       device, kGpuHandle, [&](Nvml::Access& nvml, const Target& target) {
         if (isPending == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-        *isPending = nvml.state.Health(target.gpu).retired_pages_pending ? NVML_FEATURE_ENABLED
-                                                                         : NVML_FEATURE_DISABLED;
+        tessera::Result<tessera::fakegpu::GpuHealth> health = nvml.state.Health(target.gpu);
+        if (!health.ok()) return StateError(health.status());
+        *isPending = health->retired_pages_pending ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
         return NVML_SUCCESS;
       });
 }
@@ -853,15 +873,19 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device,
 
 namespace {
 
-// Delivers the oldest Xid the set has not seen. REQUIRES: the NVML lock held.
-bool DeliverNextXid(SharedState& state, nvmlEventSet_st& set, nvmlEventData_t* data) {
+// Delivers the oldest Xid the set has not seen: NVML_SUCCESS, or NVML_ERROR_TIMEOUT when there is
+// none yet. REQUIRES: the NVML lock held.
+nvmlReturn_t DeliverNextXid(SharedState& state, nvmlEventSet_st& set, nvmlEventData_t* data) {
   uint64_t oldest_seen = UINT64_MAX;
   for (const nvmlEventSet_st::Registration& registration : set.registrations) {
     if (registration.seen < oldest_seen) oldest_seen = registration.seen;
   }
   uint64_t newest = state.XidSequence();
-  if (set.registrations.empty() || newest <= oldest_seen) return false;
-  for (const tessera::fakegpu::XidEvent& event : state.XidEventsAfter(oldest_seen)) {
+  if (set.registrations.empty() || newest <= oldest_seen) return NVML_ERROR_TIMEOUT;
+  tessera::Result<std::vector<tessera::fakegpu::XidEvent>> events =
+      state.XidEventsAfter(oldest_seen);
+  if (!events.ok()) return StateError(events.status());
+  for (const tessera::fakegpu::XidEvent& event : *events) {
     for (nvmlEventSet_st::Registration& registration : set.registrations) {
       if (registration.gpu != event.gpu || event.sequence <= registration.seen) continue;
       registration.seen = event.sequence;
@@ -871,7 +895,7 @@ bool DeliverNextXid(SharedState& state, nvmlEventSet_st& set, nvmlEventData_t* d
       data->eventData = event.xid;
       data->gpuInstanceId = kNoInstance;  // faults are raised on whole GPUs
       data->computeInstanceId = kNoInstance;
-      return true;
+      return NVML_SUCCESS;
     }
   }
   // Nothing up to `newest` was for the set (other GPUs' Xids, or ones that left the ring): the
@@ -879,7 +903,7 @@ bool DeliverNextXid(SharedState& state, nvmlEventSet_st& set, nvmlEventData_t* d
   for (nvmlEventSet_st::Registration& registration : set.registrations) {
     if (registration.seen < newest) registration.seen = newest;
   }
-  return false;
+  return NVML_ERROR_TIMEOUT;
 }
 
 }  // namespace
@@ -895,7 +919,7 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEve
     nvmlReturn_t result = Nvml::Get().Call([&](Nvml::Access& nvml) {
       nvmlEventSet_st* found = nvml.FindEventSet(set);
       if (found == nullptr || data == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-      return DeliverNextXid(nvml.state, *found, data) ? NVML_SUCCESS : NVML_ERROR_TIMEOUT;
+      return DeliverNextXid(nvml.state, *found, data);
     });
     if (result != NVML_ERROR_TIMEOUT) return result;
     uint64_t now = static_cast<uint64_t>(tessera::MonotonicNs());

@@ -122,17 +122,6 @@ Status InitialiseLayout(StateLayout* layout) {
   return Status::Ok();
 }
 
-// What a member without an error to return does when the mutex cannot be had: it says so and
-// changes nothing.
-void Refused(const Status& status) {
-  log::Write(log::Level::kError, "fakegpu", "%s", status.message().c_str());
-}
-template <typename T>
-T Refused(const Status& status, T value) {
-  Refused(status);
-  return value;
-}
-
 }  // namespace
 
 std::string DefaultStatePath() {
@@ -178,6 +167,8 @@ SharedState::SharedState(std::string path, MappedFile file)
       layout_(static_cast<StateLayout*>(file_.data())) {}
 
 SharedState::~SharedState() = default;
+
+size_t SharedState::MutexOffset() { return offsetof(StateLayout, mutex); }
 
 Result<RobustMutexLock> SharedState::LockState() {
   return RobustMutexLock::Acquire(&layout_->mutex, Describe(path_), [this] {
@@ -284,7 +275,7 @@ Status SharedState::Configure(const std::vector<DeviceSpec>& devices) {
   return Status::Ok();
 }
 
-Result<int> SharedState::RegisterProcess(int pid, uint64_t start_time) {
+Result<std::optional<int>> SharedState::RegisterProcess(int pid, uint64_t start_time) {
   Result<RobustMutexLock> lock = LockState();
   if (!lock.ok()) return lock.status();
   MaybeReclaimDeadProcesses();
@@ -293,7 +284,7 @@ Result<int> SharedState::RegisterProcess(int pid, uint64_t start_time) {
     for (int slot = 0; slot < kMaxProcesses; ++slot) {
       ProcessSlot& process = layout_->processes[slot];
       if (process.pid == pid && process.start_time == start_time) {
-        return slot;
+        return std::optional<int>(slot);
       }
       if (process.pid == 0 && free_slot < 0) free_slot = slot;
     }
@@ -301,18 +292,18 @@ Result<int> SharedState::RegisterProcess(int pid, uint64_t start_time) {
       ProcessSlot& process = layout_->processes[free_slot];
       process.start_time = start_time;
       process.pid = pid;
-      return free_slot;
+      return std::optional<int>(free_slot);
     }
     ReclaimDeadProcesses();
   }
-  return Status::Error(Describe(path_) + ": all " + std::to_string(kMaxProcesses) +
-                       " process slots are held by live processes");
+  return std::optional<int>();
 }
 
-void SharedState::ReleaseProcess(int slot) {
+Status SharedState::ReleaseProcess(int slot) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status());
+  if (!lock.ok()) return lock.status();
   FreeSlot(slot);
+  return Status::Ok();
 }
 
 Result<bool> SharedState::Charge(int slot, DeviceRef device, uint64_t bytes) {
@@ -347,9 +338,9 @@ Result<bool> SharedState::Charge(int slot, DeviceRef device, uint64_t bytes) {
   return true;
 }
 
-void SharedState::Uncharge(int slot, DeviceRef device, uint64_t bytes) {
+Status SharedState::Uncharge(int slot, DeviceRef device, uint64_t bytes) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status());
+  if (!lock.ok()) return lock.status();
   ProcessSlot& process = layout_->processes[slot];
   uint64_t& held = process.used_bytes[device.gpu];
   uint64_t taken = bytes > held ? held : bytes;
@@ -363,12 +354,13 @@ void SharedState::Uncharge(int slot, DeviceRef device, uint64_t bytes) {
     DeviceSlot& instance = layout_->mig_instances[device.gpu][device.mig];
     instance.used_bytes = Subtract(instance.used_bytes, instance_taken);
   }
+  return Status::Ok();
 }
 
-uint64_t SharedState::QueueKernels(DeviceRef device, int pid, const uint64_t* durations_ns,
-                                   size_t count) {
+Result<uint64_t> SharedState::QueueKernels(DeviceRef device, int pid, const uint64_t* durations_ns,
+                                           size_t count) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status(), static_cast<uint64_t>(MonotonicNs()));
+  if (!lock.ok()) return lock.status();
   auto now = static_cast<uint64_t>(MonotonicNs());
   if (device.mig >= 0) {
     uint64_t& busy_until = layout_->mig_busy_until_ns[device.gpu][device.mig];
@@ -396,10 +388,10 @@ uint64_t SharedState::QueueKernels(DeviceRef device, int pid, const uint64_t* du
   return end;
 }
 
-std::vector<KernelRun> SharedState::KernelRuns(int gpu, uint64_t since_ns) {
-  std::vector<KernelRun> runs;
+Result<std::vector<KernelRun>> SharedState::KernelRuns(int gpu, uint64_t since_ns) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status(), runs);
+  if (!lock.ok()) return lock.status();
+  std::vector<KernelRun> runs;
   const DeviceTimeline& timeline = layout_->timelines[gpu];
   uint64_t remembered = timeline.run_count < kKernelRuns ? timeline.run_count : kKernelRuns;
   for (uint64_t back = 1; back <= remembered; ++back) {
@@ -411,21 +403,21 @@ std::vector<KernelRun> SharedState::KernelRuns(int gpu, uint64_t since_ns) {
   return runs;
 }
 
-DeviceUsage SharedState::Device(int gpu) { return Usage({gpu, -1}); }
+Result<DeviceUsage> SharedState::Device(int gpu) { return Usage({gpu, -1}); }
 
-DeviceUsage SharedState::Usage(DeviceRef device) {
+Result<DeviceUsage> SharedState::Usage(DeviceRef device) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status(), DeviceUsage{});
+  if (!lock.ok()) return lock.status();
   MaybeReclaimDeadProcesses();
   DeviceUsage usage = UsageOf(device.mig < 0 ? layout_->devices[device.gpu]
                                              : layout_->mig_instances[device.gpu][device.mig]);
   return usage;
 }
 
-StateSnapshot SharedState::Snapshot() {
-  StateSnapshot snapshot;
+Result<StateSnapshot> SharedState::Snapshot() {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status(), snapshot);
+  if (!lock.ok()) return lock.status();
+  StateSnapshot snapshot;
   ReclaimDeadProcesses();
   uint32_t count = layout_->device_count;
   for (uint32_t device = 0; device < count; ++device) {
@@ -484,9 +476,9 @@ Status SharedState::ClearFault(int gpu) {
   return Status::Ok();
 }
 
-GpuHealth SharedState::Health(int gpu) {
+Result<GpuHealth> SharedState::Health(int gpu) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status(), GpuHealth{});
+  if (!lock.ok()) return lock.status();
   GpuHealth health = HealthOf(layout_->faults[gpu]);
   return health;
 }
@@ -495,10 +487,10 @@ uint64_t SharedState::XidSequence() const {
   return __atomic_load_n(&layout_->xid_sequence, __ATOMIC_ACQUIRE);
 }
 
-std::vector<XidEvent> SharedState::XidEventsAfter(uint64_t sequence) {
-  std::vector<XidEvent> events;
+Result<std::vector<XidEvent>> SharedState::XidEventsAfter(uint64_t sequence) {
   Result<RobustMutexLock> lock = LockState();
-  if (!lock.ok()) return Refused(lock.status(), events);
+  if (!lock.ok()) return lock.status();
+  std::vector<XidEvent> events;
   uint64_t newest = layout_->xid_sequence;
   uint64_t oldest = newest > static_cast<uint64_t>(kXidEvents) ? newest - kXidEvents + 1 : 1;
   for (uint64_t number = sequence + 1 > oldest ? sequence + 1 : oldest; number <= newest;

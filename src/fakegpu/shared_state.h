@@ -23,8 +23,10 @@
 #ifndef TESSERA_FAKEGPU_SHARED_STATE_H_
 #define TESSERA_FAKEGPU_SHARED_STATE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,10 +79,15 @@ std::string DefaultStatePath();
 int NodePid();
 
 // Thread-safe: every member takes the file's mutex. When it cannot be had (a holder died and the
-// state could not be repaired), a member with an error to return returns it; the others say so
-// on stderr and change nothing (they return empty values).
+// state could not be repaired, or the lock is unrecoverable), every member but XidSequence()
+// returns the error, naming the file, and changes nothing: none answers with an empty value that
+// a caller could take for the state's.
 class SharedState {
  public:
+  // Where the file's mutex lies in it (the layout is private to shared_state.cc): for tests that
+  // play a process that died holding it.
+  static size_t MutexOffset();
+
   // Maps the file at `path`; with `create`, creates and initialises it when absent or empty.
   static Result<std::unique_ptr<SharedState>> Open(const std::string& path, bool create);
   // Open(path, /*create=*/true), then Configure(devices): what the libraries and the tool use.
@@ -97,40 +104,42 @@ class SharedState {
   // with every device healthy.
   Status Configure(const std::vector<DeviceSpec>& devices);
 
-  // Claims a slot for the process (pid, start_time); returns its index.
-  Result<int> RegisterProcess(int pid, uint64_t start_time);
+  // Claims a slot for the process (pid, start_time); returns its index, or nullopt when every
+  // slot is held by a live process (the node is full, as a device out of memory is).
+  Result<std::optional<int>> RegisterProcess(int pid, uint64_t start_time);
   // Gives back everything the slot holds and frees it.
-  void ReleaseProcess(int slot);
+  Status ReleaseProcess(int slot);
 
   // Adds `bytes` to the slot's and the device's use (and to the MIG instance's, for one); false
   // (and nothing changed) when the device or instance does not have them free even after
   // reclaiming dead processes.
   Result<bool> Charge(int slot, DeviceRef device, uint64_t bytes);
-  void Uncharge(int slot, DeviceRef device, uint64_t bytes);
+  Status Uncharge(int slot, DeviceRef device, uint64_t bytes);
 
   // Queues kernels of these durations on `device` for process `pid`, one after another, behind
   // all work queued before on the device by any process (first come, first served: a device runs
   // one kernel at a time; each MIG instance is a device of its own). Returns when the last of
   // them will end (CLOCK_MONOTONIC ns). Runs are remembered for whole GPUs only (NVML reports no
   // utilisation in MIG mode). REQUIRES: count > 0.
-  uint64_t QueueKernels(DeviceRef device, int pid, const uint64_t* durations_ns, size_t count);
+  Result<uint64_t> QueueKernels(DeviceRef device, int pid, const uint64_t* durations_ns,
+                                size_t count);
   // The remembered runs of GPU `gpu` that end after `since_ns`, oldest first.
-  std::vector<KernelRun> KernelRuns(int gpu, uint64_t since_ns);
+  Result<std::vector<KernelRun>> KernelRuns(int gpu, uint64_t since_ns);
 
-  DeviceUsage Device(int gpu);
-  DeviceUsage Usage(DeviceRef device);
+  Result<DeviceUsage> Device(int gpu);
+  Result<DeviceUsage> Usage(DeviceRef device);
 
   // Faults. RaiseXid records the Xid in the GPU's fault record and in the ring, and returns its
   // sequence number; ClearFault makes the GPU healthy (the ring keeps what was raised).
   Result<uint64_t> RaiseXid(int gpu, uint32_t xid);
   Status ClearFault(int gpu);
-  GpuHealth Health(int gpu);
+  Result<GpuHealth> Health(int gpu);
   // The newest Xid's sequence number (0: none yet). Takes no lock: waiters poll it.
   uint64_t XidSequence() const;
   // The Xids numbered after `sequence` still in the ring, oldest first.
-  std::vector<XidEvent> XidEventsAfter(uint64_t sequence);
+  Result<std::vector<XidEvent>> XidEventsAfter(uint64_t sequence);
 
-  StateSnapshot Snapshot();
+  Result<StateSnapshot> Snapshot();
   Status ResetPeaks();
 
  private:

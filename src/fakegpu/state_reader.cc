@@ -16,7 +16,7 @@ Result<StateReader> StateReader::Open(const std::string& path) {
   return StateReader(std::shared_ptr<SharedState>(std::move(state).value()));
 }
 
-StateSnapshot StateReader::Read() { return state_->Snapshot(); }
+Result<StateSnapshot> StateReader::Read() { return state_->Snapshot(); }
 
 Status StateReader::ResetPeaks() { return state_->ResetPeaks(); }
 

@@ -60,7 +60,9 @@ class StateReader {
   // of this layout version.
   static Result<StateReader> Open(const std::string& path);
 
-  StateSnapshot Read();
+  // An error (naming the file) when its lock cannot be had: a process died holding it and the
+  // state could not be repaired.
+  Result<StateSnapshot> Read();
   // Restarts every device's peak at its current use.
   Status ResetPeaks();
   const std::string& path() const;

@@ -54,14 +54,26 @@ std::string HealthText(const GpuHealth& health) {
          " retired_pages_pending=" + (health.retired_pages_pending ? "yes" : "no");
 }
 
+// Every GPU's health, read before anything is printed: a list is whole or not printed at all.
+Result<std::vector<GpuHealth>> ReadHealth(Node& node) {
+  std::vector<GpuHealth> health;
+  for (size_t gpu = 0; gpu < node.devices.size(); ++gpu) {
+    Result<GpuHealth> read = node.state->Health(static_cast<int>(gpu));
+    if (!read.ok()) return read.status();
+    health.push_back(*read);
+  }
+  return health;
+}
+
 int ListDevices(Node& node) {
+  Result<std::vector<GpuHealth>> health = ReadHealth(node);
+  if (!health.ok()) return Fail(health.status().message());
   for (size_t gpu = 0; gpu < node.devices.size(); ++gpu) {
     const DeviceSpec& device = node.devices[gpu];
     std::printf("gpu=%zu uuid=%s name=\"%s\" memory=\"%s\" sms=%u numa=%u mig=%s %s\n", gpu,
                 FormatUuid(device.uuid).c_str(), device.name.c_str(),
                 FormatBytes(device.memory_bytes).c_str(), device.multiprocessors, device.numa_node,
-                device.mig_enabled() ? "on" : "off",
-                HealthText(node.state->Health(static_cast<int>(gpu))).c_str());
+                device.mig_enabled() ? "on" : "off", HealthText((*health)[gpu]).c_str());
     for (size_t mig = 0; mig < device.mig.size(); ++mig) {
       const MigInstance& instance = device.mig[mig];
       std::printf(
@@ -78,9 +90,11 @@ int ListDevices(Node& node) {
 }
 
 int ListFaults(Node& node) {
+  Result<std::vector<GpuHealth>> health = ReadHealth(node);
+  if (!health.ok()) return Fail(health.status().message());
   for (size_t gpu = 0; gpu < node.devices.size(); ++gpu) {
     std::printf("gpu=%zu uuid=%s %s\n", gpu, FormatUuid(node.devices[gpu].uuid).c_str(),
-                HealthText(node.state->Health(static_cast<int>(gpu))).c_str());
+                HealthText((*health)[gpu]).c_str());
   }
   return 0;
 }

@@ -47,7 +47,9 @@ class ShimEndToEnd : public ::testing::Test {
   fakegpu::StateSnapshot FakeGpu() {
     auto reader = fakegpu::StateReader::Open(StatePath());
     EXPECT_TRUE(reader.ok()) << reader.status().message();
-    return reader->Read();
+    auto snapshot = reader->Read();
+    EXPECT_TRUE(snapshot.ok()) << snapshot.status().message();
+    return snapshot.ok() ? std::move(snapshot).value() : fakegpu::StateSnapshot{};
   }
 
   testing::FakeNode node_{
@@ -316,7 +318,9 @@ TEST_F(ShimEndToEnd, ThirtyTwoProcessesNeverPassTheLimitTogether) {
     ASSERT_EQ(client->Finish(), 0) << client->output();
     refused += static_cast<int>(Number(Fields(client->output()), "refused"));
   }
-  auto gpu = reader->Read();
+  auto read = reader->Read();
+  ASSERT_TRUE(read.ok()) << read.status().message();
+  const fakegpu::StateSnapshot& gpu = *read;
   EXPECT_LE(gpu.devices[0].peak_bytes, limit) << "the driver's own ledger passed the limit";
   EXPECT_GT(gpu.devices[0].peak_bytes, limit - 64 * kMiB) << "the limit was contended for";
   // 32 stakes of 24 MiB, all held before any process goes on, are 768 MiB: at least 11 refused.

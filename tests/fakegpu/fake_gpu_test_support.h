@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cuda/driver_api.h"
@@ -68,11 +69,15 @@ class FakeGpuTest : public ::testing::Test {
     return context;
   }
 
-  // The node's state; nullopt while no process has created the state file yet.
+  // The node's state; nullopt while no process has created the state file yet (or, failing the
+  // test, when it cannot be read).
   std::optional<StateSnapshot> TrySnapshot() const {
     Result<StateReader> reader = StateReader::Open(state_path_);
     if (!reader.ok()) return std::nullopt;
-    return reader->Read();
+    Result<StateSnapshot> snapshot = reader->Read();
+    EXPECT_TRUE(snapshot.ok()) << snapshot.status().message();
+    if (!snapshot.ok()) return std::nullopt;
+    return std::move(snapshot).value();
   }
 
   StateSnapshot Snapshot() const {
