@@ -8,7 +8,8 @@
 //  - the functions glibc 2.34 moved from libdl and libpthread into libc call the old version,
 //    which 2.36's libc still has for old programs and which 2.28 has in libdl.so.2 and
 //    libpthread.so.0 (linked, so that they are loaded there);
-//  - fstat (a real symbol only since 2.33) calls __fxstat, which every version has;
+//  - fstat and stat (real symbols only since 2.33) call __fxstat and __xstat, which every
+//    version has;
 //  - arc4random (2.36, in libstdc++'s std::random_device, which the shim never uses) reads
 //    getrandom (2.25);
 //  - _dl_find_object (2.35, libgcc's unwinder) is done with dl_iterate_phdr;
@@ -39,6 +40,7 @@ int tessera_old_pthread_mutex_consistent(pthread_mutex_t* mutex);
 int tessera_old_pthread_once(pthread_once_t* once, void (*routine)());
 int tessera_old_pthread_key_create(pthread_key_t* key, void (*destructor)(void*));
 int tessera_old_fxstat(int version, int fd, struct stat* buf);
+int tessera_old_xstat(int version, const char* path, struct stat* buf);
 
 TESSERA_OLD_VERSION(tessera_old_dlopen, dlopen, "GLIBC_2.2.5");
 TESSERA_OLD_VERSION(tessera_old_dlerror, dlerror, "GLIBC_2.2.5");
@@ -54,6 +56,7 @@ TESSERA_OLD_VERSION(tessera_old_pthread_mutex_consistent, pthread_mutex_consiste
 TESSERA_OLD_VERSION(tessera_old_pthread_once, pthread_once, "GLIBC_2.2.5");
 TESSERA_OLD_VERSION(tessera_old_pthread_key_create, __pthread_key_create, "GLIBC_2.2.5");
 TESSERA_OLD_VERSION(tessera_old_fxstat, __fxstat, "GLIBC_2.2.5");
+TESSERA_OLD_VERSION(tessera_old_xstat, __xstat, "GLIBC_2.2.5");
 
 void* __wrap_dlopen(const char* file, int mode) { return tessera_old_dlopen(file, mode); }
 char* __wrap_dlerror() { return tessera_old_dlerror(); }
@@ -82,9 +85,11 @@ int __wrap___pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) {
   return tessera_old_pthread_key_create(key, destructor);
 }
 
-int __wrap_fstat(int fd, struct stat* buf) {
-  constexpr int kStatVersion = 1;  // x86-64's _STAT_VER_LINUX: glibc's struct stat
-  return tessera_old_fxstat(kStatVersion, fd, buf);
+constexpr int kStatVersion = 1;  // x86-64's _STAT_VER_LINUX: glibc's struct stat
+
+int __wrap_fstat(int fd, struct stat* buf) { return tessera_old_fxstat(kStatVersion, fd, buf); }
+int __wrap_stat(const char* path, struct stat* buf) {
+  return tessera_old_xstat(kStatVersion, path, buf);
 }
 
 uint32_t __wrap_arc4random() {

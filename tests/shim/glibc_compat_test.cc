@@ -13,6 +13,7 @@
 extern "C" {
 int __wrap__dl_find_object(void* address, dl_find_object* result);
 int __wrap_fstat(int fd, struct stat* buf);
+int __wrap_stat(const char* path, struct stat* buf);
 uint32_t __wrap_arc4random();
 void* __wrap_dlopen(const char* file, int mode);
 void* __wrap_dlvsym(void* handle, const char* name, const char* version);
@@ -60,6 +61,18 @@ TEST(GlibcCompat, FstatIsTheKernelsStat) {
   close(fd);
   EXPECT_EQ(__wrap_fstat(-1, &ours), -1);
   EXPECT_EQ(errno, EBADF);
+}
+
+TEST(GlibcCompat, StatIsTheKernelsStat) {
+  struct stat real {
+  }, ours{};
+  ASSERT_EQ(stat("/proc/self/ns/pid", &real), 0);
+  ASSERT_EQ(__wrap_stat("/proc/self/ns/pid", &ours), 0);
+  EXPECT_EQ(ours.st_ino, real.st_ino);
+  EXPECT_EQ(ours.st_dev, real.st_dev);
+  EXPECT_EQ(ours.st_mode, real.st_mode);
+  EXPECT_EQ(__wrap_stat("/no/such/file", &ours), -1);
+  EXPECT_EQ(errno, ENOENT);
 }
 
 TEST(GlibcCompat, Arc4randomIsRandom) {
