@@ -23,10 +23,10 @@ build: $(BUILD)/build.ninja
 demo: deps build
 	./scripts/demo.sh $(BUILD)
 
-# Everything CI runs: the format check; the normal build's tests; every one of them again under
-# ASan+UBSan; short libFuzzer runs of every parser; the region and the limiter under TSan; then
-# the suite on the local Kubernetes cluster (built from Debian's source package the first time).
-test: deps format-check test-fast test-asan test-fuzz test-tsan test-cluster
+# Everything CI runs: the format check; the normal build's tests; clang-tidy over src/; every
+# test again under ASan+UBSan; short libFuzzer runs of every parser; the region and the limiter
+# under TSan; then the suite on the local Kubernetes cluster (built from Debian's source package the first time).
+test: deps format-check test-fast tidy test-asan test-fuzz test-tsan test-cluster
 
 # The cluster's tests (label `cluster`) need a running cluster: `make test-cluster`.
 test-fast: build
@@ -92,8 +92,9 @@ format-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h') && \
 	  echo "format-check: $$(git ls-files '*.cc' '*.h' | wc -l) files as clang-format writes them"
 
+# clang-tidy (.clang-tidy) over src/, every warning an error.
 tidy: build
-	clang-tidy -p $(BUILD) $$(git ls-files 'src/*.cc')
+	./scripts/tidy.sh $(BUILD) $(JOBS)
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build-gpu

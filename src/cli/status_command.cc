@@ -34,8 +34,8 @@ constexpr const char* kUsage =
 
 std::string Percent(uint64_t part, uint64_t whole) {
   if (whole == 0) return "-";
-  return std::to_string(static_cast<int>(
-             (100.0 * static_cast<double>(part)) / static_cast<double>(whole) + 0.5)) +
+  return std::to_string(
+             std::lround(100.0 * static_cast<double>(part) / static_cast<double>(whole))) +
          "%";
 }
 

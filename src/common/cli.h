@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <utility>
 
@@ -49,6 +50,21 @@ int RunCommandLine(const std::string& command, int argc, char** argv, Parse pars
     return 0;
   }
   return run(std::move(*options));
+}
+
+// A program's main: runs `body`, and an exception that reaches it (a bug, or memory exhausted) is
+// said on stderr as "<program>: <what>" and exits 70 (sysexits' EX_SOFTWARE), rather than
+// std::terminate's abort with no word of what happened.
+template <typename Body>
+int RunMain(const char* program, Body body) noexcept {
+  try {
+    return body();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s: %s\n", program, error.what());
+  } catch (...) {
+    std::fprintf(stderr, "%s: an exception that is not a std::exception\n", program);
+  }
+  return 70;
 }
 
 }  // namespace tessera

@@ -140,7 +140,8 @@ Result<std::vector<MigInstance>> PlaceMigInstances(std::string_view layout,
   // The first prefix that cannot be placed names the instance that does not fit.
   std::vector<unsigned> placements(profiles.size());
   for (size_t count = 1; count <= profiles.size(); ++count) {
-    std::vector<const MigProfile*> prefix(profiles.begin(), profiles.begin() + count);
+    std::vector<const MigProfile*> prefix(profiles.begin(),
+                                          profiles.begin() + static_cast<std::ptrdiff_t>(count));
     if (!PlaceFrom(prefix, 0, 0, &placements)) {
       return Status::Error(quoted +
                            " does not fit on one GPU: " + std::string(profiles[count - 1]->name) +
@@ -168,17 +169,17 @@ Result<std::vector<MigInstance>> PlaceMigInstances(std::string_view layout,
 std::array<unsigned char, 16> MigUuid(const std::array<unsigned char, 16>& gpu_uuid,
                                       unsigned gpu_instance_id) {
   uint64_t high = 0, low = 0;
-  for (int i = 0; i < 8; ++i) {
-    high = high << 8 | gpu_uuid[static_cast<size_t>(i)];
-    low = low << 8 | gpu_uuid[static_cast<size_t>(8 + i)];
+  for (size_t i = 0; i < 8; ++i) {
+    high = high << 8 | gpu_uuid[i];
+    low = low << 8 | gpu_uuid[8 + i];
   }
   uint64_t salt = Mix(0x4d49470000000000ull + gpu_instance_id);  // "MIG" and the id
   high = Mix(high ^ salt);
   low = Mix(low ^ Mix(salt));
   std::array<unsigned char, 16> uuid{};
-  for (int i = 0; i < 8; ++i) {
-    uuid[static_cast<size_t>(i)] = static_cast<unsigned char>(high >> (56 - 8 * i));
-    uuid[static_cast<size_t>(8 + i)] = static_cast<unsigned char>(low >> (56 - 8 * i));
+  for (size_t i = 0; i < 8; ++i) {
+    uuid[i] = static_cast<unsigned char>(high >> (56 - 8 * i));
+    uuid[8 + i] = static_cast<unsigned char>(low >> (56 - 8 * i));
   }
   return uuid;
 }

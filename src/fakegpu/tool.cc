@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/units.h"
 #include "fakegpu/config.h"
 #include "fakegpu/fault_control.h"
@@ -180,4 +181,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace tessera::fakegpu
 
-int main(int argc, char** argv) { return tessera::fakegpu::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return tessera::RunMain("tessera-fakegpu", [&] { return tessera::fakegpu::Main(argc, argv); });
+}

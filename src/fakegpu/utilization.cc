@@ -29,9 +29,9 @@ SampleTime SampleTime::Now() {
   static const int64_t realtime_minus_monotonic_us = [] {
     timespec realtime{};
     clock_gettime(CLOCK_REALTIME, &realtime);
-    int64_t realtime_us = static_cast<int64_t>(realtime.tv_sec) * 1'000'000 +
-                          static_cast<int64_t>(realtime.tv_nsec) / 1000;
-    return realtime_us - MonotonicNs() / 1000;
+    int64_t now_realtime_us = static_cast<int64_t>(realtime.tv_sec) * 1'000'000 +
+                              static_cast<int64_t>(realtime.tv_nsec) / 1000;
+    return now_realtime_us - MonotonicNs() / 1000;
   }();
   auto monotonic_us = static_cast<uint64_t>(MonotonicNs() / 1000);
   return {monotonic_us * 1000,

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "node/agent.h"
@@ -29,9 +30,7 @@ void WaitForSignals(sigset_t signals) {
   std::_Exit(1);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   using tessera::node::AgentOptions;
   AgentOptions options;
   if (const char* name = std::getenv("NODE_NAME")) options.node_name = name;
@@ -120,4 +119,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return tessera::RunMain("tessera-node", [&] { return Main(argc, argv); });
 }

@@ -2,12 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/units.h"
 #include "node/devices.h"
 
 namespace tessera::node {
 namespace {
-
-constexpr uint64_t kMiB = 1024 * 1024;
 
 // HAMi's mode names: hami-core for a GPU it shares, mig for MIG. Whole and time-sliced GPUs have
 // no HAMi name; they carry Tessera's (HAMi's scheduler only takes hami-core or mig devices).

@@ -21,7 +21,7 @@ PodCache::~PodCache() {
 
 void PodCache::Start(std::unique_ptr<kube::Client> client, const std::string& node) {
   client_ = std::move(client);
-  thread_ = std::jthread([this, node](std::stop_token stop) {
+  thread_ = std::jthread([this, node](const std::stop_token& stop) {
     kube::WatchOptions options;
     options.field_selector = "spec.nodeName=" + node;
     kube::MirrorHandlers handlers;
@@ -45,8 +45,7 @@ void PodCache::Start(std::unique_ptr<kube::Client> client, const std::string& no
     };
     // An error retrying cannot fix (403: the agent's RBAC lacks pods) is logged, and shared GPUs
     // cannot be served until the watch works again.
-    kube::MirrorCollection(*client_, kube::CollectionPath(kube::kPods), options, handlers,
-                           std::move(stop));
+    kube::MirrorCollection(*client_, kube::CollectionPath(kube::kPods), options, handlers, stop);
   });
 }
 

@@ -7,13 +7,12 @@
 
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "shim/config.h"  // the limits file's path, where the shim reads it
 #include "shim/environment.h"
 
 namespace tessera::node {
 namespace {
-
-constexpr uint64_t kMiB = 1024 * 1024;
 
 std::map<std::string, uint64_t> SharedCapacity(const Registry& registry) {
   std::map<std::string, uint64_t> capacity;

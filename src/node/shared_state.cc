@@ -14,11 +14,10 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "common/units.h"
 
 namespace tessera::node {
 namespace {
-
-constexpr uint64_t kMiB = 1024 * 1024;
 
 std::string Errno(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);

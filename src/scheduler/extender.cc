@@ -69,7 +69,8 @@ Result<std::vector<std::string>> CandidateNames(const json& args) {
 
 // ExtenderArgs (and ExtenderPreemptionArgs): the body, its Pod, and for filter and prioritize the
 // candidate node names.
-struct Args {
+struct Args {  // NOLINT(bugprone-exception-escape): json's constructors may throw, as any
+               // allocation
   json body;
   json pod;
   std::vector<std::string> names;

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <thread>
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "placement/policy.h"
@@ -23,9 +24,7 @@ std::string DefaultIdentity() {
          std::to_string(static_cast<long long>(time(nullptr)));
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   tessera::scheduler::ServerOptions options;
   options.lease.identity = DefaultIdentity();
   int lease_seconds = static_cast<int>(options.lease.duration.count());
@@ -105,4 +104,10 @@ int main(int argc, char** argv) {
     std::_Exit(1);
   }).detach();
   return tessera::scheduler::Run(options, stop.get_token());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return tessera::RunMain("tessera-scheduler", [&] { return Main(argc, argv); });
 }

@@ -69,7 +69,7 @@ class Mirror {
   Mirror(kube::Client& client, State& state, bool nodes)
       : client_(client), state_(state), nodes_(nodes) {}
 
-  void Run(std::stop_token stop) {
+  void Run(const std::stop_token& stop) {
     kube::MirrorHandlers handlers;
     handlers.replace = [&](const std::vector<json>& items) {
       if (nodes_) {
@@ -98,7 +98,7 @@ class Mirror {
       }
     };
     kube::MirrorCollection(client_, kube::CollectionPath(nodes_ ? kube::kNodes : kube::kPods), {},
-                           handlers, std::move(stop));
+                           handlers, stop);
   }
 
   bool synced() const {

@@ -39,7 +39,7 @@ namespace tessera::shim {
 // Where tessera-node mounts the limits file (read-only) in a container.
 inline constexpr const char* kLimitsFilePath = "/etc/tessera/limits";
 // A limits file holds a few lines; anything larger is refused unread.
-inline constexpr size_t kMaxLimitsFileBytes = 64 * 1024;
+inline constexpr size_t kMaxLimitsFileBytes = size_t{64} * 1024;
 
 struct Config {
   bool disabled = false;        // CUDA_DISABLE_CONTROL=true (never with a limits file)

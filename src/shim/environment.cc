@@ -1,5 +1,7 @@
 #include "shim/environment.h"
 
+#include "common/units.h"
+
 namespace tessera::shim {
 
 std::string DeviceVariable(std::string_view variable, int device) {
@@ -18,7 +20,6 @@ std::vector<std::string> LimitVariableNames() {
 }
 
 std::vector<std::string> LimitAssignments(const region::RegionConfig& limits) {
-  constexpr uint64_t kMiB = uint64_t{1} << 20;
   std::vector<std::string> assignments;
   for (int device = 0; device < region::kMaxDevices; ++device) {
     const region::DeviceLimits& limit = limits.devices[device];

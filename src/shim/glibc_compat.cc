@@ -125,13 +125,16 @@ int FindObjectIn(dl_phdr_info* info, size_t, void* data) {
       if (begin + header.p_memsz > end) end = begin + header.p_memsz;
       if (find->address >= begin && find->address < begin + header.p_memsz) contains = true;
     } else if (header.p_type == PT_GNU_EH_FRAME) {
-      eh_frame = reinterpret_cast<void*>(begin);
+      eh_frame =
+          reinterpret_cast<void*>(begin);  // NOLINT(performance-no-int-to-ptr): an ELF address
     }
   }
   if (!contains) return 0;
   find->result->dlfo_flags = 0;
+  // NOLINTBEGIN(performance-no-int-to-ptr): the loader gives ELF addresses as integers
   find->result->dlfo_map_start = reinterpret_cast<void*>(start);
   find->result->dlfo_map_end = reinterpret_cast<void*>(end);
+  // NOLINTEND(performance-no-int-to-ptr)
   find->result->dlfo_link_map = nullptr;  // the unwinder reads only the frame data
   find->result->dlfo_eh_frame = eh_frame;
   return 1;
