@@ -3,8 +3,9 @@
 //
 // Invariant: every type and function below has exactly the ABI of the CUDA 13 driver (same
 // enum values, struct layouts and signatures as the toolkit's cuda.h). tests/cuda/abi_test.cc
-// checks the struct layouts against cuda.h when a toolkit is installed. Add declarations as
-// needed; never change an existing one except to fix it to match the driver.
+// checks every size, alignment, field offset, enumerator and function type listed in
+// tests/cuda/abi.def against cuda.h when a toolkit is installed. Add declarations as needed (and
+// their rows there); never change an existing one except to fix it to match the driver.
 #ifndef TESSERA_CUDA_DRIVER_API_H_
 #define TESSERA_CUDA_DRIVER_API_H_
 
@@ -201,7 +202,7 @@ typedef struct CUmemPoolProps_st {
 } CUmemPoolProps;
 
 // Graphs.
-typedef struct CUDA_MEM_ALLOC_NODE_PARAMS_st {
+typedef struct CUDA_MEM_ALLOC_NODE_PARAMS_v1_st {
   CUmemPoolProps poolProps;
   const CUmemAccessDesc* accessDescs;
   size_t accessDescCount;
@@ -209,7 +210,7 @@ typedef struct CUDA_MEM_ALLOC_NODE_PARAMS_st {
   CUdeviceptr dptr;
 } CUDA_MEM_ALLOC_NODE_PARAMS;
 
-typedef struct CUDA_KERNEL_NODE_PARAMS_st {
+typedef struct CUDA_KERNEL_NODE_PARAMS_v2_st {
   CUfunction func;
   unsigned int gridDimX;
   unsigned int gridDimY;
@@ -245,6 +246,8 @@ typedef enum CUlaunchAttributeID_enum {
 typedef union CUlaunchAttributeValue_union {
   char pad[64];
   int cooperative;
+  void*
+      ptr_alignment;  // the driver's union holds pointers (an access policy window's), so 8-aligned
 } CUlaunchAttributeValue;
 
 typedef struct CUlaunchAttribute_st {
