@@ -20,6 +20,10 @@
 // (EOWNERDEAD); one that dies holding memory is reclaimed by the next process that touches the
 // state: a liveness scan of the slots runs at most every 100 ms, and always before an allocation
 // is refused.
+// The file's header, lock and repair are src/common/mapped_file's, as the region's are; the
+// process table is the fake driver's own, as a real driver's is: it knows processes by their node
+// pid (NodePid) and judges them from the node, where the region's slots hold each process's pid in
+// its own pid namespace and only a reader in that namespace judges them (docs/region-format.md).
 #ifndef TESSERA_FAKEGPU_SHARED_STATE_H_
 #define TESSERA_FAKEGPU_SHARED_STATE_H_
 
