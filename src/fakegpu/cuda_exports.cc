@@ -598,6 +598,33 @@ TESSERA_FAKE_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool_out, C
   return TheDriver().DefaultPool(pool_out, dev);
 }
 
+TESSERA_FAKE_EXPORT CUresult cuDeviceSetMemPool(CUdevice dev, CUmemoryPool pool) {
+  if (Fault fault = CheckFault(Api::cuDeviceSetMemPool)) return Faulted(fault);
+  return TheDriver().SetCurrentPool(dev, pool);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool* pool, CUdevice dev) {
+  if (Fault fault = CheckFault(Api::cuDeviceGetMemPool)) return Faulted(fault, pool);
+  return TheDriver().CurrentPool(pool, dev);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep) {
+  if (Fault fault = CheckFault(Api::cuMemPoolTrimTo)) return Faulted(fault);
+  return TheDriver().PoolTrimTo(pool, minBytesToKeep);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
+                                                   void* value) {
+  if (Fault fault = CheckFault(Api::cuMemPoolSetAttribute)) return Faulted(fault);
+  return TheDriver().PoolSetAttribute(pool, attr, value);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
+                                                   void* value) {
+  if (Fault fault = CheckFault(Api::cuMemPoolGetAttribute)) return Faulted(fault);
+  return TheDriver().PoolGetAttribute(pool, attr, value);
+}
+
 // ---- Arrays ----------------------------------------------------------------------------------
 
 namespace {
@@ -693,6 +720,11 @@ TESSERA_FAKE_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream) {
 
 TESSERA_FAKE_EXPORT CUresult cuStreamSynchronize(CUstream hStream) {
   if (Fault fault = CheckFault(Api::cuStreamSynchronize)) return Faulted(fault);
+  return TheDriver().StreamSynchronize(hStream);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuStreamSynchronize_ptsz(CUstream hStream) {
+  if (Fault fault = CheckFault(Api::cuStreamSynchronize_ptsz)) return Faulted(fault);
   return TheDriver().StreamSynchronize(hStream);
 }
 

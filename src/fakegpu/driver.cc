@@ -195,10 +195,11 @@ CUresult Driver::Init() {
     primary->primary = true;
     primary_contexts_.push_back(primary);
     CUmemPoolHandle_st* pool = pools_.Create();
-    pool->device = device;
+    CreatePoolLocked(pool, device);
     pool->is_default = true;
     default_pools_.push_back(pool);
   }
+  current_pools_ = default_pools_;
   g_init_state.store(InitState::kReady, std::memory_order_release);
   return CUDA_SUCCESS;
 }
@@ -219,6 +220,7 @@ void Driver::TearDown() {
 void Driver::ReleaseEverythingLocked() {
   // The slot is released as a whole below; the individual charges need no giving back.
   allocations_.clear();
+  memory_pools_.clear();
   physical_.clear();
   reservations_.clear();
   mappings_.clear();
@@ -260,6 +262,7 @@ int Driver::Shutdown() {
   devices_.clear();
   primary_contexts_.clear();
   default_pools_.clear();
+  current_pools_.clear();
   t_context_stack.clear();
   SyncCurrent();
   g_init_state.store(InitState::kUninitialized);
@@ -635,7 +638,7 @@ CUresult Driver::ContextSynchronize() {
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   if (CUresult allowed = CheckUnsafeCall(); allowed != CUDA_SUCCESS) return allowed;
   SleepUntil(context->work_end_ns.load(std::memory_order_acquire));
-  return CUDA_SUCCESS;
+  return ReleasePoolsToThresholds();
 }
 
 CUresult Driver::StreamCreate(CUstream* stream, unsigned flags) {
@@ -669,7 +672,7 @@ CUresult Driver::StreamSynchronize(CUstream stream) {
     end = StreamWorkEndLocked(stream);
   }
   SleepUntil(end);
-  return CUDA_SUCCESS;
+  return ReleasePoolsToThresholds();
 }
 
 CUresult Driver::StreamQuery(CUstream stream) {
@@ -729,7 +732,7 @@ CUresult Driver::EventSynchronize(CUevent event) {
     if (found->recorded) reached = found->recorded_ns;
   }
   SleepUntil(reached);
-  return CUDA_SUCCESS;
+  return ReleasePoolsToThresholds();
 }
 
 CUresult Driver::EventQuery(CUevent event) {

@@ -8,8 +8,9 @@
 //
 // Device memory is bookkeeping only: an allocation gets a unique device address (never reused
 // within the process) and is charged, rounded up to 2 MiB pages (cuda/footprint.h), against the
-// node-wide SharedState, so it runs out for real across processes. No storage backs it: copies
-// and memsets validate the range, and a device-to-host copy yields zeros.
+// node-wide SharedState, so it runs out for real across processes; a pool's blocks are not
+// charged, the pool's chunks are (fakegpu/memory_pool.h). No storage backs it: copies and
+// memsets validate the range, and a device-to-host copy yields zeros.
 //
 // Time: a function named `busy_us_<N>` occupies its device for N µs of real time per launch.
 // Launches are asynchronous: QueueBusyKernels() books the kernel on the node-wide device timeline
@@ -40,6 +41,7 @@
 
 #include "cuda/driver_api.h"
 #include "fakegpu/config.h"
+#include "fakegpu/memory_pool.h"
 #include "fakegpu/objects.h"
 #include "fakegpu/shared_state.h"
 
@@ -130,12 +132,20 @@ class Driver {
   CUresult MemSetAccess(CUdeviceptr pointer, size_t size, const CUmemAccessDesc* desc,
                         size_t count);
 
-  // Stream-ordered allocation.
+  // Stream-ordered allocation (fakegpu/memory_pool.h): a pool reserves chunks of its device's
+  // memory and sub-allocates them; a freed block goes back to its pool, which gives empty chunks
+  // back beyond its release threshold at the next synchronisation (stream, event or context), or
+  // on a trim. `pool` null: the current pool of the context's device.
   CUresult AllocateAsync(CUdeviceptr* pointer, size_t size, CUmemoryPool pool, CUstream stream);
   CUresult FreeAsync(CUdeviceptr pointer, CUstream stream);
   CUresult PoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props);
   CUresult PoolDestroy(CUmemoryPool pool);
   CUresult DefaultPool(CUmemoryPool* pool, CUdevice device);
+  CUresult SetCurrentPool(CUdevice device, CUmemoryPool pool);
+  CUresult CurrentPool(CUmemoryPool* pool, CUdevice device);
+  CUresult PoolTrimTo(CUmemoryPool pool, size_t keep);
+  CUresult PoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attribute, void* value);
+  CUresult PoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attribute, void* value);
 
   // Arrays.
   CUresult ArrayCreate(CUarray* array, uint64_t bytes);
@@ -207,7 +217,8 @@ class Driver {
     uint64_t size = 0;
     AllocationKind kind = AllocationKind::kLinear;
     CUctx_st* context = nullptr;  // null for graph allocations (owned by their graph)
-    Charge charge;
+    Charge charge;                // empty for a pool's blocks: the pool's chunks are charged
+    uint64_t pool = 0;            // the MemoryPool of a stream-ordered block
   };
   struct PhysicalAllocation {
     uint64_t size = 0;
@@ -246,6 +257,15 @@ class Driver {
   CUresult ReleasePhysicalIfUnusedLocked(
       std::unordered_map<CUmemGenericAllocationHandle, PhysicalAllocation>::iterator physical);
   void ReleaseEverythingLocked();
+  CUresult AllocateFromPoolLocked(CUdeviceptr* pointer, uint64_t size, uint64_t pool_id,
+                                  CUctx_st* context);
+  // Gives a block back to its pool; a destroyed pool gives back its chunks as they empty.
+  CUresult ReturnToPoolLocked(uint64_t pool_id, CUdeviceptr pointer);
+  // Gives back the pool's empty chunks while it reserves more than `keep`.
+  CUresult ShrinkPoolLocked(MemoryPool& pool, uint64_t keep);
+  // At a synchronisation: every pool gives back what it holds beyond its release threshold.
+  CUresult ReleasePoolsToThresholds();
+  uint64_t CreatePoolLocked(CUmemPoolHandle_st* handle, int device);
 
   mutable std::mutex mutex_;
   std::vector<CudaDevice> devices_;
@@ -266,6 +286,9 @@ class Driver {
 
   std::vector<CUctx_st*> primary_contexts_;
   std::vector<CUmemPoolHandle_st*> default_pools_;
+  std::vector<CUmemPoolHandle_st*> current_pools_;  // cuDeviceSetMemPool's, by device
+  std::map<uint64_t, MemoryPool> memory_pools_;     // by CUmemPoolHandle_st::id
+  uint64_t next_pool_id_ = 1;
   ObjectPool<CUctx_st> contexts_;
   ObjectPool<CUmod_st> modules_;
   ObjectPool<CUfunc_st> functions_;

@@ -59,6 +59,12 @@ CUresult Driver::Allocate(CUdeviceptr* pointer, uint64_t size, AllocationKind ki
 }
 
 CUresult Driver::FreeLocked(std::map<CUdeviceptr, DeviceAllocation>::iterator allocation) {
+  if (allocation->second.pool != 0) {
+    uint64_t pool = allocation->second.pool;
+    CUdeviceptr pointer = allocation->first;
+    allocations_.erase(allocation);
+    return ReturnToPoolLocked(pool, pointer);
+  }
   CUresult uncharged = UnchargeLocked(&allocation->second.charge);
   allocations_.erase(allocation);
   return uncharged;
@@ -298,6 +304,70 @@ CUresult Driver::MemSetAccess(CUdeviceptr pointer, size_t size, const CUmemAcces
 
 // ---- Stream-ordered allocation ---------------------------------------------------------------
 
+uint64_t Driver::CreatePoolLocked(CUmemPoolHandle_st* handle, int device) {
+  handle->device = device;
+  handle->is_default = false;
+  handle->id = next_pool_id_++;
+  memory_pools_.emplace(handle->id, MemoryPool(device));
+  return handle->id;
+}
+
+CUresult Driver::AllocateFromPoolLocked(CUdeviceptr* pointer, uint64_t size, uint64_t pool_id,
+                                        CUctx_st* context) {
+  MemoryPool& pool = memory_pools_.at(pool_id);
+  CUdeviceptr block = pool.Place(size);
+  if (block == 0) {
+    // No gap: the pool reserves a new chunk of its device's memory (a host pool's is host memory,
+    // charged to no device).
+    const uint64_t chunk_bytes = MemoryPool::ChunkBytesFor(size);
+    Charge charge;
+    if (!pool.on_host()) {
+      CUresult charged = ChargeLocked(pool.device(), chunk_bytes, &charge);
+      if (charged != CUDA_SUCCESS) return charged;
+    }
+    pool.AddChunk(ReserveAddressLocked(chunk_bytes, MemoryPool::kChunkGranule), chunk_bytes,
+                  charge);
+    block = pool.Place(size);
+  }
+  DeviceAllocation allocation;
+  allocation.size = size;
+  allocation.kind = AllocationKind::kStreamOrdered;
+  allocation.context = context;
+  allocation.pool = pool_id;
+  allocations_.emplace(block, allocation);
+  *pointer = block;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::ShrinkPoolLocked(MemoryPool& pool, uint64_t keep) {
+  CUresult result = CUDA_SUCCESS;
+  for (Charge& charge : pool.Shrink(keep)) {
+    CUresult uncharged = UnchargeLocked(&charge);
+    if (result == CUDA_SUCCESS) result = uncharged;
+  }
+  return result;
+}
+
+CUresult Driver::ReturnToPoolLocked(uint64_t pool_id, CUdeviceptr pointer) {
+  auto found = memory_pools_.find(pool_id);
+  if (found == memory_pools_.end()) return CUDA_SUCCESS;
+  found->second.Return(pointer);
+  if (!found->second.destroyed) return CUDA_SUCCESS;
+  CUresult result = ShrinkPoolLocked(found->second, 0);
+  if (found->second.empty()) memory_pools_.erase(found);
+  return result;
+}
+
+CUresult Driver::ReleasePoolsToThresholds() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUresult result = CUDA_SUCCESS;
+  for (auto& [id, pool] : memory_pools_) {
+    CUresult released = ShrinkPoolLocked(pool, pool.release_threshold);
+    if (result == CUDA_SUCCESS) result = released;
+  }
+  return result;
+}
+
 CUresult Driver::AllocateAsync(CUdeviceptr* pointer, size_t size, CUmemoryPool pool,
                                CUstream stream) {
   CUctx_st* context = nullptr;
@@ -305,14 +375,14 @@ CUresult Driver::AllocateAsync(CUdeviceptr* pointer, size_t size, CUmemoryPool p
   if (pointer == nullptr || size == 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
-  int device = context->device;
+  // cuMemAllocAsync takes the current pool of the stream's device; cuMemAllocFromPoolAsync the
+  // pool it is given, on that pool's own location whatever the current context's device.
+  CUmemPoolHandle_st* from = current_pools_[static_cast<size_t>(context->device)];
   if (pool != nullptr) {
-    CUmemPoolHandle_st* found = pools_.Find(pool);
-    if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    device = found->device;
+    from = pools_.Find(pool);
+    if (from == nullptr) return CUDA_ERROR_INVALID_VALUE;
   }
-  // Physical at once: the fake keeps no pool cache, so freed memory goes straight back.
-  return AllocateLocked(pointer, size, AllocationKind::kStreamOrdered, device, context);
+  return AllocateFromPoolLocked(pointer, size, from->id, context);
 }
 
 CUresult Driver::FreeAsync(CUdeviceptr pointer, CUstream stream) {
@@ -320,20 +390,33 @@ CUresult Driver::FreeAsync(CUdeviceptr pointer, CUstream stream) {
   if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!StreamUsableLocked(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  // The block goes back to its pool at once (the fake does not wait for the stream to reach the
+  // free); the pool keeps the memory until a synchronisation or a trim.
   return FreeAllocationLocked(pointer, /*stream_ordered=*/true);
 }
 
 CUresult Driver::PoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props) {
   if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
-  if (pool == nullptr || props == nullptr || props->allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
-      props->location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
+  if (pool == nullptr || props == nullptr || props->allocType != CU_MEM_ALLOCATION_TYPE_PINNED) {
     return CUDA_ERROR_INVALID_VALUE;
   }
-  if (Device(props->location.id) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  // A pool lives on its location: a device's memory, or pinned host memory (CUDA 12.6's host
+  // pools), which is no device's.
+  int device = -1;
+  switch (props->location.type) {
+    case CU_MEM_LOCATION_TYPE_DEVICE:
+      if (Device(props->location.id) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+      device = props->location.id;
+      break;
+    case CU_MEM_LOCATION_TYPE_HOST:
+    case CU_MEM_LOCATION_TYPE_HOST_NUMA:
+      break;
+    default:
+      return CUDA_ERROR_INVALID_VALUE;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   CUmemPoolHandle_st* created = pools_.Create();
-  created->device = props->location.id;
-  created->is_default = false;
+  CreatePoolLocked(created, device);
   *pool = created;
   return CUDA_SUCCESS;
 }
@@ -343,8 +426,18 @@ CUresult Driver::PoolDestroy(CUmemoryPool pool) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUmemPoolHandle_st* found = pools_.Find(pool);
   if (found == nullptr || found->is_default) return CUDA_ERROR_INVALID_VALUE;
+  // A device whose current pool this was goes back to its default pool.
+  for (size_t device = 0; device < current_pools_.size(); ++device) {
+    if (current_pools_[device] == found) current_pools_[device] = default_pools_[device];
+  }
+  // Its memory goes once no block is allocated from it any more (now, if none is).
+  auto memory = memory_pools_.find(found->id);
   pools_.Destroy(found);
-  return CUDA_SUCCESS;
+  if (memory == memory_pools_.end()) return CUDA_SUCCESS;
+  memory->second.destroyed = true;
+  CUresult result = ShrinkPoolLocked(memory->second, 0);
+  if (memory->second.empty()) memory_pools_.erase(memory);
+  return result;
 }
 
 CUresult Driver::DefaultPool(CUmemoryPool* pool, CUdevice device) {
@@ -354,6 +447,108 @@ CUresult Driver::DefaultPool(CUmemoryPool* pool, CUdevice device) {
   std::lock_guard<std::mutex> lock(mutex_);
   *pool = default_pools_[static_cast<size_t>(device)];
   return CUDA_SUCCESS;
+}
+
+CUresult Driver::SetCurrentPool(CUdevice device, CUmemoryPool pool) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (Device(device) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmemPoolHandle_st* found = pools_.Find(pool);
+  // The pool must be one of this device's.
+  if (found == nullptr || found->device != device) return CUDA_ERROR_INVALID_VALUE;
+  current_pools_[static_cast<size_t>(device)] = found;
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::CurrentPool(CUmemoryPool* pool, CUdevice device) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (Device(device) == nullptr) return CUDA_ERROR_INVALID_DEVICE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  *pool = current_pools_[static_cast<size_t>(device)];
+  return CUDA_SUCCESS;
+}
+
+CUresult Driver::PoolTrimTo(CUmemoryPool pool, size_t keep) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmemPoolHandle_st* found = pools_.Find(pool);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return ShrinkPoolLocked(memory_pools_.at(found->id), keep);
+}
+
+CUresult Driver::PoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attribute, void* value) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmemPoolHandle_st* found = pools_.Find(pool);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  MemoryPool& memory = memory_pools_.at(found->id);
+  const auto as_int = [value] { return *static_cast<const int*>(value); };
+  const auto as_u64 = [value] { return *static_cast<const cuuint64_t*>(value); };
+  switch (attribute) {
+    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+      memory.reuse_follow_event_dependencies = as_int();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+      memory.reuse_allow_opportunistic = as_int();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+      memory.reuse_allow_internal_dependencies = as_int();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+      // Takes effect at the next synchronisation, as on a driver.
+      memory.release_threshold = as_u64();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
+      if (as_u64() != 0) return CUDA_ERROR_INVALID_VALUE;
+      memory.ResetReservedHigh();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+      if (as_u64() != 0) return CUDA_ERROR_INVALID_VALUE;
+      memory.ResetUsedHigh();
+      return CUDA_SUCCESS;
+    default:  // the current amounts are read-only
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+
+CUresult Driver::PoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attribute, void* value) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmemPoolHandle_st* found = pools_.Find(pool);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const MemoryPool& memory = memory_pools_.at(found->id);
+  int* as_int = static_cast<int*>(value);
+  cuuint64_t* as_u64 = static_cast<cuuint64_t*>(value);
+  switch (attribute) {
+    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+      *as_int = memory.reuse_follow_event_dependencies;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+      *as_int = memory.reuse_allow_opportunistic;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+      *as_int = memory.reuse_allow_internal_dependencies;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+      *as_u64 = memory.release_threshold;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
+      *as_u64 = memory.reserved();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
+      *as_u64 = memory.reserved_high();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
+      *as_u64 = memory.used();
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+      *as_u64 = memory.used_high();
+      return CUDA_SUCCESS;
+  }
+  return CUDA_ERROR_INVALID_VALUE;
 }
 
 // ---- Arrays ----------------------------------------------------------------------------------

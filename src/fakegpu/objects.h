@@ -120,8 +120,9 @@ struct CUmemPoolHandle_st {
   static constexpr tessera::fakegpu::Magic kMagic = tessera::fakegpu::Magic::kMemoryPool;
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
-  int device = 0;
+  int device = 0;  // -1: a host pool
   bool is_default = false;
+  uint64_t id = 0;  // its MemoryPool in the driver (which may outlive a destroyed handle)
 };
 
 struct CUgraph_st {
