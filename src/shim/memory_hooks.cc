@@ -6,9 +6,11 @@
 #include <mutex>
 
 #include "cuda/footprint.h"
+#include "shim/pool_accounting.h"
 #include "shim/shim.h"
 
 using tessera::shim::ChargeKind;
+using tessera::shim::PoolAccounting;
 using tessera::shim::Shim;
 namespace cuda = tessera::cuda;
 
@@ -31,7 +33,7 @@ uintptr_t CurrentContext(Shim& shim) {
   return reinterpret_cast<uintptr_t>(context);
 }
 
-// A plain device allocation charged in whole pages: cuMemAlloc, managed, async and pool.
+// A plain device allocation charged in whole pages: cuMemAlloc and managed.
 template <typename DriverCall>
 CUresult AllocatePages(CUdeviceptr* dptr, size_t bytesize, DriverCall call) {
   Shim& shim = Shim::Get();
@@ -155,7 +157,10 @@ TESSERA_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitch, si
 
 TESSERA_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
   Shim& shim = Shim::Get();
-  return Forget(shim, shim.cuda().cuMemFree_v2(dptr), ChargeKind::kPointer, dptr);
+  CUresult result = Forget(shim, shim.cuda().cuMemFree_v2(dptr), ChargeKind::kPointer, dptr);
+  // A stream-ordered allocation may be freed this way too: back to its pool.
+  if (result == CUDA_SUCCESS && !shim.passthrough()) PoolAccounting::Get().OnFreed(shim, dptr);
+  return result;
 }
 
 // ---- Virtual memory management ------------------------------------------------------------
@@ -201,39 +206,58 @@ TESSERA_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
 }
 
 // ---- Stream-ordered allocation ---------------------------------------------------------------
+// Charged at what the pool reserves, on the pool's device (pool_accounting.h).
+namespace {
+
+template <typename DriverCall>
+CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream stream,
+                          decltype(&::cuMemFreeAsync) free_async, DriverCall call) {
+  Shim& shim = Shim::Get();
+  if (shim.passthrough() || dptr == nullptr || bytesize == 0) return call();
+  return PoolAccounting::Get().Allocate(shim, dptr, bytesize, pool, stream, free_async, call);
+}
+
+CUresult FreeToPool(CUdeviceptr dptr, CUresult result) {
+  Shim& shim = Shim::Get();
+  if (result == CUDA_SUCCESS && !shim.passthrough()) PoolAccounting::Get().OnFreed(shim, dptr);
+  return result;
+}
+
+}  // namespace
+
 TESSERA_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
-  return AllocatePages(dptr, bytesize,
-                       [&] { return Shim::Get().cuda().cuMemAllocAsync(dptr, bytesize, hStream); });
+  return AllocateFromPool(dptr, bytesize, nullptr, hStream, Shim::Get().cuda().cuMemFreeAsync, [&] {
+    return Shim::Get().cuda().cuMemAllocAsync(dptr, bytesize, hStream);
+  });
 }
 
 TESSERA_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
-  return AllocatePages(dptr, bytesize, [&] {
-    return Shim::Get().cuda().cuMemAllocAsync_ptsz(dptr, bytesize, hStream);
-  });
+  return AllocateFromPool(
+      dptr, bytesize, nullptr, hStream, Shim::Get().cuda().cuMemFreeAsync_ptsz,
+      [&] { return Shim::Get().cuda().cuMemAllocAsync_ptsz(dptr, bytesize, hStream); });
 }
 
 TESSERA_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize,
                                                 CUmemoryPool pool, CUstream hStream) {
-  return AllocatePages(dptr, bytesize, [&] {
+  return AllocateFromPool(dptr, bytesize, pool, hStream, Shim::Get().cuda().cuMemFreeAsync, [&] {
     return Shim::Get().cuda().cuMemAllocFromPoolAsync(dptr, bytesize, pool, hStream);
   });
 }
 
 TESSERA_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize,
                                                      CUmemoryPool pool, CUstream hStream) {
-  return AllocatePages(dptr, bytesize, [&] {
-    return Shim::Get().cuda().cuMemAllocFromPoolAsync_ptsz(dptr, bytesize, pool, hStream);
-  });
+  return AllocateFromPool(
+      dptr, bytesize, pool, hStream, Shim::Get().cuda().cuMemFreeAsync_ptsz, [&] {
+        return Shim::Get().cuda().cuMemAllocFromPoolAsync_ptsz(dptr, bytesize, pool, hStream);
+      });
 }
 
 TESSERA_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream) {
-  Shim& shim = Shim::Get();
-  return Forget(shim, shim.cuda().cuMemFreeAsync(dptr, hStream), ChargeKind::kPointer, dptr);
+  return FreeToPool(dptr, Shim::Get().cuda().cuMemFreeAsync(dptr, hStream));
 }
 
 TESSERA_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream) {
-  Shim& shim = Shim::Get();
-  return Forget(shim, shim.cuda().cuMemFreeAsync_ptsz(dptr, hStream), ChargeKind::kPointer, dptr);
+  return FreeToPool(dptr, Shim::Get().cuda().cuMemFreeAsync_ptsz(dptr, hStream));
 }
 
 // ---- Arrays ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 //                             pool, array, array3d, mipmapped, graph, context, heap and printf:
 //                             cuCtxSetLimit of the malloc heap or printf FIFO); print "ready",
 //                             wait for stdin EOF, free it, report
+//   pools NAME N [BYTES]      stream-ordered pools (small, cached, device1, host; see Pools)
 //   vmm-mapped N BYTES        N times create BYTES, reserve, map, release (mapped still);
 //                             "ready"; at stdin EOF unmap them and create BYTES once more
 //   churn SEED OPS MAX [together]
@@ -76,6 +77,10 @@ struct Driver {
   decltype(&cuGraphAddMemAllocNode) GraphAddMemAllocNode;
   decltype(&cuGraphDestroy) GraphDestroy;
   decltype(&cuLaunchKernel) LaunchKernel;
+  decltype(&cuStreamSynchronize) StreamSynchronize;
+  decltype(&cuDeviceGetDefaultMemPool) DeviceGetDefaultMemPool;
+  decltype(&cuMemPoolSetAttribute) MemPoolSetAttribute;
+  decltype(&cuMemPoolTrimTo) MemPoolTrimTo;
 };
 
 #ifdef TESSERA_CLIENT_LINKED
@@ -111,7 +116,11 @@ Driver LinkedDriver() {
                 cuGraphCreate,
                 cuGraphAddMemAllocNode,
                 cuGraphDestroy,
-                cuLaunchKernel};
+                cuLaunchKernel,
+                cuStreamSynchronize,
+                cuDeviceGetDefaultMemPool,
+                cuMemPoolSetAttribute,
+                cuMemPoolTrimTo};
 }
 #endif
 
@@ -177,6 +186,11 @@ Driver DynamicDriver(bool via_proc_address) {
   Find(d.GraphAddMemAllocNode, library, proc, "cuGraphAddMemAllocNode", "cuGraphAddMemAllocNode");
   Find(d.GraphDestroy, library, proc, "cuGraphDestroy", "cuGraphDestroy");
   Find(d.LaunchKernel, library, proc, "cuLaunchKernel", "cuLaunchKernel");
+  Find(d.StreamSynchronize, library, proc, "cuStreamSynchronize", "cuStreamSynchronize");
+  Find(d.DeviceGetDefaultMemPool, library, proc, "cuDeviceGetDefaultMemPool",
+       "cuDeviceGetDefaultMemPool");
+  Find(d.MemPoolSetAttribute, library, proc, "cuMemPoolSetAttribute", "cuMemPoolSetAttribute");
+  Find(d.MemPoolTrimTo, library, proc, "cuMemPoolTrimTo", "cuMemPoolTrimTo");
   if (via_proc_address) {
     // cuCtxCreate means _v4 to a CUDA 13 caller; this program holds the 3-argument _v2.
     void* found = nullptr;
@@ -278,6 +292,72 @@ int Hold(const Driver& d, uint64_t bytes, uint64_t chunk) {
   return result == CUDA_SUCCESS ? 0 : 1;
 }
 
+// Stream-ordered pools as allocators use them; "ready" and wait for stdin EOF before freeing.
+//   small N BYTES     N cuMemAllocAsync of BYTES from the default pool
+//   cached BYTES ALLOC  the default pool keeps everything (threshold UINT64_MAX, as PyTorch sets):
+//                     allocate BYTES, free, synchronise, then cuMemAlloc ALLOC, trim the pool to 0
+//                     and cuMemAlloc ALLOC again
+//   device1 BYTES     BYTES from a pool created on device 1 while device 0 is current
+//   host BYTES        BYTES from a host pool
+int Pools(const Driver& d, const std::string& name, uint64_t count, uint64_t bytes) {
+  CUmemoryPool pool = nullptr;
+  std::vector<CUdeviceptr> held;
+  int refused = 0;
+  CUresult result = CUDA_SUCCESS;
+  if (name == "small") {
+    for (uint64_t i = 0; i < count; ++i) {
+      CUdeviceptr p = 0;
+      CUresult one = d.MemAllocAsync(&p, bytes, nullptr);
+      if (one == CUDA_SUCCESS) {
+        held.push_back(p);
+      } else {
+        ++refused;
+        result = one;
+      }
+    }
+    std::printf("allocated=%zu refused=%d\n", held.size(), refused);
+  } else if (name == "cached") {
+    result = d.DeviceGetDefaultMemPool(&pool, 0);
+    cuuint64_t keep_everything = UINT64_MAX;
+    if (result == CUDA_SUCCESS) {
+      result = d.MemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep_everything);
+    }
+    CUdeviceptr p = 0;
+    if (result == CUDA_SUCCESS) result = d.MemAllocAsync(&p, count, nullptr);
+    if (result == CUDA_SUCCESS) result = d.MemFreeAsync(p, nullptr);
+    if (result == CUDA_SUCCESS) result = d.StreamSynchronize(nullptr);
+    CUdeviceptr plain = 0;
+    CUresult cached = d.MemAlloc(&plain, bytes);
+    if (cached == CUDA_SUCCESS) d.MemFree(plain);
+    CUresult trim = d.MemPoolTrimTo(pool, 0);
+    CUresult trimmed = d.MemAlloc(&plain, bytes);
+    if (trimmed == CUDA_SUCCESS) held.push_back(plain);
+    std::printf("while_cached=%d trim=%d after_trim=%d\n", cached, trim, trimmed);
+  } else if (name == "device1" || name == "host") {
+    CUmemPoolProps props{};
+    props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    props.location.type = name == "host" ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
+    props.location.id = name == "host" ? 0 : 1;
+    result = d.MemPoolCreate(&pool, &props);
+    CUdeviceptr p = 0;
+    if (result == CUDA_SUCCESS) result = d.MemAllocFromPoolAsync(&p, count, pool, nullptr);
+    if (result == CUDA_SUCCESS) held.push_back(p);
+  }
+  std::printf("result=%d\n", result);
+  Say("ready");
+  WaitForEof();
+  for (CUdeviceptr p : held) {
+    if (name == "cached") {
+      d.MemFree(p);
+    } else {
+      d.MemFreeAsync(p, nullptr);
+    }
+  }
+  d.StreamSynchronize(nullptr);
+  std::printf("freed=%zu\n", held.size());
+  return 0;
+}
+
 int Family(const Driver& d, const std::string& name, uint64_t bytes) {
   CUresult result = CUDA_ERROR_INVALID_VALUE;
   std::function<CUresult()> release;
@@ -305,7 +385,11 @@ int Family(const Driver& d, const std::string& name, uint64_t bytes) {
   } else if (name == "async") {
     CUdeviceptr p = 0;
     result = d.MemAllocAsync(&p, bytes, nullptr);
-    release = [&d, p] { return d.MemFreeAsync(p, nullptr); };
+    // The pool keeps freed memory until a synchronisation (release threshold 0).
+    release = [&d, p] {
+      CUresult freed = d.MemFreeAsync(p, nullptr);
+      return freed == CUDA_SUCCESS ? d.StreamSynchronize(nullptr) : freed;
+    };
   } else if (name == "pool") {
     CUmemPoolProps props{};
     props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
@@ -315,7 +399,10 @@ int Family(const Driver& d, const std::string& name, uint64_t bytes) {
     result = d.MemPoolCreate(&pool, &props);
     CUdeviceptr p = 0;
     if (result == CUDA_SUCCESS) result = d.MemAllocFromPoolAsync(&p, bytes, pool, nullptr);
-    release = [&d, p] { return d.MemFreeAsync(p, nullptr); };
+    release = [&d, p] {
+      CUresult freed = d.MemFreeAsync(p, nullptr);
+      return freed == CUDA_SUCCESS ? d.StreamSynchronize(nullptr) : freed;
+    };
   } else if (name == "array") {
     CUDA_ARRAY_DESCRIPTOR desc{};
     desc.Width = 1024;
@@ -516,6 +603,8 @@ int main(int argc, char** argv) {
     status = Hold(d, ParseSize(arg(3, "1G")), ParseSize(arg(4, "256M")));
   } else if (command == "family") {
     status = Family(d, arg(3, "alloc"), ParseSize(arg(4, "64M")));
+  } else if (command == "pools") {
+    status = Pools(d, arg(3, "small"), ParseSize(arg(4, "1")), ParseSize(arg(5, "4K")));
   } else if (command == "vmm-mapped") {
     status = VmmMapped(d, std::atoi(arg(3, "8")), ParseSize(arg(4, "512M")));
   } else if (command == "churn") {

@@ -192,6 +192,76 @@ INSTANTIATE_TEST_SUITE_P(Families, ShimFamily,
                                            "array", "array3d", "mipmapped", "graph", "heap",
                                            "printf"));
 
+// ---- Stream-ordered pools are charged what they reserve ----------------------------------------
+// A pool packs small allocations into shared 2 MiB chunks: 10,000 × 4 KiB take 20 chunks (40 MiB),
+// which a per-allocation charge made 20 GiB.
+TEST_F(ShimEndToEnd, SmallStreamOrderedAllocationsAreChargedThePoolsChunks) {
+  Child client(Client("dlopen", {"pools", "small", "10000", "4K"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=256MiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "refused"), 0) << client.output();
+  EXPECT_EQ(Number(fields, "allocated"), 10000);
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_EQ((*region)->Used(0), 32u * kMiB + 40u * kMiB) << "the context and 20 chunks";
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0])
+      << "the region's charge must equal what the fake driver holds for the process";
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+}
+
+// PyTorch sets its pools' release threshold to UINT64_MAX: what it frees stays the pool's, so it
+// still counts, and a cuMemAlloc beside it is refused until the pool is trimmed.
+TEST_F(ShimEndToEnd, MemoryAPoolKeepsAfterItsFreeStaysCharged) {
+  Child client(Client("dlopen", {"pools", "cached", "768M", "512M"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "result"), 0) << client.output();
+  EXPECT_EQ(Number(fields, "while_cached"), 2) << "the pool still holds 768 MiB of the 1 GiB";
+  EXPECT_EQ(Number(fields, "trim"), 0);
+  EXPECT_EQ(Number(fields, "after_trim"), 0) << "trimmed, the pool holds nothing";
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0]);
+  EXPECT_EQ((*region)->Used(0), 32u * kMiB + 512u * kMiB);
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+}
+
+TEST_F(ShimEndToEnd, APoolOnAnotherDeviceIsChargedToThatDevice) {
+  WriteConfig(
+      "device memory=16GiB context_memory=32MiB\n"
+      "device memory=16GiB context_memory=32MiB\n");
+  Child client(Client("dlopen", {"pools", "device1", "96M"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "result"), 0) << client.output();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_EQ((*region)->Used(1), 96u * kMiB) << "device 1's pool, with device 0 current";
+  EXPECT_EQ((*region)->Used(0), 32u * kMiB) << "device 0 holds only the context";
+  EXPECT_EQ((*region)->Used(1), gpu.processes[0].used_bytes[1]);
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0]);
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+}
+
+TEST_F(ShimEndToEnd, AHostPoolIsNotCharged) {
+  Child client(Client("dlopen", {"pools", "host", "2G"}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "result"), 0) << "host memory is not the limit's";
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  EXPECT_EQ((*region)->Used(0), 32u * kMiB) << "only the context";
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+}
+
 // VMM memory lives until its handle is released and its last mapping is gone (allocators release
 // the handle at once and keep the mapping): charged until then.
 TEST_F(ShimEndToEnd, VmmMemoryReleasedWhileMappedStaysChargedUntilUnmapped) {
