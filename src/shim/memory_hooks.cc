@@ -9,6 +9,7 @@
 #include "shim/pool_accounting.h"
 #include "shim/shim.h"
 
+using tessera::shim::Accountable;
 using tessera::shim::ChargeKind;
 using tessera::shim::PoolAccounting;
 using tessera::shim::Shim;
@@ -83,7 +84,12 @@ CUresult CreateChargedContext(Shim& shim, int device, Create create, Destroy des
   return CUDA_SUCCESS;
 }
 
-bool Accountable(int device) { return device >= 0 && device < tessera::region::kMaxDevices; }
+// A stream-ordered allocation given back, by cuMemFreeAsync or cuMemFree: to its pool.
+CUresult FreeToPool(CUdeviceptr dptr, CUresult result) {
+  Shim& shim = Shim::Get();
+  if (result == CUDA_SUCCESS && !shim.passthrough()) PoolAccounting::Get().OnFreed(shim, dptr);
+  return result;
+}
 
 }  // namespace
 
@@ -157,10 +163,7 @@ TESSERA_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pPitch, si
 
 TESSERA_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
   Shim& shim = Shim::Get();
-  CUresult result = Forget(shim, shim.cuda().cuMemFree_v2(dptr), ChargeKind::kPointer, dptr);
-  // A stream-ordered allocation may be freed this way too: back to its pool.
-  if (result == CUDA_SUCCESS && !shim.passthrough()) PoolAccounting::Get().OnFreed(shim, dptr);
-  return result;
+  return FreeToPool(dptr, Forget(shim, shim.cuda().cuMemFree_v2(dptr), ChargeKind::kPointer, dptr));
 }
 
 // ---- Virtual memory management ------------------------------------------------------------
@@ -215,12 +218,6 @@ CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
   Shim& shim = Shim::Get();
   if (shim.passthrough() || dptr == nullptr || bytesize == 0) return call();
   return PoolAccounting::Get().Allocate(shim, dptr, bytesize, pool, stream, free_async, call);
-}
-
-CUresult FreeToPool(CUdeviceptr dptr, CUresult result) {
-  Shim& shim = Shim::Get();
-  if (result == CUDA_SUCCESS && !shim.passthrough()) PoolAccounting::Get().OnFreed(shim, dptr);
-  return result;
 }
 
 }  // namespace

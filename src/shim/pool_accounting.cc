@@ -10,8 +10,6 @@
 namespace tessera::shim {
 namespace {
 
-bool Accountable(int device) { return device >= 0 && device < region::kMaxDevices; }
-
 bool Attribute(Shim& shim, CUmemoryPool pool, CUmemPool_attribute attribute, uint64_t* value) {
   cuuint64_t read = 0;
   if (shim.cuda().cuMemPoolGetAttribute(pool, attribute, &read) != CUDA_SUCCESS) return false;
@@ -87,7 +85,7 @@ CUresult PoolAccounting::ReserveLocked(Shim& shim, CUmemoryPool pool, size_t byt
     return CUDA_SUCCESS;
   }
   // What the pool released or took behind the shim's back (a synchronisation it did not see).
-  TrueUpLocked(shim, record, pool, record.charged);
+  ChargeReserveLocked(shim, record, reserved, record.charged);
   pending->pool = pool;
   pending->device = record.device;
   pending->before = record.charged;
@@ -130,6 +128,10 @@ bool PoolAccounting::TrueUpLocked(Shim& shim, Pool& pool, CUmemoryPool handle, u
     pool.charged = held;
     return true;
   }
+  return ChargeReserveLocked(shim, pool, reserved, held);
+}
+
+bool PoolAccounting::ChargeReserveLocked(Shim& shim, Pool& pool, uint64_t reserved, uint64_t held) {
   if (reserved > held && !shim.Reserve(pool.device, reserved - held)) {
     pool.charged = held;
     return false;

@@ -88,6 +88,8 @@ class PoolAccounting {
   // Moves the region's charge for `pool`, of which `held` bytes are held now, to what the driver
   // says it reserves. False when growing it would pass the limit (the charge then stays `held`).
   bool TrueUpLocked(Shim& shim, Pool& pool, CUmemoryPool handle, uint64_t held);
+  // The same with the reserve already read.
+  bool ChargeReserveLocked(Shim& shim, Pool& pool, uint64_t reserved, uint64_t held);
   void TrueUpAll(Shim& shim);
   void ForgetLocked(Shim& shim, CUmemoryPool handle);
 

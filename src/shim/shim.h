@@ -44,6 +44,9 @@ struct NvmlTable {
 };
 
 // What a tracked charge belongs to. Keys of different kinds never collide.
+// Whether a device ordinal has a record in the region (the first kMaxDevices do).
+inline bool Accountable(int device) { return device >= 0 && device < region::kMaxDevices; }
+
 enum class ChargeKind : uint8_t {
   kPointer,         // cuMemAlloc*, pitch, managed, async and pool allocations
   kVmmHandle,       // cuMemCreate
