@@ -202,14 +202,17 @@ Result<IdentifiedContainer> CheckGrant(const CachedPod& pod, const std::string& 
 
 std::string LimitsFileText(const IdentifiedContainer& container) {
   region::RegionConfig limits;
+  std::vector<std::string> uuids;
   for (size_t i = 0; i < container.gpus.size() && i < region::kMaxDevices; ++i) {
     const auto& gpu = container.gpus[i];
     limits.devices[i].memory_bytes = static_cast<uint64_t>(gpu.memory_mib) << 20;
     limits.devices[i].sm_percent = static_cast<uint32_t>(gpu.cores);
+    uuids.push_back(gpu.uuid);
   }
-  return shim::FormatLimitsFile(limits, "tessera-node: limits of pod " +
-                                            PodKey(container.namespace_name, container.pod) +
-                                            " container " + container.container);
+  return shim::FormatLimitsFile(limits, uuids,
+                                "tessera-node: limits of pod " +
+                                    PodKey(container.namespace_name, container.pod) +
+                                    " container " + container.container);
 }
 
 }  // namespace tessera::node

@@ -116,6 +116,7 @@ Result<IdentifiedContainer> CheckGrant(const CachedPod& pod, const std::string& 
 
 // The limits file (/etc/tessera/limits in the container) for `container`: a comment naming the
 // pod and container, then for each container device i, in the shim's environment syntax,
+//   TESSERA_DEVICE_UUID_<i>=<GPU UUID>     (so its processes charge it whatever their ordinals)
 //   CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m
 //   CUDA_DEVICE_SM_LIMIT_<i>=<cores>        (percent; only where cores > 0)
 // written by the contract's owner, shim::FormatLimitsFile.

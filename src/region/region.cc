@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstring>
 
 #include "common/log.h"
@@ -71,6 +72,21 @@ void ClearSlotLocked(RegionLayout* layout, int slot) {
 }
 
 }  // namespace
+
+bool SameDeviceUuid(std::string_view a, std::string_view b) {
+  // The hex digits after the prefix, lower-cased; dashes are layout, not identity.
+  auto digits = [](std::string_view uuid) {
+    if (uuid.size() > 4 && uuid[3] == '-') uuid.remove_prefix(4);
+    std::string kept;
+    kept.reserve(uuid.size());
+    for (char c : uuid) {
+      if (c != '-') kept.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+    return kept;
+  };
+  std::string left = digits(a);
+  return !left.empty() && left == digits(b);
+}
 
 Region::Region(std::string path, MappedFile file)
     : path_(std::move(path)),
@@ -142,18 +158,41 @@ Status Region::BindDevice(int device, std::string_view uuid) {
     bound[uuid.size()] = '\0';
     return Status::Ok();
   }
-  if (UuidOf(layout_->devices[device]) == uuid) return Status::Ok();
+  if (SameDeviceUuid(UuidOf(layout_->devices[device]), uuid)) return Status::Ok();
   return Status::Error("region " + path_ + ": device " + std::to_string(device) + " is " +
                        std::string(UuidOf(layout_->devices[device])) + ", but this process sees " +
                        std::string(uuid) + " as device " + std::to_string(device) +
                        " (do the container's processes see different CUDA_VISIBLE_DEVICES?)");
 }
 
+Result<int> Region::FindOrBindDevice(std::string_view uuid, int preferred) {
+  if (uuid.empty() || uuid.size() >= kUuidBytes) {
+    return Status::Error("region " + path_ + ": the UUID \"" + std::string(uuid) +
+                         "\" is not one a region can hold");
+  }
+  preferred = std::clamp(preferred, 0, kMaxDevices - 1);
+  Result<RobustMutexLock> lock = LockLayout();
+  if (!lock.ok()) return lock.status();
+  for (int device = 0; device < kMaxDevices; ++device) {
+    if (SameDeviceUuid(UuidOf(layout_->devices[device]), uuid)) return device;
+  }
+  for (int step = 0; step < kMaxDevices; ++step) {
+    int device = (preferred + step) % kMaxDevices;
+    char* bound = layout_->devices[device].uuid;
+    if (bound[0] != '\0') continue;
+    std::memcpy(bound, uuid.data(), uuid.size());
+    bound[uuid.size()] = '\0';
+    return device;
+  }
+  return Status::Error("region " + path_ + ": all " + std::to_string(kMaxDevices) +
+                       " devices are bound to other GPUs than " + std::string(uuid));
+}
+
 Result<int> Region::FindDevice(std::string_view uuid) const {
   Result<RobustMutexLock> lock = LockLayout();
   if (!lock.ok()) return lock.status();
   for (int device = 0; device < kMaxDevices; ++device) {
-    if (UuidOf(layout_->devices[device]) == uuid) return device;
+    if (SameDeviceUuid(UuidOf(layout_->devices[device]), uuid)) return device;
   }
   return -1;
 }

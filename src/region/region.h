@@ -17,8 +17,10 @@
 //  * Never unlocked: every member that needs the lock returns an error, and changes nothing, when
 //    the lock cannot be taken (its holder died and the region could not be repaired).
 //
-// Device indexes are the container's CUDA ordinals; each is bound to the GPU's UUID by the first
-// process that sees it, so NVML handles (which know UUIDs, not ordinals) map to the same entry.
+// Device indexes are the container's devices, not any process's CUDA ordinals: each record is
+// bound to one GPU (or MIG instance) UUID, and every process charges the record of the UUID it
+// sees, whatever CUDA_VISIBLE_DEVICES makes that device's ordinal in it (shim/device_map.h). NVML
+// handles, which know UUIDs, map to the same record.
 #ifndef TESSERA_REGION_REGION_H_
 #define TESSERA_REGION_REGION_H_
 
@@ -42,6 +44,11 @@ inline constexpr int64_t kReapIntervalNs = 250'000'000;  // 250 ms
 inline constexpr int64_t kComputeBurstNs = 20'000'000;
 // The window over which the achieved share is measured for `tessera status`.
 inline constexpr int64_t kShareWindowNs = 1'000'000'000;
+
+// Whether two UUIDs name the same device: "GPU-" or "MIG-" and case aside, the same hex digits
+// (CUDA's cuDeviceGetUuid gives bytes; NVML and NVIDIA_VISIBLE_DEVICES give text, with the
+// prefix). A MIG instance's UUID is its own, never its GPU's.
+bool SameDeviceUuid(std::string_view a, std::string_view b);
 
 struct DeviceLimits {
   uint64_t memory_bytes = 0;  // 0: no memory limit
@@ -107,7 +114,11 @@ class Region {
   // Records that container device `device` is the GPU `uuid`. The first binding wins; binding a
   // different UUID later is an error (the region was made for other GPUs).
   Status BindDevice(int device, std::string_view uuid);
-  // The device bound to `uuid`, or -1.
+  // The device bound to `uuid` (SameDeviceUuid); else binds `preferred` to it if unbound, else
+  // the first unbound device after `preferred`, else the first before it; one lock throughout,
+  // so processes binding together agree. An error when every device is bound to another GPU.
+  Result<int> FindOrBindDevice(std::string_view uuid, int preferred);
+  // The device bound to `uuid` (SameDeviceUuid), or -1.
   Result<int> FindDevice(std::string_view uuid) const;
 
   // Claims a slot for the process (pid, start_time), recording PidNamespaceOfProc() as the pid

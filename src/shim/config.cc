@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -54,14 +55,54 @@ bool HasPrefix(std::string_view name, std::string_view prefix) {
 struct LimitValues {
   std::optional<uint64_t> memory[region::kMaxDevices + 1];
   std::optional<uint32_t> sm[region::kMaxDevices + 1];
+  std::optional<std::string> uuid[region::kMaxDevices + 1];  // index 0 unused: always per device
 };
+
+// The kinds of variable a limits file may set, each at most once per device.
+enum VariableKind { kSmVariable, kMemoryVariable, kUuidVariable, kVariableKinds };
+
+bool IsBlank(char c) { return c == ' ' || c == '\t'; }
+
+// "GPU-" or "MIG-" and a UUID in 8-4-4-4-12 hex digits, as NVML and NVIDIA_VISIBLE_DEVICES
+// spell them.
+bool IsDeviceUuid(std::string_view text) {
+  constexpr std::string_view kShape = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+  if (text.size() != 4 + kShape.size()) return false;
+  if (text.substr(0, 4) != "GPU-" && text.substr(0, 4) != "MIG-") return false;
+  for (size_t i = 0; i < kShape.size(); ++i) {
+    char c = text[4 + i];
+    if (kShape[i] == '-' ? c != '-' : std::isxdigit(static_cast<unsigned char>(c)) == 0) {
+      return false;
+    }
+  }
+  return true;
+}
 
 enum class LimitParse { kNotALimit, kSet, kBad };
 
-// Parses `name`=`value` if it is a limit variable. On kSet, `*slot` is the LimitValues index it
-// set and `*memory` whether it was a memory limit. Errors name the variable.
+// Parses `name`=`value` if it is a limit variable or a device's UUID. On kSet, `*slot` is the
+// LimitValues index it set and `*kind` what it set. Errors name the variable.
 LimitParse ParseLimitVariable(std::string_view name, std::string_view value, LimitValues& values,
-                              std::vector<std::string>& errors, int* slot, bool* memory) {
+                              std::vector<std::string>& errors, int* slot, VariableKind* kind) {
+  if (HasPrefix(name, kDeviceUuidVariable)) {
+    if (name == kDeviceUuidVariable) {
+      errors.push_back(std::string(name) + ": names no device; set " +
+                       std::string(kDeviceUuidVariable) + "_<i> for container device i");
+      return LimitParse::kBad;
+    }
+    std::optional<int> device = DeviceSuffix(name, kDeviceUuidVariable, errors);
+    if (!device) return LimitParse::kBad;
+    if (!IsDeviceUuid(value)) {
+      errors.push_back(std::string(name) + "=\"" + std::string(value) +
+                       "\": expected a GPU or MIG UUID, such as "
+                       "GPU-5d1f0a3c-1b2e-4c6d-8e9f-0a1b2c3d4e5f");
+      return LimitParse::kBad;
+    }
+    *slot = *device + 1;
+    *kind = kUuidVariable;
+    values.uuid[*slot] = std::string(value);
+    return LimitParse::kSet;
+  }
   if (HasPrefix(name, kMemoryLimitVariable)) {
     std::optional<int> device = DeviceSuffix(name, kMemoryLimitVariable, errors);
     if (!device) return LimitParse::kBad;
@@ -77,7 +118,7 @@ LimitParse ParseLimitVariable(std::string_view name, std::string_view value, Lim
       return LimitParse::kBad;
     }
     *slot = *device + 1;
-    *memory = true;
+    *kind = kMemoryVariable;
     values.memory[*slot] = *bytes;
     return LimitParse::kSet;
   }
@@ -90,7 +131,7 @@ LimitParse ParseLimitVariable(std::string_view name, std::string_view value, Lim
       return LimitParse::kBad;
     }
     *slot = *device + 1;
-    *memory = false;
+    *kind = kSmVariable;
     values.sm[*slot] = static_cast<uint32_t>(*percent);
     return LimitParse::kSet;
   }
@@ -111,6 +152,13 @@ region::RegionConfig ResolveLimits(const LimitValues& values) {
   return limits;
 }
 
+bool SameUuids(const LimitValues& a, const LimitValues& b) {
+  for (int slot = 1; slot <= region::kMaxDevices; ++slot) {
+    if (a.uuid[slot] != b.uuid[slot]) return false;
+  }
+  return true;
+}
+
 bool SameLimits(const region::RegionConfig& a, const region::RegionConfig& b) {
   for (int device = 0; device < region::kMaxDevices; ++device) {
     if (a.devices[device].memory_bytes != b.devices[device].memory_bytes ||
@@ -123,8 +171,10 @@ bool SameLimits(const region::RegionConfig& a, const region::RegionConfig& b) {
 
 // The environment's variables. With `limits_file` empty its limit variables go to `limits`;
 // otherwise they, CUDA_DISABLE_CONTROL and TESSERA_LIMITS_FILE are ignored (with a notice).
+// NVIDIA_VISIBLE_DEVICES's value, if any, goes to `*visible`.
 void ParseEnvironment(const std::vector<std::string_view>& environment,
-                      std::string_view limits_file, Config& config, LimitValues& limits) {
+                      std::string_view limits_file, Config& config, LimitValues& limits,
+                      std::optional<std::string_view>* visible) {
   bool authoritative = !limits_file.empty();
   LimitValues ignored;
   std::vector<std::string> ignored_errors;
@@ -136,18 +186,20 @@ void ParseEnvironment(const std::vector<std::string_view>& environment,
     std::string_view name = entry.substr(0, equals);
     std::string_view value = entry.substr(equals + 1);
     int slot = 0;
-    bool memory = false;
+    VariableKind kind = kSmVariable;
     if (!authoritative) {
-      if (ParseLimitVariable(name, value, limits, config.errors, &slot, &memory) !=
+      if (ParseLimitVariable(name, value, limits, config.errors, &slot, &kind) !=
           LimitParse::kNotALimit) {
         continue;
       }
-    } else if (ParseLimitVariable(name, value, ignored, ignored_errors, &slot, &memory) !=
+    } else if (ParseLimitVariable(name, value, ignored, ignored_errors, &slot, &kind) !=
                LimitParse::kNotALimit) {
       limits_ignored = true;
       continue;
     }
-    if (name == kRegionVariable) {
+    if (name == kVisibleDevicesVariable) {
+      *visible = value;
+    } else if (name == kRegionVariable) {
       if (value.empty()) {
         config.errors.push_back(std::string(kRegionVariable) +
                                 "=\"\": is empty; expected the path of the region file");
@@ -188,12 +240,63 @@ void ParseEnvironment(const std::vector<std::string_view>& environment,
   // Said only when the environment asks for something else: tessera-node may set the same
   // limits in both places.
   if (limits_ignored &&
-      (!ignored_errors.empty() || !SameLimits(ResolveLimits(ignored), ResolveLimits(limits)))) {
-    config.notices.push_back("the environment's " + std::string(kMemoryLimitVariable) + "/" +
-                             std::string(kSmLimitVariable) +
-                             " variables are ignored: the limits file " + std::string(limits_file) +
-                             " sets the limits");
+      (!ignored_errors.empty() || !SameLimits(ResolveLimits(ignored), ResolveLimits(limits)) ||
+       !SameUuids(ignored, limits))) {
+    config.notices.push_back(
+        "the environment's " + std::string(kMemoryLimitVariable) + "/" +
+        std::string(kSmLimitVariable) + "/" + std::string(kDeviceUuidVariable) +
+        " variables are ignored: the limits file " + std::string(limits_file) + " sets the limits");
   }
+}
+
+// The container's devices: TESSERA_DEVICE_UUID_<i> from `values` (from `source`), else
+// NVIDIA_VISIBLE_DEVICES when it lists only UUIDs (otherwise it is "all", indices, or none: no
+// list).
+void ResolveDevices(const LimitValues& values, std::string_view source,
+                    std::optional<std::string_view> visible, Config& config) {
+  int count = 0;
+  while (count < region::kMaxDevices && values.uuid[count + 1]) ++count;
+  for (int slot = count + 2; slot <= region::kMaxDevices; ++slot) {
+    if (!values.uuid[slot]) continue;
+    config.errors.push_back(DeviceVariable(kDeviceUuidVariable, slot - 1) + " (in " +
+                            std::string(source) + ") is set but " +
+                            DeviceVariable(kDeviceUuidVariable, count) +
+                            " is not: container devices are numbered from 0 without a gap");
+    return;
+  }
+  for (int i = 0; i < count; ++i) {
+    for (int j = 0; j < i; ++j) {
+      if (!region::SameDeviceUuid(*values.uuid[i + 1], *values.uuid[j + 1])) continue;
+      config.errors.push_back(DeviceVariable(kDeviceUuidVariable, i) + " (in " +
+                              std::string(source) + ") names " + *values.uuid[i + 1] + ", as " +
+                              DeviceVariable(kDeviceUuidVariable, j) +
+                              " does: a device is listed once");
+      return;
+    }
+  }
+  if (count > 0) {
+    for (int i = 0; i < count; ++i) config.device_uuids.push_back(*values.uuid[i + 1]);
+    config.device_uuids_source = std::string(source);
+    return;
+  }
+  if (!visible || visible->empty()) return;
+  std::vector<std::string> listed;
+  std::string_view rest = *visible;
+  while (true) {
+    size_t comma = rest.find(',');
+    std::string_view entry = rest.substr(0, comma);
+    while (!entry.empty() && IsBlank(entry.front())) entry.remove_prefix(1);
+    while (!entry.empty() && IsBlank(entry.back())) entry.remove_suffix(1);
+    if (!IsDeviceUuid(entry) || listed.size() == region::kMaxDevices) return;
+    for (const std::string& earlier : listed) {
+      if (region::SameDeviceUuid(earlier, entry)) return;
+    }
+    listed.emplace_back(entry);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  config.device_uuids = std::move(listed);
+  config.device_uuids_source = std::string(kVisibleDevicesVariable);
 }
 
 void Finish(const LimitValues& values, Config& config) {
@@ -225,14 +328,12 @@ void MakePrintable(std::string& message) {
   }
 }
 
-bool IsBlank(char c) { return c == ' ' || c == '\t'; }
-
 // Parses the limits file's text into `values`; errors name the file and the line.
 void ParseLimitsText(std::string_view path, std::string_view text, LimitValues& values,
                      std::vector<std::string>& errors) {
   constexpr int kMostErrors = 8;  // garbage of 64 KiB must not become thousands of messages
   int error_count = 0;
-  int set_on_line[2][region::kMaxDevices + 1] = {};  // [memory?][slot]: the line, 0 = not yet
+  int set_on_line[kVariableKinds][region::kMaxDevices + 1] = {};  // the line, 0 = not yet
   size_t start = 0;
   int line_number = 0;
   while (start < text.size()) {
@@ -258,17 +359,17 @@ void ParseLimitsText(std::string_view path, std::string_view text, LimitValues& 
       std::string_view name = line.substr(0, equals);
       std::string_view value = line.substr(equals + 1);
       int slot = 0;
-      bool memory = false;
-      switch (ParseLimitVariable(name, value, values, errors, &slot, &memory)) {
+      VariableKind kind = kSmVariable;
+      switch (ParseLimitVariable(name, value, values, errors, &slot, &kind)) {
         case LimitParse::kNotALimit:
           errors.push_back(where + Printable(name) + ": only " + std::string(kMemoryLimitVariable) +
-                           "[_<i>] and " + std::string(kSmLimitVariable) +
-                           "[_<i>] may be set in a limits file");
+                           "[_<i>], " + std::string(kSmLimitVariable) + "[_<i>] and " +
+                           std::string(kDeviceUuidVariable) + "_<i> may be set in a limits file");
           break;
         case LimitParse::kBad:
           break;
         case LimitParse::kSet: {
-          int& earlier = set_on_line[memory ? 1 : 0][slot];
+          int& earlier = set_on_line[kind][slot];
           if (earlier != 0) {
             errors.push_back(where + Printable(name) + ": set again (first on line " +
                              std::to_string(earlier) + ")");
@@ -349,8 +450,10 @@ int OpenForReading(const char* path) {
 Config ParseConfig(const std::vector<std::string_view>& environment) {
   Config config;
   LimitValues values;
-  ParseEnvironment(environment, /*limits_file=*/{}, config, values);
+  std::optional<std::string_view> visible;
+  ParseEnvironment(environment, /*limits_file=*/{}, config, values, &visible);
   Finish(values, config);
+  ResolveDevices(values, "the environment", visible, config);
   return config;
 }
 
@@ -361,8 +464,10 @@ Config ParseConfigWithLimitsFile(const std::vector<std::string_view>& environmen
       limits_path.empty() ? std::string("(unnamed limits file)") : std::string(limits_path);
   LimitValues values;
   ParseLimitsText(config.limits_file, limits_text, values, config.errors);
-  ParseEnvironment(environment, config.limits_file, config, values);
+  std::optional<std::string_view> visible;
+  ParseEnvironment(environment, config.limits_file, config, values, &visible);
   Finish(values, config);
+  ResolveDevices(values, config.limits_file, visible, config);
   return config;
 }
 

@@ -6,7 +6,11 @@
 //   TESSERA_SM_WORK_CONSERVING                                true: use idle device time
 //   CUDA_TASK_PRIORITY                                        0 high, 1 low; unset: none
 //   TESSERA_NODE_BOARD                                     node board (priority, device queue)
-// <i> is a container device index 0..15. Parsing is strict: a value that does not parse is an
+//   TESSERA_DEVICE_UUID_<i>                                   container device i's GPU/MIG UUID
+// <i> is a container device index 0..15. The container's devices are those TESSERA_DEVICE_UUID_<i>
+// lists (0, 1, ... without a gap); without it, NVIDIA_VISIBLE_DEVICES when it lists UUIDs (as
+// tessera-node sets it); without either, each process's own devices as it first binds them
+// (shim/device_map.h). Parsing is strict: a value that does not parse is an
 // error naming the variable, never a silent "no limit".
 //
 // The limits file. On Kubernetes tessera-node mounts a file read-only at kLimitsFilePath in each
@@ -14,6 +18,9 @@
 // the file exists it is authoritative:
 //  * its CUDA_DEVICE_MEMORY_LIMIT[_<i>] and CUDA_DEVICE_SM_LIMIT[_<i>] are the limits; the
 //    environment's limit variables are ignored (a device the file does not name has no limit);
+//  * its TESSERA_DEVICE_UUID_<i> are the container's devices, and the environment's are ignored
+//    (a file without them leaves the devices to NVIDIA_VISIBLE_DEVICES, as files written before
+//    they existed do);
 //  * CUDA_DISABLE_CONTROL in the environment is ignored (said once on stderr);
 //  * TESSERA_LIMITS_FILE is ignored: the environment can neither redirect nor disable the file.
 // Only when kLimitsFilePath does not exist does TESSERA_LIMITS_FILE name a file that plays the
@@ -51,6 +58,9 @@ struct Config {
   std::string node_board_path = "/tmp/tessera-node-board";  // TESSERA_NODE_BOARD
   // The authoritative limits file the limits came from; empty: they came from the environment.
   std::string limits_file;
+  // Container device i's UUID ("GPU-..." or "MIG-..."), in order; empty: not known (see above).
+  std::vector<std::string> device_uuids;
+  std::string device_uuids_source;   // where they came from, for messages
   std::vector<std::string> errors;   // one message per bad variable; non-empty = unusable
   std::vector<std::string> notices;  // what was ignored and why, said once on stderr
 };

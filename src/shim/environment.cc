@@ -37,9 +37,24 @@ std::vector<std::string> LimitAssignments(const region::RegionConfig& limits) {
   return assignments;
 }
 
-std::string FormatLimitsFile(const region::RegionConfig& limits, std::string_view comment) {
+std::vector<std::string> DeviceUuidAssignments(const std::vector<std::string>& device_uuids) {
+  std::vector<std::string> assignments;
+  assignments.reserve(device_uuids.size());
+  for (size_t i = 0; i < device_uuids.size(); ++i) {
+    assignments.push_back(DeviceVariable(kDeviceUuidVariable, static_cast<int>(i)) + "=" +
+                          device_uuids[i]);
+  }
+  return assignments;
+}
+
+std::string FormatLimitsFile(const region::RegionConfig& limits,
+                             const std::vector<std::string>& device_uuids,
+                             std::string_view comment) {
   std::string text;
   if (!comment.empty()) text += "# " + std::string(comment) + "\n";
+  for (const std::string& assignment : DeviceUuidAssignments(device_uuids)) {
+    text += assignment + "\n";
+  }
   for (const std::string& assignment : LimitAssignments(limits)) text += assignment + "\n";
   return text;
 }

@@ -27,6 +27,10 @@ inline constexpr std::string_view kWorkConservingVariable = "TESSERA_SM_WORK_CON
 inline constexpr std::string_view kPriorityVariable = "CUDA_TASK_PRIORITY";
 // The node board's path (priority, device queue).
 inline constexpr std::string_view kNodeBoardVariable = "TESSERA_NODE_BOARD";
+// Container device i's GPU or MIG UUID; always `_<i>`.
+inline constexpr std::string_view kDeviceUuidVariable = "TESSERA_DEVICE_UUID";
+// The container runtime's list of the container's devices; read (never set) by the shim.
+inline constexpr std::string_view kVisibleDevicesVariable = "NVIDIA_VISIBLE_DEVICES";
 // A limits file, where none is mounted at kLimitsFilePath.
 inline constexpr std::string_view kLimitsFileVariable = "TESSERA_LIMITS_FILE";
 
@@ -42,9 +46,14 @@ std::vector<std::string> LimitVariableNames();
 // each only where set. Parsed back (ParseConfig), they give exactly `limits`.
 std::vector<std::string> LimitAssignments(const region::RegionConfig& limits);
 
-// A limits file's text: `comment` as a "# " line when not empty, then LimitAssignments, one a
-// line.
-std::string FormatLimitsFile(const region::RegionConfig& limits, std::string_view comment);
+// The container's devices as "TESSERA_DEVICE_UUID_<i>=<uuid>" assignments, in order.
+std::vector<std::string> DeviceUuidAssignments(const std::vector<std::string>& device_uuids);
+
+// A limits file's text: `comment` as a "# " line when not empty, then DeviceUuidAssignments and
+// LimitAssignments, one a line.
+std::string FormatLimitsFile(const region::RegionConfig& limits,
+                             const std::vector<std::string>& device_uuids,
+                             std::string_view comment);
 
 }  // namespace tessera::shim
 

@@ -42,9 +42,9 @@ struct Limiter::EventPool {
   int pending_count = 0;
 };
 
-Limiter::Limiter(const CudaTable& cuda, NvmlDevices& nvml, region::Region* region,
-                 const Options& options)
-    : cuda_(cuda), nvml_(nvml), region_(region), options_(options) {
+Limiter::Limiter(const CudaTable& cuda, NvmlDevices& nvml, DeviceMap& devices,
+                 region::Region* region, const Options& options)
+    : cuda_(cuda), nvml_(nvml), devices_(devices), region_(region), options_(options) {
   if (options_.task_priority >= 0) {
     auto board = NodeBoard::Open(options_.node_board_path);
     if (board.ok()) {
@@ -79,9 +79,9 @@ void Limiter::OnForkChild() {
 }
 
 int Limiter::CurrentDevice() const {
-  CUdevice device = -1;
-  if (cuda_.cuCtxGetDevice(&device) != CUDA_SUCCESS) return -1;
-  return device >= 0 && device < region::kMaxDevices ? device : -1;
+  CUdevice ordinal = -1;
+  if (cuda_.cuCtxGetDevice(&ordinal) != CUDA_SUCCESS) return -1;
+  return devices_.Of(ordinal);
 }
 
 void Limiter::OnCaptureBegun(CUstream stream, CUstreamCaptureMode mode) {

@@ -63,7 +63,8 @@ class Limiter {
     int64_t charged_ns = 0;
   };
 
-  Limiter(const CudaTable& cuda, NvmlDevices& nvml, region::Region* region, const Options& options);
+  Limiter(const CudaTable& cuda, NvmlDevices& nvml, DeviceMap& devices, region::Region* region,
+          const Options& options);
   ~Limiter();
   Limiter(const Limiter&) = delete;
   Limiter& operator=(const Limiter&) = delete;
@@ -101,7 +102,8 @@ class Limiter {
   void ApplyPriority(int device);
 
   const CudaTable& cuda_;
-  NvmlDevices& nvml_;  // the shim's; UUIDs and handles of the container's GPUs
+  NvmlDevices& nvml_;   // the shim's; UUIDs and handles of the container's GPUs
+  DeviceMap& devices_;  // the shim's; CUDA ordinals to container devices
   region::Region* region_;
   Options options_;
   // The share in force on `device`: the fixed limits' when given, else the region's.

@@ -9,7 +9,6 @@
 #include "shim/pool_accounting.h"
 #include "shim/shim.h"
 
-using tessera::shim::Accountable;
 using tessera::shim::ChargeKind;
 using tessera::shim::PoolAccounting;
 using tessera::shim::Shim;
@@ -114,10 +113,8 @@ TESSERA_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
 TESSERA_EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   Shim& shim = Shim::Get();
   CUresult result = shim.cuda().cuDeviceTotalMem_v2(bytes, dev);
-  if (result != CUDA_SUCCESS || shim.passthrough() || bytes == nullptr || !Accountable(dev)) {
-    return result;
-  }
-  uint64_t limit = shim.Limit(dev);
+  if (result != CUDA_SUCCESS || shim.passthrough() || bytes == nullptr) return result;
+  uint64_t limit = shim.Limit(shim.DeviceOf(dev));
   if (limit != 0) *bytes = std::min<size_t>(*bytes, limit);
   return result;
 }
@@ -174,10 +171,11 @@ TESSERA_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t
   // Host-located physical memory (NCCL's host buffers) is not device memory: not charged. The
   // device comes from the request itself, never from an uninitialised variable.
   if (shim.passthrough() || handle == nullptr || prop == nullptr || size == 0 ||
-      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || !Accountable(prop->location.id)) {
+      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
     return call();
   }
-  int device = prop->location.id;
+  int device = shim.DeviceOf(prop->location.id);
+  if (device < 0) return call();
   uint64_t bytes = cuda::PageBytes(size);
   CUresult result = ReserveThenCall(shim, device, bytes, call);
   if (result == CUDA_SUCCESS) shim.Track(ChargeKind::kVmmHandle, *handle, device, bytes, 0);
@@ -325,8 +323,9 @@ TESSERA_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* phGraphNode, CUgraph
     return call();
   }
   const CUmemLocation& location = nodeParams->poolProps.location;
-  int device = location.type == CU_MEM_LOCATION_TYPE_DEVICE ? location.id : shim.CurrentDevice();
-  if (!Accountable(device)) return call();
+  int device = location.type == CU_MEM_LOCATION_TYPE_DEVICE ? shim.DeviceOf(location.id)
+                                                            : shim.CurrentDevice();
+  if (device < 0) return call();
   uint64_t bytes = cuda::PageBytes(nodeParams->bytesize);
   CUresult result = ReserveThenCall(shim, device, bytes, call);
   if (result == CUDA_SUCCESS) {
@@ -349,25 +348,28 @@ TESSERA_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
 TESSERA_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
   Shim& shim = Shim::Get();
   auto call = [&] { return shim.cuda().cuDevicePrimaryCtxRetain(pctx, dev); };
-  if (shim.passthrough() || pctx == nullptr || !Accountable(dev)) return call();
-  if (shim.IsTracked(ChargeKind::kPrimaryContext, static_cast<uint64_t>(dev))) {
+  if (shim.passthrough() || pctx == nullptr) return call();
+  const int device = shim.DeviceOf(dev);
+  if (device < 0) return call();
+  if (shim.IsTracked(ChargeKind::kPrimaryContext, static_cast<uint64_t>(device))) {
     CUresult result = call();
-    if (result == CUDA_SUCCESS) shim.CountPrimaryRetains(dev, 1, *pctx);
+    if (result == CUDA_SUCCESS) shim.CountPrimaryRetains(device, 1, *pctx);
     return result;
   }
   CUresult result = CreateChargedContext(
-      shim, dev, call, [&] { shim.cuda().cuDevicePrimaryCtxRelease_v2(dev); },
+      shim, device, call, [&] { shim.cuda().cuDevicePrimaryCtxRelease_v2(dev); },
       ChargeKind::kPrimaryContext, pctx);
-  if (result == CUDA_SUCCESS) shim.CountPrimaryRetains(dev, 1, *pctx);
+  if (result == CUDA_SUCCESS) shim.CountPrimaryRetains(device, 1, *pctx);
   return result;
 }
 
 namespace {
 
-// The primary context is gone: its memory and every allocation made in it are freed.
-void ForgetPrimaryContext(Shim& shim, CUdevice dev) {
-  shim.UntrackOwner(reinterpret_cast<uintptr_t>(shim.PrimaryContext(dev)));
-  shim.Untrack(ChargeKind::kPrimaryContext, static_cast<uint64_t>(dev));
+// The primary context of container device `device` is gone: its memory and every allocation
+// made in it are freed.
+void ForgetPrimaryContext(Shim& shim, int device) {
+  shim.UntrackOwner(reinterpret_cast<uintptr_t>(shim.PrimaryContext(device)));
+  shim.Untrack(ChargeKind::kPrimaryContext, static_cast<uint64_t>(device));
 }
 
 }  // namespace
@@ -375,17 +377,21 @@ void ForgetPrimaryContext(Shim& shim, CUdevice dev) {
 TESSERA_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
   Shim& shim = Shim::Get();
   CUresult result = shim.cuda().cuDevicePrimaryCtxRelease_v2(dev);
-  if (result != CUDA_SUCCESS || shim.passthrough() || !Accountable(dev)) return result;
-  if (shim.CountPrimaryRetains(dev, -1, nullptr) == 0) ForgetPrimaryContext(shim, dev);
+  if (result != CUDA_SUCCESS || shim.passthrough()) return result;
+  const int device = shim.DeviceOf(dev);
+  if (device < 0) return result;
+  if (shim.CountPrimaryRetains(device, -1, nullptr) == 0) ForgetPrimaryContext(shim, device);
   return result;
 }
 
 TESSERA_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
   Shim& shim = Shim::Get();
   CUresult result = shim.cuda().cuDevicePrimaryCtxReset_v2(dev);
-  if (result != CUDA_SUCCESS || shim.passthrough() || !Accountable(dev)) return result;
+  if (result != CUDA_SUCCESS || shim.passthrough()) return result;
+  const int device = shim.DeviceOf(dev);
+  if (device < 0) return result;
   // Reset frees every allocation of the primary context; retains stay counted by the driver.
-  shim.UntrackOwner(reinterpret_cast<uintptr_t>(shim.PrimaryContext(dev)));
+  shim.UntrackOwner(reinterpret_cast<uintptr_t>(shim.PrimaryContext(device)));
   return result;
 }
 
@@ -394,9 +400,12 @@ namespace {
 template <typename Create>
 CUresult CreateContext(CUcontext* pctx, CUdevice dev, Create create) {
   Shim& shim = Shim::Get();
-  if (shim.passthrough() || pctx == nullptr || !Accountable(dev)) return create();
+  if (shim.passthrough() || pctx == nullptr) return create();
+  const int device = shim.DeviceOf(dev);
+  if (device < 0) return create();
   return CreateChargedContext(
-      shim, dev, create, [&] { shim.cuda().cuCtxDestroy_v2(*pctx); }, ChargeKind::kContext, pctx);
+      shim, device, create, [&] { shim.cuda().cuCtxDestroy_v2(*pctx); }, ChargeKind::kContext,
+      pctx);
 }
 
 }  // namespace

@@ -25,7 +25,10 @@ nvmlDevice_t NvmlDevices::Handle(int device) {
   if (handle_[device] != nullptr) return handle_[device];
   nvmlDevice_t handle = nullptr;
   if (nvml_.nvmlDeviceGetHandleByUUID(uuid_[device].c_str(), &handle) != NVML_SUCCESS) {
-    return nullptr;
+    // CUDA's UUID bytes do not say MIG; its text was spelt "GPU-" then.
+    if (uuid_[device].rfind("GPU-", 0) != 0) return nullptr;
+    std::string mig = "MIG-" + uuid_[device].substr(4);
+    if (nvml_.nvmlDeviceGetHandleByUUID(mig.c_str(), &handle) != NVML_SUCCESS) return nullptr;
   }
   handle_[device] = handle;
   return handle;

@@ -43,27 +43,26 @@ PoolAccounting::Pool& PoolAccounting::RecordLocked(Shim& shim, CUmemoryPool pool
   record.device = shim.CurrentDevice();
   int count = 0;
   if (shim.cuda().cuDeviceGetCount(&count) == CUDA_SUCCESS) {
-    for (CUdevice device = 0; device < count; ++device) {
+    for (CUdevice ordinal = 0; ordinal < count; ++ordinal) {
       CUmemoryPool default_pool = nullptr;
-      if (shim.cuda().cuDeviceGetDefaultMemPool(&default_pool, device) == CUDA_SUCCESS &&
+      if (shim.cuda().cuDeviceGetDefaultMemPool(&default_pool, ordinal) == CUDA_SUCCESS &&
           default_pool == pool) {
-        record.device = device;
+        record.device = shim.DeviceOf(ordinal);
         break;
       }
     }
   }
-  if (!Accountable(record.device)) record.device = -1;
   if (record.device >= 0) device_pools_.store(true, std::memory_order_release);
   return pools_.emplace(pool, record).first->second;
 }
 
-void PoolAccounting::OnCreated(CUmemoryPool pool, const CUmemPoolProps& props) {
+void PoolAccounting::OnCreated(Shim& shim, CUmemoryPool pool, const CUmemPoolProps& props) {
   std::lock_guard<std::mutex> lock(mutex_);
   Pool record;
   // Only device memory counts: a host pool is pinned host memory.
-  if (props.location.type == CU_MEM_LOCATION_TYPE_DEVICE && Accountable(props.location.id)) {
-    record.device = props.location.id;
-    device_pools_.store(true, std::memory_order_release);
+  if (props.location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
+    record.device = shim.DeviceOf(props.location.id);
+    if (record.device >= 0) device_pools_.store(true, std::memory_order_release);
   }
   pools_[pool] = record;
 }
@@ -71,8 +70,8 @@ void PoolAccounting::OnCreated(CUmemoryPool pool, const CUmemPoolProps& props) {
 CUresult PoolAccounting::ReserveLocked(Shim& shim, CUmemoryPool pool, size_t bytes,
                                        Pending* pending) {
   if (pool == nullptr) {
-    int device = shim.CurrentDevice();
-    if (device < 0 || shim.cuda().cuDeviceGetMemPool(&pool, device) != CUDA_SUCCESS) {
+    int ordinal = shim.CurrentOrdinal();
+    if (ordinal < 0 || shim.cuda().cuDeviceGetMemPool(&pool, ordinal) != CUDA_SUCCESS) {
       return CUDA_SUCCESS;  // the driver will say what is wrong
     }
   }

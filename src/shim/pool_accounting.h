@@ -53,7 +53,7 @@ class PoolAccounting {
   // After a successful cuMemFreeAsync or cuMemFree of `pointer`.
   void OnFreed(Shim& shim, CUdeviceptr pointer);
   // After a successful cuMemPoolCreate: the pool lives on `props.location`.
-  void OnCreated(CUmemoryPool pool, const CUmemPoolProps& props);
+  void OnCreated(Shim& shim, CUmemoryPool pool, const CUmemPoolProps& props);
   // After a successful cuMemPoolDestroy: its memory goes when its last allocation is freed.
   void OnDestroyed(Shim& shim, CUmemoryPool pool);
   // After a successful cuMemPoolTrimTo.

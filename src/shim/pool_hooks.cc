@@ -23,7 +23,7 @@ TESSERA_EXPORT CUresult cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps
   Shim& shim = Shim::Get();
   CUresult result = shim.cuda().cuMemPoolCreate(pool, poolProps);
   if (result == CUDA_SUCCESS && !shim.passthrough() && pool != nullptr && poolProps != nullptr) {
-    PoolAccounting::Get().OnCreated(*pool, *poolProps);
+    PoolAccounting::Get().OnCreated(shim, *pool, *poolProps);
   }
   return result;
 }

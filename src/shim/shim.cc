@@ -236,7 +236,7 @@ Shim::Shim() : config_(ReadConfigFromEnvironment()) {
   }
   if (any_sm_limit || config_.task_priority >= 0) {
     limiter_ = std::make_unique<Limiter>(
-        cuda_, nvml_devices_, region_.get(),
+        cuda_, nvml_devices_, devices_, region_.get(),
         Limiter::Options{config_.work_conserving, config_.task_priority, config_.node_board_path,
                          authoritative_ ? &config_.limits : nullptr});
     governs_launches_ = true;
@@ -287,11 +287,13 @@ void Shim::LoadNvml() {
 }
 
 // ---- Accounting -------------------------------------------------------------------------------
-int Shim::CurrentDevice() const {
-  CUdevice device = -1;
-  if (cuda_.cuCtxGetDevice(&device) != CUDA_SUCCESS) return -1;
-  return device >= 0 && device < region::kMaxDevices ? device : -1;
+int Shim::CurrentOrdinal() const {
+  CUdevice ordinal = -1;
+  if (cuda_.cuCtxGetDevice(&ordinal) != CUDA_SUCCESS) return -1;
+  return ordinal;
 }
+
+int Shim::CurrentDevice() { return devices_.Of(CurrentOrdinal()); }
 
 bool Shim::EnsureSlot() {
   if (slot_ >= 0) return true;
@@ -484,26 +486,52 @@ uint64_t Shim::Used(int device) {
 
 // ---- Devices -----------------------------------------------------------------------------------
 void Shim::OnDriverInitialized() {
-  if (region_ == nullptr) return;
+  if (region_ != nullptr) devices_.Of(0);  // binds the devices now, for NVML's sake
+}
+
+bool Shim::MapDevices(DeviceMap& map) {
+  if (region_ == nullptr) return true;  // nothing is accounted
   int count = 0;
-  if (cuda_.cuDeviceGetCount(&count) != CUDA_SUCCESS) return;
+  if (cuda_.cuDeviceGetCount(&count) != CUDA_SUCCESS) return false;  // before cuInit
   for (int ordinal = 0; ordinal < count && ordinal < region::kMaxDevices; ++ordinal) {
     CUdevice device = 0;
     CUuuid uuid{};
     if (cuda_.cuDeviceGet(&device, ordinal) != CUDA_SUCCESS ||
         cuda_.cuDeviceGetUuid_v2(&uuid, device) != CUDA_SUCCESS) {
+      log::Write(log::Level::kError, "shim",
+                 "CUDA device %d: the driver gives no UUID; it is not accounted", ordinal);
       continue;
     }
-    std::string text = FormatUuid(uuid);
-    Status bound = region_->BindDevice(ordinal, text);
-    if (!bound.ok()) log::Write(log::Level::kError, "shim", "%s", bound.message().c_str());
-    nvml_devices_.SetUuid(ordinal, text);
+    const std::string seen = FormatUuid(uuid);
+    Result<int> chosen = ChooseContainerDevice(*region_, config_.device_uuids, seen, ordinal);
+    if (!chosen.ok()) {
+      log::Write(log::Level::kError, "shim", "CUDA device %d (%s): %s; it is not accounted",
+                 ordinal, seen.c_str(), chosen.status().message().c_str());
+      continue;
+    }
+    const auto listed = static_cast<size_t>(*chosen);
+    const bool in_list = listed < config_.device_uuids.size();
+    if (!config_.device_uuids.empty() && !in_list) {
+      log::Write(log::Level::kWarn, "shim",
+                 "CUDA device %d (%s) is not one of the container's devices (%s); it is "
+                 "accounted as device %d, without the container's limits",
+                 ordinal, seen.c_str(), config_.device_uuids_source.c_str(), *chosen);
+    }
+    map.Set(ordinal, *chosen);
+    // The list's spelling says GPU or MIG; the driver's bytes do not.
+    nvml_devices_.SetUuid(*chosen, in_list ? config_.device_uuids[listed] : seen);
   }
+  return true;
 }
 
 int Shim::DeviceOfNvmlHandle(nvmlDevice_t handle) {
   if (region_ == nullptr) return -1;
   return nvml_devices_.DeviceOf(handle, [this](const char* uuid) {
+    // The container's list first: nvidia-smi in a container sees its limits before any CUDA
+    // process has bound a device.
+    for (size_t i = 0; i < config_.device_uuids.size() && i < region::kMaxDevices; ++i) {
+      if (region::SameDeviceUuid(config_.device_uuids[i], uuid)) return static_cast<int>(i);
+    }
     Result<int> found = region_->FindDevice(uuid);
     if (found.ok()) return *found;
     log::Write(log::Level::kError, "shim", "%s", found.status().message().c_str());

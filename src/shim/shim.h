@@ -21,6 +21,7 @@
 #include "cuda/nvml_api.h"
 #include "region/region.h"
 #include "shim/config.h"
+#include "shim/device_map.h"
 #include "shim/nvml_devices.h"
 
 #define TESSERA_EXPORT extern "C" __attribute__((visibility("default")))
@@ -44,9 +45,6 @@ struct NvmlTable {
 };
 
 // What a tracked charge belongs to. Keys of different kinds never collide.
-// Whether a device ordinal has a record in the region (the first kMaxDevices do).
-inline bool Accountable(int device) { return device >= 0 && device < region::kMaxDevices; }
-
 enum class ChargeKind : uint8_t {
   kPointer,         // cuMemAlloc*, pitch, managed, async and pool allocations
   kVmmHandle,       // cuMemCreate
@@ -92,9 +90,19 @@ class Shim {
   bool governs_launches() const { return governs_launches_; }
   Limiter& limiter() { return *limiter_; }
 
+  // Devices: everything the Shim charges, limits and reports is per container device (the
+  // region's index, device_map.h), never per CUDA ordinal. Hooks translate the ordinals the
+  // driver API hands them with DeviceOf().
+  //
   // The container device of the calling thread's current context, or -1 when there is none or
-  // it is beyond what a region holds (then nothing is accounted and the driver decides).
-  int CurrentDevice() const;
+  // it is not accounted (then the driver decides).
+  int CurrentDevice();
+  // The current context's CUDA ordinal, or -1.
+  int CurrentOrdinal() const;
+  // The container device that CUDA ordinal `ordinal` is in this process, or -1.
+  int DeviceOf(int ordinal) { return devices_.Of(ordinal); }
+  // This process's CUDA ordinal of container device `device`, or -1 if it does not see it.
+  int OrdinalOf(int device) { return devices_.OrdinalOf(device); }
 
   // Charges `bytes` on `device` to this process; false when that would pass the limit.
   bool Reserve(int device, uint64_t bytes);
@@ -130,7 +138,7 @@ class Shim {
   uint64_t Limit(int device) const;
   uint64_t Used(int device);
 
-  // After a successful cuInit: binds the container's devices to their UUIDs in the region.
+  // After a successful cuInit: binds this process's devices to the container's (by UUID).
   void OnDriverInitialized();
   // The container device an NVML handle refers to, or -1.
   int DeviceOfNvmlHandle(nvmlDevice_t handle);
@@ -159,8 +167,9 @@ class Shim {
   Shim();
   void LoadDriver();
   void LoadNvml();
-  bool EnsureSlot();  // REQUIRES: mutex_ held
-  void FailClosed();  // REQUIRES: refusing_
+  bool MapDevices(DeviceMap& map);  // DeviceMap's build
+  bool EnsureSlot();                // REQUIRES: mutex_ held
+  void FailClosed();                // REQUIRES: refusing_
   void OnForkPrepare();
   void OnForkParent();
   void OnForkChild();
@@ -187,6 +196,7 @@ class Shim {
   CudaTable cuda_{};
   NvmlTable nvml_{};
   NvmlDevices nvml_devices_{nvml_};
+  DeviceMap devices_{[this](DeviceMap& map) { return MapDevices(map); }};
   void* real_hooks_[64] = {};  // the driver's own address of each hook, in hooks.def order
   std::unique_ptr<region::Region> region_;
   bool governs_launches_ = false;

@@ -8,6 +8,10 @@
 //   global       first calls the cuInit that dlsym(RTLD_DEFAULT) finds before the driver is
 //                loaded (a preloaded shim's; it loads the driver), reports "first_init", then
 //                goes on as dlopen
+//   nvml         NVML alone, as nvidia-smi: no CUDA call at all. For every NVML device i it
+//                reports nvml<i>_total, _used, _free (nvmlDeviceGetMemoryInfo), nvml<i>_processes
+//                (how many nvmlDeviceGetComputeRunningProcesses_v3 lists) and nvml<i>_pids (their
+//                pids, comma-separated); no command follows
 //
 // Commands:
 //   fill CHUNK                allocate CHUNK-byte blocks until refused; report and exit
@@ -27,6 +31,7 @@
 //   loop MAX                  allocate and free random sizes forever (to be killed)
 //   free-unknown              free a pointer the program never allocated; report the result
 //   info                      report cuMemGetInfo, cuDeviceTotalMem and NVML memory info
+//   info-device N             report cuDeviceTotalMem of CUDA device N as device_total
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -556,7 +561,45 @@ int Churn(const Driver& d, unsigned seed, int operations, uint64_t max_bytes, bo
 
 }  // namespace
 
+int NvmlOnly() {
+  void* nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+  if (nvml == nullptr) return 3;
+  auto init = reinterpret_cast<decltype(&nvmlInit_v2)>(dlsym(nvml, "nvmlInit_v2"));
+  auto count_of =
+      reinterpret_cast<decltype(&nvmlDeviceGetCount_v2)>(dlsym(nvml, "nvmlDeviceGetCount_v2"));
+  auto handle_of = reinterpret_cast<decltype(&nvmlDeviceGetHandleByIndex_v2)>(
+      dlsym(nvml, "nvmlDeviceGetHandleByIndex_v2"));
+  auto memory_of =
+      reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo)>(dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
+  auto processes_of = reinterpret_cast<decltype(&nvmlDeviceGetComputeRunningProcesses_v3)>(
+      dlsym(nvml, "nvmlDeviceGetComputeRunningProcesses_v3"));
+  unsigned count = 0;
+  if (init() != NVML_SUCCESS || count_of(&count) != NVML_SUCCESS) return 4;
+  std::printf("nvml_count=%u\n", count);
+  for (unsigned i = 0; i < count; ++i) {
+    nvmlDevice_t device = nullptr;
+    nvmlMemory_t memory{};
+    if (handle_of(i, &device) != NVML_SUCCESS || memory_of(device, &memory) != NVML_SUCCESS) {
+      return 5;
+    }
+    nvmlProcessInfo_t processes[64];
+    unsigned listed = 64;
+    if (processes_of(device, &listed, processes) != NVML_SUCCESS) listed = 0;
+    std::string pids;
+    for (unsigned p = 0; p < listed && p < 64; ++p) {
+      pids += (p == 0 ? "" : ",") + std::to_string(processes[p].pid);
+    }
+    std::printf(
+        "nvml%u_total=%llu nvml%u_used=%llu nvml%u_free=%llu nvml%u_processes=%u "
+        "nvml%u_pids=%s\n",
+        i, memory.total, i, memory.used, i, memory.free, i, listed, i,
+        pids.empty() ? "none" : pids.c_str());
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "nvml") return NvmlOnly();
   if (argc < 3) {
     std::fprintf(stderr, "usage: %s linked|dlopen|procaddress|global COMMAND [ARGS...]\n", argv[0]);
     return 2;
@@ -618,6 +661,11 @@ int main(int argc, char** argv) {
   } else if (command == "info") {
     ReportInfo(d);
     status = 0;
+  } else if (command == "info-device") {
+    size_t total = 0;
+    CUresult result = d.DeviceTotalMem(&total, std::atoi(arg(3, "0")));
+    std::printf("device_result=%d device_total=%zu\n", result, total);
+    status = result == CUDA_SUCCESS ? 0 : 1;
   } else {
     std::fprintf(stderr, "client: unknown command %s\n", command.c_str());
   }

@@ -357,6 +357,118 @@ INSTANTIATE_TEST_SUITE_P(
       return "Case" + std::to_string(param.index);
     });
 
+// ---- Devices by UUID, not ordinal -------------------------------------------------------------
+// Processes of one container may number its GPUs differently (each Ray actor or vLLM worker gets
+// its own CUDA_VISIBLE_DEVICES): every charge and limit goes to the GPU by its UUID.
+constexpr char kGpuA[] = "GPU-0a000000-0000-4000-8000-00000000000a";
+constexpr char kGpuB[] = "GPU-0b000000-0000-4000-8000-00000000000b";
+
+class ShimDevicesByUuid : public ShimEndToEnd {
+ protected:
+  void SetUp() override {
+    ShimEndToEnd::SetUp();
+    WriteConfig(std::string("device memory=16GiB context_memory=32MiB uuid=") + kGpuA +
+                "\ndevice memory=16GiB context_memory=32MiB uuid=" + kGpuB + "\n");
+  }
+  uint64_t RegionUsed(const std::string& uuid) {
+    auto region = region::Region::Open(RegionPath(), nullptr);
+    if (!region.ok()) return UINT64_MAX;
+    auto device = (*region)->FindDevice(uuid);
+    return device.ok() && *device >= 0 ? (*region)->Used(*device) : UINT64_MAX;
+  }
+};
+
+TEST_F(ShimDevicesByUuid, ProcessesThatNumberTheGpusDifferentlyChargeEachItsOwnLimit) {
+  const std::vector<std::string> container = {
+      std::string("NVIDIA_VISIBLE_DEVICES=") + kGpuA + "," + kGpuB,
+      "CUDA_DEVICE_MEMORY_LIMIT_0=1GiB", "CUDA_DEVICE_MEMORY_LIMIT_1=4GiB"};
+  auto with = [&](const std::string& visible) {
+    std::vector<std::string> environment = container;
+    environment.push_back("CUDA_VISIBLE_DEVICES=" + visible);
+    return Environment(environment);
+  };
+  // Its CUDA device 0 is the container's device 1 (GPU B): 3 GiB fits B's 4 GiB (and would not
+  // fit A's 1 GiB).
+  Child on_b(Client("dlopen", {"hold", "3G", "64M"}), with("1"));
+  ASSERT_TRUE(on_b.WaitFor("ready")) << on_b.output();
+  EXPECT_EQ(Number(Fields(on_b.output()), "result"), 0) << on_b.output();
+  EXPECT_EQ(RegionUsed(kGpuB), 3 * kGiB + 32 * kMiB) << "3 GiB and the context, on GPU B";
+  // Its CUDA device 0 is GPU A: A's 1 GiB, none of it taken by B's 3 GiB.
+  Child on_a(Client("dlopen", {"fill", "64M"}), with("0"));
+  ASSERT_EQ(on_a.Finish(), 0) << on_a.output();
+  EXPECT_EQ(Number(Fields(on_a.output()), "total"), kGiB);
+  EXPECT_EQ(Number(Fields(on_a.output()), "allocated"), 15 * 64 * kMiB) << on_a.output();
+  // Seeing both, in the node's order: its device 1 is B, with B's limit and B's use.
+  Child both(Client("dlopen", {"info-device", "1"}), with("0,1"));
+  ASSERT_EQ(both.Finish(), 0) << both.output();
+  EXPECT_EQ(Number(Fields(both.output()), "device_total"), 4 * kGiB) << both.output();
+  on_b.CloseStdin();
+  ASSERT_EQ(on_b.Finish(), 0) << on_b.output();
+}
+
+TEST_F(ShimDevicesByUuid, TheLimitsFileNamesEachDeviceByItsUuid) {
+  // The container's device 0 is GPU B and device 1 GPU A, whatever order CUDA numbers them in.
+  const std::string file = node_.Path("limits");
+  std::ofstream(file) << "TESSERA_DEVICE_UUID_0=" << kGpuB << "\nTESSERA_DEVICE_UUID_1=" << kGpuA
+                      << "\nCUDA_DEVICE_MEMORY_LIMIT_0=1g\nCUDA_DEVICE_MEMORY_LIMIT_1=2g\n";
+  Child client(Client("dlopen", {"fill", "64M"}),
+               Environment({"TESSERA_LIMITS_FILE=" + file,
+                            std::string("NVIDIA_VISIBLE_DEVICES=") + kGpuA + "," + kGpuB}));
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  // CUDA device 0 is GPU A: the container's device 1, 2 GiB.
+  EXPECT_EQ(Number(Fields(client.output()), "total"), 2 * kGiB) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "nvml_total"), 2 * kGiB) << client.output();
+  EXPECT_EQ(Number(Fields(client.output()), "allocated"), 31 * 64 * kMiB) << client.output();
+}
+
+TEST_F(ShimDevicesByUuid, NvmlShowsTheContainersLimitsBeforeAnyCudaProcessHasStarted) {
+  // nvidia-smi in a fresh container: no CUDA process has bound a device in the region yet.
+  const std::string file = node_.Path("limits");
+  std::ofstream(file) << "TESSERA_DEVICE_UUID_0=" << kGpuB << "\nTESSERA_DEVICE_UUID_1=" << kGpuA
+                      << "\nCUDA_DEVICE_MEMORY_LIMIT_0=1g\nCUDA_DEVICE_MEMORY_LIMIT_1=2g\n";
+  Child smi({TESSERA_CLIENT, "nvml"},
+            Environment({"TESSERA_LIMITS_FILE=" + file,
+                         std::string("NVIDIA_VISIBLE_DEVICES=") + kGpuA + "," + kGpuB}));
+  ASSERT_EQ(smi.Finish(), 0) << smi.output();
+  auto fields = Fields(smi.output());
+  EXPECT_EQ(Number(fields, "nvml_count"), 2);
+  EXPECT_EQ(Number(fields, "nvml0_total"), 2 * kGiB) << "NVML's device 0 is GPU A\n"
+                                                     << smi.output();
+  EXPECT_EQ(Number(fields, "nvml0_used"), 0);
+  EXPECT_EQ(Number(fields, "nvml1_total"), kGiB) << smi.output();
+}
+
+TEST_F(ShimEndToEnd, MigInstancesAreKeyedByTheirMigUuids) {
+  WriteConfig("device memory=80GiB context_memory=32MiB mig=3g.40gb,3g.40gb\n");
+  const std::vector<std::string> limit = {"CUDA_DEVICE_MEMORY_LIMIT=1GiB"};
+  auto with = [&](const std::string& visible) {
+    std::vector<std::string> environment = limit;
+    environment.push_back("CUDA_VISIBLE_DEVICES=" + visible);
+    return Environment(environment);
+  };
+  // Each process's CUDA device 0 is another MIG instance: each has its own 1 GiB.
+  Child second(Client("dlopen", {"hold", "768M", "64M"}), with("1"));
+  ASSERT_TRUE(second.WaitFor("ready")) << second.output();
+  EXPECT_EQ(Number(Fields(second.output()), "result"), 0) << second.output();
+  Child first(Client("dlopen", {"fill", "64M"}), with("0"));
+  ASSERT_EQ(first.Finish(), 0) << first.output();
+  EXPECT_EQ(Number(Fields(first.output()), "allocated"), 15 * 64 * kMiB)
+      << "the other instance's 768 MiB is not this one's\n"
+      << first.output();
+  second.CloseStdin();
+  ASSERT_EQ(second.Finish(), 0) << second.output();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok());
+  auto snapshot = (*region)->TakeSnapshot();
+  ASSERT_TRUE(snapshot.ok());
+  std::vector<std::string> bound;
+  for (const auto& device : snapshot->devices) {
+    if (!device.uuid.empty()) bound.push_back(device.uuid);
+  }
+  ASSERT_EQ(bound.size(), 2u) << "one record per MIG instance";
+  EXPECT_NE(bound[0], bound[1]);
+}
+
 // ---- Many processes, one limit -----------------------------------------------------------------
 TEST_F(ShimEndToEnd, ThirtyTwoProcessesNeverPassTheLimitTogether) {
   WriteConfig("device memory=16GiB context_memory=2MiB\n");

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "shim/config.h"
+
 namespace tessera::node {
 namespace {
 
@@ -248,13 +250,27 @@ TEST(CachedPodFromJson, ReadsPhaseAndAllocationAndKeepsAnUnreadableOnesError) {
   EXPECT_FALSE(CheckGrant(bad, "main", kNode, Gpus(), {"GPU-1::0"}).ok());
 }
 
-TEST(LimitsFileText, OneMemoryAndOneComputeLinePerContainerDeviceInTheShimsSyntax) {
-  IdentifiedContainer container{"ns", "p", "main", {{"GPU-1", 1000, 10}, {"GPU-2", 24576, 0}}};
-  EXPECT_EQ(LimitsFileText(container),
+TEST(LimitsFileText, EachContainerDevicesUuidAndLimitsInTheShimsSyntax) {
+  const std::string first = "GPU-00000000-1111-2222-3333-444444444444";
+  const std::string second = "GPU-55555555-6666-7777-8888-999999999999";
+  IdentifiedContainer container{"ns", "p", "main", {{first, 1000, 10}, {second, 24576, 0}}};
+  const std::string text = LimitsFileText(container);
+  EXPECT_EQ(text,
             "# tessera-node: limits of pod ns/p container main\n"
-            "CUDA_DEVICE_MEMORY_LIMIT_0=1000m\n"
-            "CUDA_DEVICE_SM_LIMIT_0=10\n"
-            "CUDA_DEVICE_MEMORY_LIMIT_1=24576m\n");  // cores 0: no compute limit
+            "TESSERA_DEVICE_UUID_0=" +
+                first +
+                "\n"
+                "TESSERA_DEVICE_UUID_1=" +
+                second +
+                "\n"
+                "CUDA_DEVICE_MEMORY_LIMIT_0=1000m\n"
+                "CUDA_DEVICE_SM_LIMIT_0=10\n"
+                "CUDA_DEVICE_MEMORY_LIMIT_1=24576m\n");  // cores 0: no compute limit
+  // The shim reads back what tessera-node wrote.
+  shim::Config read = shim::ParseConfigWithLimitsFile({}, shim::kLimitsFilePath, text);
+  ASSERT_TRUE(read.errors.empty()) << read.errors.front();
+  EXPECT_EQ(read.device_uuids, (std::vector<std::string>{first, second}));
+  EXPECT_EQ(read.limits.devices[1].memory_bytes, uint64_t{24576} << 20);
 }
 
 TEST(ContainerGpus, EachGpuOnceInNodeIndexOrder) {

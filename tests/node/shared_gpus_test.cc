@@ -160,6 +160,7 @@ TEST_F(SharedGpusTest, PreStartWritesTheContainersLimitsAndKeepsTheSum) {
   EXPECT_FALSE(mounts.at("/run/tessera").second);
   EXPECT_EQ(LimitsOf(allocation),
             "# tessera-node: limits of pod default/p container main\n"
+            "TESSERA_DEVICE_UUID_0=GPU-1\n"
             "CUDA_DEVICE_MEMORY_LIMIT_0=3000m\nCUDA_DEVICE_SM_LIMIT_0=30\n");
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-1"), 3000 * kMiB);
   EXPECT_EQ(registry_.MemoryLimitSums().at("GPU-2"), 0u);

@@ -380,6 +380,34 @@ TEST_F(RegionTest, DeviceIsBoundToTheFirstUuidSeen) {
   EXPECT_EQ(region->FindDevice("GPU-cccc").value(), -1);
 }
 
+TEST_F(RegionTest, AUuidKeepsItsDeviceWhateverOrdinalAProcessSeesItAs) {
+  auto region = OpenRegion();
+  // The first process sees B as its ordinal 0, the next sees A as ordinal 0 and B as 1.
+  EXPECT_EQ(region->FindOrBindDevice("GPU-bbbb", 0).value(), 0);
+  EXPECT_EQ(region->FindOrBindDevice("GPU-aaaa", 0).value(), 1) << "0 is B's";
+  EXPECT_EQ(region->FindOrBindDevice("GPU-bbbb", 1).value(), 0);
+  EXPECT_EQ(region->FindOrBindDevice("GPU-cccc", 15).value(), 15);
+  EXPECT_EQ(region->FindOrBindDevice("GPU-dddd", 15).value(), 2) << "wraps to the first free";
+  // CUDA's bytes are spelt "GPU-" even for a MIG instance; NVML says "MIG-", in any case.
+  EXPECT_EQ(region->FindOrBindDevice("MIG-BBBB", 3).value(), 0);
+  EXPECT_EQ(region->FindDevice("MIG-bb-bb").value(), 0);
+  EXPECT_FALSE(region->FindOrBindDevice("", 0).ok());
+  for (int i = 0; i < kMaxDevices; ++i) {
+    (void)region->FindOrBindDevice("GPU-f" + std::to_string(i), i);
+  }
+  Result<int> full = region->FindOrBindDevice("GPU-eeee", 0);
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.status().message().find("GPU-eeee"), std::string::npos);
+}
+
+TEST(SameDeviceUuid, ComparesTheDigitsNotThePrefixCaseOrDashes) {
+  EXPECT_TRUE(SameDeviceUuid("GPU-0a1b-2c", "MIG-0A1B2C"));
+  EXPECT_TRUE(SameDeviceUuid("0a1b2c", "GPU-0a1b2c"));
+  EXPECT_FALSE(SameDeviceUuid("GPU-0a1b2c", "GPU-0a1b2d"));
+  EXPECT_FALSE(SameDeviceUuid("", ""));
+  EXPECT_FALSE(SameDeviceUuid("GPU-", "MIG-"));
+}
+
 TEST_F(RegionTest, ASlotOfAReusedPidWithAnotherStartTimeIsReaped) {
   auto region = OpenRegion();
   pid_t me = getpid();

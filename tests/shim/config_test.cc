@@ -105,7 +105,55 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"CUDA_DEVICE_SM_LIMIT=", "CUDA_DEVICE_SM_LIMIT", "percentage"},
         BadCase{"CUDA_DEVICE_SM_LIMIT_0=3.5", "CUDA_DEVICE_SM_LIMIT_0", "percentage"},
         BadCase{"CUDA_DEVICE_MEMORY_SHARED_CACHE=", "CUDA_DEVICE_MEMORY_SHARED_CACHE", "empty"},
-        BadCase{"CUDA_DISABLE_CONTROL=", "CUDA_DISABLE_CONTROL", "true or false"}));
+        BadCase{"CUDA_DISABLE_CONTROL=", "CUDA_DISABLE_CONTROL", "true or false"},
+        BadCase{"TESSERA_DEVICE_UUID_0=GPU-1", "TESSERA_DEVICE_UUID_0",
+                "expected a GPU or MIG UUID"},
+        BadCase{"TESSERA_DEVICE_UUID_0=", "TESSERA_DEVICE_UUID_0", "expected a GPU or MIG UUID"},
+        BadCase{"TESSERA_DEVICE_UUID_0=gpu-00000000-1111-2222-3333-444444444444",
+                "TESSERA_DEVICE_UUID_0", "expected a GPU or MIG UUID"},
+        BadCase{"TESSERA_DEVICE_UUID=GPU-00000000-1111-2222-3333-444444444444",
+                "TESSERA_DEVICE_UUID", "names no device"},
+        BadCase{"TESSERA_DEVICE_UUID_16=GPU-00000000-1111-2222-3333-444444444444",
+                "TESSERA_DEVICE_UUID_16", "device index"},
+        BadCase{"TESSERA_DEVICE_UUID_1=GPU-00000000-1111-2222-3333-444444444444",
+                "TESSERA_DEVICE_UUID_1", "without a gap"}));
+
+constexpr char kUuidA[] = "GPU-00000000-1111-2222-3333-444444444444";
+constexpr char kUuidB[] = "MIG-55555555-6666-7777-8888-999999999999";
+
+TEST(ShimConfig, TheContainersDevicesAreTesseraDeviceUuidInOrder) {
+  Config config = Parse({std::string("TESSERA_DEVICE_UUID_1=") + kUuidB,
+                         std::string("TESSERA_DEVICE_UUID_0=") + kUuidA,
+                         std::string("NVIDIA_VISIBLE_DEVICES=") + kUuidB});
+  ASSERT_TRUE(config.errors.empty()) << config.errors.front();
+  EXPECT_EQ(config.device_uuids, (std::vector<std::string>{kUuidA, kUuidB}));
+  EXPECT_FALSE(config.any_limit) << "devices are not limits";
+}
+
+TEST(ShimConfig, WithoutThemNvidiaVisibleDevicesListsTheContainersDevices) {
+  Config config = Parse({std::string("NVIDIA_VISIBLE_DEVICES=") + kUuidB + ", " + kUuidA});
+  ASSERT_TRUE(config.errors.empty()) << config.errors.front();
+  EXPECT_EQ(config.device_uuids, (std::vector<std::string>{kUuidB, kUuidA}));
+  EXPECT_EQ(config.device_uuids_source, "NVIDIA_VISIBLE_DEVICES");
+}
+
+TEST(ShimConfig, NvidiaVisibleDevicesThatIsNotAListOfUuidsListsNothing) {
+  const std::string uuid = kUuidA;
+  for (const std::string& value : std::vector<std::string>{
+           "all", "0,1", "none", "void", "", uuid + ",1", uuid + "," + uuid, uuid + ",,"}) {
+    Config config = Parse({"NVIDIA_VISIBLE_DEVICES=" + value});
+    EXPECT_TRUE(config.errors.empty()) << value << ": not the shim's variable, never an error";
+    EXPECT_TRUE(config.device_uuids.empty()) << value;
+  }
+}
+
+TEST(ShimConfig, ADeviceListedTwiceIsAnError) {
+  Config config = Parse({std::string("TESSERA_DEVICE_UUID_0=") + kUuidA,
+                         std::string("TESSERA_DEVICE_UUID_1=") + kUuidA});
+  ASSERT_EQ(config.errors.size(), 1u);
+  EXPECT_NE(config.errors[0].find("listed once"), std::string::npos) << config.errors[0];
+  EXPECT_TRUE(config.device_uuids.empty());
+}
 
 TEST(ShimConfig, EveryBadVariableIsReportedNotJustTheFirst) {
   Config config = Parse({"CUDA_DEVICE_MEMORY_LIMIT=x", "CUDA_DEVICE_SM_LIMIT=y"});
@@ -260,7 +308,28 @@ INSTANTIATE_TEST_SUITE_P(
         BadLine{"CUDA_DEVICE_MEMORY_LIMIT_0=1g\nCUDA_DEVICE_MEMORY_LIMIT_0=2g\n", 2,
                 "first on line 1"},
         BadLine{"CUDA_DEVICE_SM_LIMIT_1=10\nCUDA_DEVICE_SM_LIMIT_01=20\n", 2, "first on line 1"},
-        BadLine{"\x01\xff\x7f=\x00\x02\n", 1, "may be set"}));
+        BadLine{"\x01\xff\x7f=\x00\x02\n", 1, "may be set"},
+        BadLine{"TESSERA_DEVICE_UUID_0=GPU-00000000-1111-2222-3333-444444444444\n"
+                "TESSERA_DEVICE_UUID_0=GPU-55555555-6666-7777-8888-999999999999\n",
+                2, "first on line 1"},
+        BadLine{"TESSERA_DEVICE_UUID_0=GPU-0\n", 1, "expected a GPU or MIG UUID"}));
+
+TEST(ShimLimitsFile, ItsDevicesWinOverTheEnvironments) {
+  Config config = WithFile({std::string("TESSERA_DEVICE_UUID_0=") + kUuidB,
+                            std::string("NVIDIA_VISIBLE_DEVICES=") + kUuidB},
+                           std::string("TESSERA_DEVICE_UUID_0=") + kUuidA + "\n");
+  ASSERT_TRUE(config.errors.empty()) << config.errors.front();
+  EXPECT_EQ(config.device_uuids, (std::vector<std::string>{kUuidA}));
+  EXPECT_EQ(config.notices.size(), 1u) << "the environment's other list is said to be ignored";
+}
+
+TEST(ShimLimitsFile, AFileWithoutDevicesLeavesThemToNvidiaVisibleDevices) {
+  // As files written before TESSERA_DEVICE_UUID_<i> existed are, in pods that run on.
+  Config config = WithFile({std::string("NVIDIA_VISIBLE_DEVICES=") + kUuidB},
+                           "CUDA_DEVICE_MEMORY_LIMIT_0=1g\n");
+  ASSERT_TRUE(config.errors.empty()) << config.errors.front();
+  EXPECT_EQ(config.device_uuids, (std::vector<std::string>{kUuidB}));
+}
 
 TEST(ShimLimitsFile, GarbageGivesABoundedNumberOfMessages) {
   std::string garbage;

@@ -60,7 +60,7 @@ TEST(ShimEnvironment, ALimitsFileParsesBackToTheSameLimits) {
   std::mt19937_64 rng(7);
   for (int round = 0; round < 500; ++round) {
     const region::RegionConfig limits = RandomLimits(rng);
-    const std::string text = FormatLimitsFile(limits, "pod ns/p container main");
+    const std::string text = FormatLimitsFile(limits, {}, "pod ns/p container main");
     Config config = ParseConfigWithLimitsFile({}, "/etc/tessera/limits", text);
     ASSERT_TRUE(config.errors.empty()) << config.errors.front() << "\n" << text;
     ExpectSameLimits(config.limits, limits);
@@ -72,7 +72,7 @@ TEST(ShimEnvironment, WholeMebibytesAreWrittenInMebibytes) {
   limits.devices[0].memory_bytes = uint64_t{3000} << 20;
   limits.devices[0].sm_percent = 30;
   limits.devices[2].memory_bytes = 1000;
-  EXPECT_EQ(FormatLimitsFile(limits, "a comment"),
+  EXPECT_EQ(FormatLimitsFile(limits, {}, "a comment"),
             "# a comment\n"
             "CUDA_DEVICE_MEMORY_LIMIT_0=3000m\n"
             "CUDA_DEVICE_SM_LIMIT_0=30\n"
@@ -80,8 +80,23 @@ TEST(ShimEnvironment, WholeMebibytesAreWrittenInMebibytes) {
 }
 
 TEST(ShimEnvironment, NoLimitsWriteNothingButTheComment) {
-  EXPECT_EQ(FormatLimitsFile(region::RegionConfig{}, ""), "");
+  EXPECT_EQ(FormatLimitsFile(region::RegionConfig{}, {}, ""), "");
   EXPECT_TRUE(LimitAssignments(region::RegionConfig{}).empty());
+}
+
+TEST(ShimEnvironment, TheContainersDevicesParseBackInOrder) {
+  const std::vector<std::string> uuids = {"MIG-0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+                                          "GPU-ffffffff-0000-1111-2222-333333333333"};
+  region::RegionConfig limits;
+  limits.devices[1].memory_bytes = uint64_t{2} << 30;
+  const std::string text = FormatLimitsFile(limits, uuids, "");
+  EXPECT_EQ(text.substr(0, text.find("CUDA_")),
+            "TESSERA_DEVICE_UUID_0=" + uuids[0] + "\nTESSERA_DEVICE_UUID_1=" + uuids[1] + "\n");
+  Config config = ParseConfigWithLimitsFile({}, "/etc/tessera/limits", text);
+  ASSERT_TRUE(config.errors.empty()) << config.errors.front();
+  EXPECT_EQ(config.device_uuids, uuids);
+  EXPECT_EQ(config.device_uuids_source, "/etc/tessera/limits");
+  ExpectSameLimits(config.limits, limits);
 }
 
 // Every name the reader takes a limit from is among the names a writer clears first.
