@@ -129,8 +129,12 @@ void PrintJson(const std::vector<RegionView>& views, const std::vector<std::stri
       if (process.liveness != region::Liveness::kUnknown) {
         alive = process.liveness == region::Liveness::kAlive;
       }
+      // The pid NVML and the node know it by (null: not known yet).
+      Json driver_pid = nullptr;
+      if (process.driver_pid != 0) driver_pid = process.driver_pid;
       processes.push_back({{"pid", static_cast<int>(process.pid)},
                            {"pid_namespace", process.pid_namespace},
+                           {"driver_pid", std::move(driver_pid)},
                            {"command", process.command},
                            {"alive", std::move(alive)},
                            {"devices", std::move(used)}});

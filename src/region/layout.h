@@ -62,7 +62,11 @@ struct Slot {
   // The pid namespace `pid` is a pid of (PidNamespaceOfProc() of the claimer): only a reader in
   // that namespace can tell whether the process lives. 0: the claimer could not tell.
   std::atomic<uint64_t> pid_namespace;
-  uint64_t reserved;
+  // The pid the driver (NVML) knows the process by, in the node's pid namespace; 0: not known
+  // (yet). Written by its owner. A version 3 writer left it 0, and a reader that ignores it loses
+  // nothing, so it needed no new version (docs/region-format.md, Versions).
+  std::atomic<uint32_t> driver_pid;
+  uint32_t padding2;
 };
 
 struct RegionLayout {
@@ -107,7 +111,8 @@ static_assert(offsetof(Slot, start_time) == 8 && sizeof(Slot::start_time) == 8);
 static_assert(offsetof(Slot, command) == 16 && sizeof(Slot::command) == 16);
 static_assert(offsetof(Slot, used) == 32 && sizeof(Slot::used) == 128);
 static_assert(offsetof(Slot, pid_namespace) == 160 && sizeof(Slot::pid_namespace) == 8);
-static_assert(offsetof(Slot, reserved) == 168 && sizeof(Slot::reserved) == 8);
+static_assert(offsetof(Slot, driver_pid) == 168 && sizeof(Slot::driver_pid) == 4);
+static_assert(offsetof(Slot, padding2) == 172);
 static_assert(sizeof(Slot) == 176);
 
 static_assert(offsetof(RegionLayout, magic) == 0 && sizeof(RegionLayout::magic) == 4);

@@ -68,6 +68,7 @@ void ClearSlotLocked(RegionLayout* layout, int slot) {
   record.command[0] = '\0';
   record.start_time.store(0, std::memory_order_relaxed);
   record.pid_namespace.store(0, std::memory_order_relaxed);
+  record.driver_pid.store(0, std::memory_order_relaxed);
   record.pid.store(0, std::memory_order_release);
 }
 
@@ -238,6 +239,7 @@ Result<int> Region::ClaimSlot(pid_t pid, uint64_t start_time, std::string_view c
         slot.command[length] = '\0';
         slot.start_time.store(start_time, std::memory_order_relaxed);
         slot.pid_namespace.store(pid_namespace, std::memory_order_relaxed);
+        slot.driver_pid.store(0, std::memory_order_relaxed);
         slot.pid.store(pid, std::memory_order_release);
         return chosen;
       }
@@ -255,6 +257,14 @@ Status Region::ReleaseSlot(int slot) {
   Result<RobustMutexLock> lock = LockLayout();
   if (!lock.ok()) return lock.status();
   ClearSlotLocked(layout_, slot);
+  return Status::Ok();
+}
+
+Status Region::SetDriverPid(int slot, uint32_t driver_pid) {
+  if (slot < 0 || slot >= kMaxProcesses) {
+    return Status::Error("region " + path_ + ": slot " + std::to_string(slot) + " does not exist");
+  }
+  layout_->slots[slot].driver_pid.store(driver_pid, std::memory_order_relaxed);
   return Status::Ok();
 }
 
@@ -487,6 +497,7 @@ Result<Snapshot> Region::TakeSnapshot() const {
       process.pid = pid;
       process.start_time = slot.start_time.load(std::memory_order_relaxed);
       process.pid_namespace = slot.pid_namespace.load(std::memory_order_relaxed);
+      process.driver_pid = slot.driver_pid.load(std::memory_order_relaxed);
       process.command = std::string(slot.command, strnlen(slot.command, kCommandBytes));
       for (int device = 0; device < kMaxDevices; ++device) {
         process.used[device] = slot.used[device].load(std::memory_order_relaxed);

@@ -73,6 +73,7 @@ struct ProcessUsage {
   pid_t pid = 0;  // in the pid namespace pid_namespace
   uint64_t start_time = 0;
   uint64_t pid_namespace = 0;  // 0: its claimer could not tell
+  uint32_t driver_pid = 0;     // the pid NVML lists it by; 0: not known
   std::string command;
   Liveness liveness = Liveness::kAlive;
   uint64_t used[kMaxDevices] = {};
@@ -128,6 +129,9 @@ class Region {
   Result<int> ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command);
   // Gives the slot back, dropping its charges (the process is exiting).
   Status ReleaseSlot(int slot);
+  // Records the pid the driver knows the process in `slot` by (NVML's, the node's namespace).
+  // REQUIRES: the caller owns `slot`.
+  Status SetDriverPid(int slot, uint32_t driver_pid);
 
   // Charges `bytes` on `device` to `slot` if the device's total stays within its limit (always,
   // when it has none): true if charged, false if refused. When refused, dead processes are reaped

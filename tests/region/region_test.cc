@@ -400,6 +400,26 @@ TEST_F(RegionTest, AUuidKeepsItsDeviceWhateverOrdinalAProcessSeesItAs) {
   EXPECT_NE(full.status().message().find("GPU-eeee"), std::string::npos);
 }
 
+TEST_F(RegionTest, ASlotsDriverPidIsItsOwnersUntilTheSlotIsFreed) {
+  auto region = OpenRegion();
+  int slot = Claim(*region);
+  auto driver_pid = [&]() -> int64_t {
+    auto snapshot = region->TakeSnapshot();
+    if (!snapshot.ok()) return -1;
+    for (const ProcessUsage& process : snapshot->processes) {
+      if (process.slot == slot) return process.driver_pid;
+    }
+    return -2;
+  };
+  EXPECT_EQ(driver_pid(), 0) << "not known at the claim";
+  ASSERT_TRUE(region->SetDriverPid(slot, 4242).ok());
+  EXPECT_EQ(driver_pid(), 4242);
+  ASSERT_TRUE(region->ReleaseSlot(slot).ok());
+  EXPECT_EQ(Claim(*region), slot);
+  EXPECT_EQ(driver_pid(), 0) << "the slot's next owner starts without the last one's";
+  EXPECT_FALSE(region->SetDriverPid(kMaxProcesses, 1).ok());
+}
+
 TEST(SameDeviceUuid, ComparesTheDigitsNotThePrefixCaseOrDashes) {
   EXPECT_TRUE(SameDeviceUuid("GPU-0a1b-2c", "MIG-0A1B2C"));
   EXPECT_TRUE(SameDeviceUuid("0a1b2c", "GPU-0a1b2c"));
