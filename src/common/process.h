@@ -23,6 +23,10 @@ uint64_t ProcessStartTime(pid_t pid);
 // number processes differently), or /proc/self/status has no NSpid line or cannot be read.
 uint64_t PidNamespaceOfProc();
 
+// The inode of the kernel's initial pid namespace (PROC_PID_INIT_INO): the node's own. A process
+// whose PidNamespaceOfProc() is this has the pid the driver and NVML know it by.
+inline constexpr uint64_t kInitialPidNamespace = 0xEFFFFFFCu;
+
 // CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
 int64_t MonotonicNs();
 

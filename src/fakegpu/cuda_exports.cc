@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <string_view>
 
 #include "common/log.h"
+#include "common/units.h"
 #include "cuda/driver_api.h"
 #include "cuda/footprint.h"
 #include "fakegpu/control.h"
@@ -690,14 +693,111 @@ TESSERA_FAKE_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmapped
 
 // ---- Modules and functions -------------------------------------------------------------------
 
+namespace {
+
+// A module's device footprint, from its image: one that says "tessera-fake-module bytes=SIZE"
+// (SIZE as the config's sizes) takes SIZE; any other one 2 MiB page (code and constant banks).
+// Images are read as text up to their first NUL or 64 KiB.
+CUresult ModuleFootprint(std::string_view image, uint64_t* footprint) {
+  constexpr std::string_view kMarker = "tessera-fake-module bytes=";
+  *footprint = 2 * tessera::kMiB;
+  size_t at = image.find(kMarker);
+  if (at == std::string_view::npos) return CUDA_SUCCESS;
+  std::string_view size = image.substr(at + kMarker.size());
+  size = size.substr(0, size.find_first_of(" \t\r\n"));
+  tessera::Result<uint64_t> bytes = tessera::ParseBytes(size, "tessera-fake-module bytes");
+  if (!bytes.ok()) {
+    tessera::log::Write(tessera::log::Level::kError, "fakegpu", "module image: %s",
+                        bytes.status().message().c_str());
+    return CUDA_ERROR_INVALID_IMAGE;
+  }
+  *footprint = *bytes;
+  return CUDA_SUCCESS;
+}
+
+constexpr size_t kImageTextBytes = size_t{64} * 1024;
+
+CUresult ImageFootprint(const void* image, uint64_t* footprint) {
+  if (image == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const auto* text = static_cast<const char*>(image);
+  return ModuleFootprint(std::string_view(text, strnlen(text, kImageTextBytes)), footprint);
+}
+
+CUresult FileFootprint(const char* path, uint64_t* footprint) {
+  if (path == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::FILE* file = std::fopen(path, "rbe");
+  if (file == nullptr) return CUDA_ERROR_FILE_NOT_FOUND;
+  std::string text(kImageTextBytes, '\0');
+  text.resize(std::fread(text.data(), 1, text.size(), file));
+  std::fclose(file);
+  text.resize(strnlen(text.c_str(), text.size()));
+  return ModuleFootprint(text, footprint);
+}
+
+}  // namespace
+
+TESSERA_FAKE_EXPORT CUresult cuModuleLoad(CUmodule* module, const char* fname) {
+  if (Fault fault = CheckFault(Api::cuModuleLoad)) return Faulted(fault, module);
+  uint64_t footprint = 0;
+  if (CUresult read = FileFootprint(fname, &footprint); read != CUDA_SUCCESS) return read;
+  return TheDriver().ModuleLoad(module, footprint);
+}
+
 TESSERA_FAKE_EXPORT CUresult cuModuleLoadData(CUmodule* module, const void* image) {
   if (Fault fault = CheckFault(Api::cuModuleLoadData)) return Faulted(fault, module);
-  return TheDriver().ModuleLoad(module, image);
+  uint64_t footprint = 0;
+  if (CUresult read = ImageFootprint(image, &footprint); read != CUDA_SUCCESS) return read;
+  return TheDriver().ModuleLoad(module, footprint);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuModuleLoadDataEx(CUmodule* module, const void* image,
+                                                unsigned int /*numOptions*/,
+                                                CUjit_option* /*options*/,
+                                                void** /*optionValues*/) {
+  if (Fault fault = CheckFault(Api::cuModuleLoadDataEx)) return Faulted(fault, module);
+  uint64_t footprint = 0;
+  if (CUresult read = ImageFootprint(image, &footprint); read != CUDA_SUCCESS) return read;
+  return TheDriver().ModuleLoad(module, footprint);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuModuleLoadFatBinary(CUmodule* module, const void* fatCubin) {
+  if (Fault fault = CheckFault(Api::cuModuleLoadFatBinary)) return Faulted(fault, module);
+  uint64_t footprint = 0;
+  if (CUresult read = ImageFootprint(fatCubin, &footprint); read != CUDA_SUCCESS) return read;
+  return TheDriver().ModuleLoad(module, footprint);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuModuleUnload(CUmodule hmod) {
   if (Fault fault = CheckFault(Api::cuModuleUnload)) return Faulted(fault);
   return TheDriver().ModuleUnload(hmod);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuLibraryLoadData(
+    CUlibrary* library, const void* code, CUjit_option* /*jitOptions*/, void** /*jitOptionsValues*/,
+    unsigned int /*numJitOptions*/, CUlibraryOption* /*libraryOptions*/,
+    void** /*libraryOptionValues*/, unsigned int /*numLibraryOptions*/) {
+  if (Fault fault = CheckFault(Api::cuLibraryLoadData)) return Faulted(fault, library);
+  uint64_t footprint = 0;
+  if (CUresult read = ImageFootprint(code, &footprint); read != CUDA_SUCCESS) return read;
+  return TheDriver().LibraryLoad(library, footprint);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary* library, const char* fileName,
+                                                   CUjit_option* /*jitOptions*/,
+                                                   void** /*jitOptionsValues*/,
+                                                   unsigned int /*numJitOptions*/,
+                                                   CUlibraryOption* /*libraryOptions*/,
+                                                   void** /*libraryOptionValues*/,
+                                                   unsigned int /*numLibraryOptions*/) {
+  if (Fault fault = CheckFault(Api::cuLibraryLoadFromFile)) return Faulted(fault, library);
+  uint64_t footprint = 0;
+  if (CUresult read = FileFootprint(fileName, &footprint); read != CUDA_SUCCESS) return read;
+  return TheDriver().LibraryLoad(library, footprint);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuLibraryUnload(CUlibrary library) {
+  if (Fault fault = CheckFault(Api::cuLibraryUnload)) return Faulted(fault);
+  return TheDriver().LibraryUnload(library);
 }
 
 TESSERA_FAKE_EXPORT CUresult cuModuleGetFunction(CUfunction* hfunc, CUmodule hmod,

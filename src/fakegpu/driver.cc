@@ -234,6 +234,7 @@ void Driver::ReleaseEverythingLocked() {
     }
   });
   modules_.ForEachLive([this](CUmod_st* module) { modules_.Destroy(module); });
+  libraries_.ForEachLive([this](CUlib_st* library) { libraries_.Destroy(library); });
   functions_.ForEachLive([this](CUfunc_st* function) { functions_.Destroy(function); });
   streams_.ForEachLive([this](CUstream_st* stream) { streams_.Destroy(stream); });
   events_.ForEachLive([this](CUevent_st* event) { events_.Destroy(event); });
@@ -429,10 +430,13 @@ CUresult Driver::ReleaseContextLocked(CUctx_st* context) {
   events_.ForEachLive([&](CUevent_st* event) {
     if (event->context == context) events_.Destroy(event);
   });
+  libraries_.ForEachLive([&](CUlib_st* library) {
+    if (library->module != nullptr && library->module->context == context) {
+      library->module = nullptr;
+    }
+  });
   modules_.ForEachLive([&](CUmod_st* module) {
-    if (module->context != context) return;
-    for (auto& [name, function] : module->functions) functions_.Destroy(function);
-    modules_.Destroy(module);
+    if (module->context == context) keep_first_error(UnloadModuleLocked(module));
   });
   keep_first_error(UnchargeLocked(&context->charge));
   keep_first_error(UnchargeLocked(&context->limit_charge));
@@ -562,15 +566,12 @@ CUresult Driver::PopCurrent(CUcontext* context) {
 
 // ---- Modules ---------------------------------------------------------------------------------
 
-CUresult Driver::ModuleLoad(CUmodule* module, const void* image) {
-  CUctx_st* context = nullptr;
-  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
-  if (module == nullptr || image == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  std::lock_guard<std::mutex> lock(mutex_);
-  CUmod_st* loaded = modules_.Create();
-  loaded->context = context;
-  *module = loaded;
-  return CUDA_SUCCESS;
+CUresult Driver::UnloadModuleLocked(CUmod_st* module) {
+  for (auto& [name, function] : module->functions) functions_.Destroy(function);
+  module->functions.clear();
+  CUresult uncharged = UnchargeLocked(&module->charge);
+  modules_.Destroy(module);
+  return uncharged;
 }
 
 CUresult Driver::ModuleUnload(CUmodule module) {
@@ -578,9 +579,18 @@ CUresult Driver::ModuleUnload(CUmodule module) {
   std::lock_guard<std::mutex> lock(mutex_);
   CUmod_st* found = modules_.Find(module);
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  for (auto& [name, function] : found->functions) functions_.Destroy(function);
-  modules_.Destroy(found);
-  return CUDA_SUCCESS;
+  return UnloadModuleLocked(found);
+}
+
+CUresult Driver::LibraryUnload(CUlibrary library) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUlib_st* found = libraries_.Find(library);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  CUresult result = found->module != nullptr ? UnloadModuleLocked(found->module) : CUDA_SUCCESS;
+  found->module = nullptr;
+  libraries_.Destroy(found);
+  return result;
 }
 
 CUresult Driver::ModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {

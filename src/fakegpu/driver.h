@@ -160,8 +160,12 @@ class Driver {
   CUresult ContextSynchronize();
 
   // Modules, streams, events.
-  CUresult ModuleLoad(CUmodule* module, const void* image);
+  // Loads a module into the current context; it takes `footprint` bytes of its device.
+  CUresult ModuleLoad(CUmodule* module, uint64_t footprint);
   CUresult ModuleUnload(CUmodule module);
+  // A library, loaded into the current context if there is one (see CUlib_st).
+  CUresult LibraryLoad(CUlibrary* library, uint64_t footprint);
+  CUresult LibraryUnload(CUlibrary library);
   CUresult ModuleGetFunction(CUfunction* function, CUmodule module, const char* name);
   CUresult StreamCreate(CUstream* stream, unsigned flags);
   CUresult StreamDestroy(CUstream stream);
@@ -241,6 +245,8 @@ class Driver {
   CUresult ChargeLocked(int device, uint64_t bytes, Charge* charge);
   // Gives the charge back and empties it; on an error the charge is kept, as the state keeps it.
   CUresult UnchargeLocked(Charge* charge);
+  // Destroys the module and its functions and gives back its memory.
+  CUresult UnloadModuleLocked(CUmod_st* module);
   CUdeviceptr ReserveAddressLocked(uint64_t size, uint64_t alignment);
   CUresult AllocateLocked(CUdeviceptr* pointer, uint64_t size, AllocationKind kind, int device,
                           CUctx_st* context);
@@ -291,6 +297,7 @@ class Driver {
   uint64_t next_pool_id_ = 1;
   ObjectPool<CUctx_st> contexts_;
   ObjectPool<CUmod_st> modules_;
+  ObjectPool<CUlib_st> libraries_;
   ObjectPool<CUfunc_st> functions_;
   ObjectPool<CUstream_st> streams_;
   ObjectPool<CUevent_st> events_;

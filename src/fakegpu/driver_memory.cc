@@ -597,6 +597,31 @@ CUresult Driver::MipmappedArrayDestroy(CUmipmappedArray array) {
   return DestroyFootprint(mipmapped_arrays_, array);
 }
 
+// ---- Modules and libraries: their code and data take memory ----------------------------------
+
+CUresult Driver::ModuleLoad(CUmodule* module, uint64_t footprint) {
+  CUctx_st* context = nullptr;
+  if (CUresult current = RequireContext(&context); current != CUDA_SUCCESS) return current;
+  if (module == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return CreateFootprintLocked(modules_, context, footprint, module);
+}
+
+CUresult Driver::LibraryLoad(CUlibrary* library, uint64_t footprint) {
+  if (CUresult ready = Ready(); ready != CUDA_SUCCESS) return ready;
+  if (library == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUmod_st* module = nullptr;
+  if (LooksLive(g_current_context)) {
+    CUresult loaded = CreateFootprintLocked(modules_, g_current_context, footprint, &module);
+    if (loaded != CUDA_SUCCESS) return loaded;
+  }
+  CUlib_st* created = libraries_.Create();
+  created->module = module;
+  *library = created;
+  return CUDA_SUCCESS;
+}
+
 // ---- Graphs ----------------------------------------------------------------------------------
 
 CUresult Driver::GraphCreate(CUgraph* graph) {

@@ -447,48 +447,96 @@ TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device,
       });
 }
 
+namespace {
+
+// Every compute process on the device (see nvmlDeviceGetComputeRunningProcesses_v3), or the
+// error to answer.
+nvmlReturn_t RunningProcesses(Nvml::Access& nvml, const Target& target,
+                              std::vector<nvmlProcessInfo_t>& running) {
+  tessera::Result<tessera::fakegpu::StateSnapshot> snapshot = nvml.state.Snapshot();
+  if (!snapshot.ok()) return StateError(snapshot.status());
+  size_t gpu = static_cast<size_t>(target.gpu);
+  auto Reported = [&](uint64_t used) {
+    return target.spec->process_memory_available ? used : NVML_VALUE_NOT_AVAILABLE;
+  };
+  for (const tessera::fakegpu::ProcessUsage& process : snapshot->processes) {
+    unsigned pid = static_cast<unsigned>(process.pid);
+    if (!target.spec->mig_enabled()) {
+      uint64_t used = process.used_bytes[gpu];
+      if (used != 0) running.push_back({pid, Reported(used), kNoInstance, kNoInstance});
+      continue;
+    }
+    for (int mig : target.visible->mig) {
+      if (target.is_mig() && mig != target.mig) continue;
+      uint64_t used = process.mig_used_bytes[gpu][static_cast<size_t>(mig)];
+      const MigInstance& instance = target.spec->mig[static_cast<size_t>(mig)];
+      if (used != 0) {
+        running.push_back(
+            {pid, Reported(used), instance.gpu_instance_id, instance.compute_instance_id});
+      }
+    }
+  }
+  return NVML_SUCCESS;
+}
+
+// The answer in the caller's layout: INSUFFICIENT_SIZE with the count when it has no room.
+template <typename Info>
+nvmlReturn_t CopyProcesses(const std::vector<nvmlProcessInfo_t>& running, unsigned* count,
+                           Info* infos) {
+  unsigned capacity = *count;
+  *count = static_cast<unsigned>(running.size());
+  if (capacity < running.size()) return NVML_ERROR_INSUFFICIENT_SIZE;
+  if (!running.empty() && infos == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  for (size_t i = 0; i < running.size(); ++i) {
+    if constexpr (std::is_same_v<Info, nvmlProcessInfo_v1_t>) {
+      infos[i] = {running[i].pid, running[i].usedGpuMemory};
+    } else {
+      infos[i] = running[i];
+    }
+  }
+  return NVML_SUCCESS;
+}
+
+template <typename Info>
+nvmlReturn_t ListProcesses(nvmlDevice_t device, unsigned* count, Info* infos) {
+  return Nvml::Get().CallOnDevice(device, kAnyHandle,
+                                  [&](Nvml::Access& nvml, const Target& target) {
+                                    if (count == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+                                    std::vector<nvmlProcessInfo_t> running;
+                                    nvmlReturn_t listed = RunningProcesses(nvml, target, running);
+                                    if (listed != NVML_SUCCESS) return listed;
+                                    return CopyProcesses(running, count, infos);
+                                  });
+}
+
+}  // namespace
+
 // On a GPU in MIG mode, one entry per process and visible instance it uses, with the instance's
-// ids; on a MIG device, the processes using it.
+// ids; on a MIG device, the processes using it. The older versions differ only in layout.
 TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
                                                                          unsigned int* infoCount,
                                                                          nvmlProcessInfo_t* infos) {
   if (Fault fault = CheckFault(Api::nvmlDeviceGetComputeRunningProcesses_v3)) {
     return Faulted(fault, infoCount);
   }
-  return Nvml::Get().CallOnDevice(
-      device, kAnyHandle, [&](Nvml::Access& nvml, const Target& target) {
-        if (infoCount == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-        tessera::Result<tessera::fakegpu::StateSnapshot> snapshot = nvml.state.Snapshot();
-        if (!snapshot.ok()) return StateError(snapshot.status());
-        size_t gpu = static_cast<size_t>(target.gpu);
-        std::vector<nvmlProcessInfo_t> running;
-        auto Reported = [&](uint64_t used) {
-          return target.spec->process_memory_available ? used : NVML_VALUE_NOT_AVAILABLE;
-        };
-        for (const tessera::fakegpu::ProcessUsage& process : snapshot->processes) {
-          unsigned pid = static_cast<unsigned>(process.pid);
-          if (!target.spec->mig_enabled()) {
-            uint64_t used = process.used_bytes[gpu];
-            if (used != 0) running.push_back({pid, Reported(used), kNoInstance, kNoInstance});
-            continue;
-          }
-          for (int mig : target.visible->mig) {
-            if (target.is_mig() && mig != target.mig) continue;
-            uint64_t used = process.mig_used_bytes[gpu][static_cast<size_t>(mig)];
-            const MigInstance& instance = target.spec->mig[static_cast<size_t>(mig)];
-            if (used != 0) {
-              running.push_back(
-                  {pid, Reported(used), instance.gpu_instance_id, instance.compute_instance_id});
-            }
-          }
-        }
-        unsigned capacity = *infoCount;
-        *infoCount = static_cast<unsigned>(running.size());
-        if (capacity < running.size()) return NVML_ERROR_INSUFFICIENT_SIZE;
-        if (!running.empty() && infos == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-        for (size_t i = 0; i < running.size(); ++i) infos[i] = running[i];
-        return NVML_SUCCESS;
-      });
+  return ListProcesses(device, infoCount, infos);
+}
+
+TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(
+    nvmlDevice_t device, unsigned int* infoCount, nvmlProcessInfo_v2_t* infos) {
+  if (Fault fault = CheckFault(Api::nvmlDeviceGetComputeRunningProcesses_v2)) {
+    return Faulted(fault, infoCount);
+  }
+  return ListProcesses(device, infoCount, infos);
+}
+
+TESSERA_FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device,
+                                                                      unsigned int* infoCount,
+                                                                      nvmlProcessInfo_v1_t* infos) {
+  if (Fault fault = CheckFault(Api::nvmlDeviceGetComputeRunningProcesses)) {
+    return Faulted(fault, infoCount);
+  }
+  return ListProcesses(device, infoCount, infos);
 }
 
 namespace {

@@ -42,6 +42,7 @@ enum class Magic : uint32_t {
   kGraph = 0x47525031,
   kGraphNode = 0x4e4f4431,
   kGraphExec = 0x45584531,
+  kLibrary = 0x4c494231,
 };
 
 }  // namespace tessera::fakegpu
@@ -70,7 +71,19 @@ struct CUmod_st {
   tessera::fakegpu::Magic magic = kMagic;
   std::atomic<bool> live{false};
   CUctx_st* context = nullptr;
+  // Its code, constant banks and globals, on the context's device.
+  tessera::fakegpu::Charge charge;
   std::unordered_map<std::string, CUfunc_st*> functions;
+};
+
+// A library (cuLibraryLoad*) is loaded into the context current at its load, as with
+// CUDA_MODULE_LOADING=EAGER; without a current context it takes no memory (a driver loads it
+// into each context on first use, which the fake does not model).
+struct CUlib_st {
+  static constexpr tessera::fakegpu::Magic kMagic = tessera::fakegpu::Magic::kLibrary;
+  tessera::fakegpu::Magic magic = kMagic;
+  std::atomic<bool> live{false};
+  CUmod_st* module = nullptr;  // gone with its context
 };
 
 struct CUfunc_st {

@@ -56,26 +56,41 @@ CUresult Forget(Shim& shim, CUresult result, ChargeKind kind, uint64_t key) {
 // Context memory is measured, not guessed: the region's estimate (what the container's last
 // context took) is reserved before creation, then trued up to what NVML says this process holds
 // beyond its own allocations. Over the limit the new context is destroyed again.
+//
+// The true-up: something the driver just made under an `estimate` reservation took what NVML
+// says this process holds beyond its other charges. Sets `charged` to what stays reserved (the
+// estimate when NVML cannot tell) and `measured` to whether NVML told; false, with the estimate
+// given back, when the limit cannot hold the measured size (the caller undoes what it made).
+bool TrueUp(Shim& shim, int device, uint64_t estimate, uint64_t* charged, bool* measured) {
+  *charged = estimate;
+  *measured = false;
+  uint64_t process_bytes = 0;
+  if (!shim.ProcessMemoryFromNvml(device, &process_bytes)) return true;
+  uint64_t others = shim.ProcessCharged(device) - estimate;
+  uint64_t taken = process_bytes > others ? process_bytes - others : 0;
+  if (taken > estimate && !shim.Reserve(device, taken - estimate)) {
+    shim.Release(device, estimate);
+    return false;
+  }
+  if (taken < estimate) shim.Release(device, estimate - taken);
+  *charged = taken;
+  *measured = true;
+  return true;
+}
+
 template <typename Create, typename Destroy>
 CUresult CreateChargedContext(Shim& shim, int device, Create create, Destroy destroy,
                               ChargeKind kind, CUcontext* created) {
   uint64_t estimate = shim.region().ContextEstimate(device);
   CUresult result = ReserveThenCall(shim, device, estimate, create);
   if (result != CUDA_SUCCESS) return result;
-  uint64_t charged = estimate;
-  uint64_t process_bytes = 0;
-  if (shim.ProcessMemoryFromNvml(device, &process_bytes)) {
-    uint64_t others = shim.ProcessCharged(device) - estimate;
-    uint64_t measured = process_bytes > others ? process_bytes - others : 0;
-    if (measured > estimate && !shim.Reserve(device, measured - estimate)) {
-      destroy();
-      shim.Release(device, estimate);
-      return CUDA_ERROR_OUT_OF_MEMORY;
-    }
-    if (measured < estimate) shim.Release(device, estimate - measured);
-    charged = measured;
-    shim.region().SetContextEstimate(device, measured);
+  uint64_t charged = 0;
+  bool measured = false;
+  if (!TrueUp(shim, device, estimate, &charged, &measured)) {
+    destroy();
+    return CUDA_ERROR_OUT_OF_MEMORY;
   }
+  if (measured) shim.region().SetContextEstimate(device, charged);
   uint64_t key = kind == ChargeKind::kPrimaryContext ? static_cast<uint64_t>(device)
                                                      : reinterpret_cast<uint64_t>(*created);
   uintptr_t owner = kind == ChargeKind::kContext ? reinterpret_cast<uintptr_t>(*created) : 0;
@@ -437,6 +452,113 @@ TESSERA_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
     shim.UntrackOwner(reinterpret_cast<uintptr_t>(ctx));
   }
   return result;
+}
+
+// ---- Module and library loads ------------------------------------------------------------------
+// A module's code, constant banks and globals take device memory in the context it is loaded
+// into. Its size is not in the call, so it is measured as a context's is: one page reserved
+// first, then trued up by NVML (TrueUp); over the limit the load is undone. A library loaded
+// with no current context is loaded into contexts later, on first use, and is not charged.
+namespace {
+
+constexpr uint64_t kLoadEstimate = 2ull << 20;
+
+template <typename Handle, typename Load, typename Unload>
+CUresult ChargedLoad(ChargeKind kind, Handle* handle, Load load, Unload unload) {
+  Shim& shim = Shim::Get();
+  if (shim.passthrough() || handle == nullptr) return load();
+  const uintptr_t context = CurrentContext(shim);
+  const int device = shim.CurrentDevice();
+  if (context == 0 || device < 0) return load();
+  CUresult result = ReserveThenCall(shim, device, kLoadEstimate, load);
+  if (result != CUDA_SUCCESS) return result;
+  uint64_t charged = 0;
+  bool measured = false;
+  if (!TrueUp(shim, device, kLoadEstimate, &charged, &measured)) {
+    unload(*handle);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  shim.Track(kind, reinterpret_cast<uint64_t>(*handle), device, charged, context);
+  return CUDA_SUCCESS;
+}
+
+CUresult UnloadModule(CUmodule module) { return Shim::Get().cuda().cuModuleUnload(module); }
+CUresult UnloadLibrary(CUlibrary library) { return Shim::Get().cuda().cuLibraryUnload(library); }
+
+}  // namespace
+
+TESSERA_EXPORT CUresult cuModuleLoad(CUmodule* module, const char* fname) {
+  return ChargedLoad(
+      ChargeKind::kModule, module, [&] { return Shim::Get().cuda().cuModuleLoad(module, fname); },
+      UnloadModule);
+}
+
+TESSERA_EXPORT CUresult cuModuleLoadData(CUmodule* module, const void* image) {
+  return ChargedLoad(
+      ChargeKind::kModule, module,
+      [&] { return Shim::Get().cuda().cuModuleLoadData(module, image); }, UnloadModule);
+}
+
+TESSERA_EXPORT CUresult cuModuleLoadDataEx(CUmodule* module, const void* image,
+                                           unsigned int numOptions, CUjit_option* options,
+                                           void** optionValues) {
+  return ChargedLoad(
+      ChargeKind::kModule, module,
+      [&] {
+        return Shim::Get().cuda().cuModuleLoadDataEx(module, image, numOptions, options,
+                                                     optionValues);
+      },
+      UnloadModule);
+}
+
+TESSERA_EXPORT CUresult cuModuleLoadFatBinary(CUmodule* module, const void* fatCubin) {
+  return ChargedLoad(
+      ChargeKind::kModule, module,
+      [&] { return Shim::Get().cuda().cuModuleLoadFatBinary(module, fatCubin); }, UnloadModule);
+}
+
+TESSERA_EXPORT CUresult cuModuleUnload(CUmodule hmod) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuModuleUnload(hmod), ChargeKind::kModule,
+                reinterpret_cast<uint64_t>(hmod));
+}
+
+TESSERA_EXPORT CUresult cuLibraryLoadData(CUlibrary* library, const void* code,
+                                          CUjit_option* jitOptions, void** jitOptionsValues,
+                                          unsigned int numJitOptions,
+                                          CUlibraryOption* libraryOptions,
+                                          void** libraryOptionValues,
+                                          unsigned int numLibraryOptions) {
+  return ChargedLoad(
+      ChargeKind::kLibrary, library,
+      [&] {
+        return Shim::Get().cuda().cuLibraryLoadData(library, code, jitOptions, jitOptionsValues,
+                                                    numJitOptions, libraryOptions,
+                                                    libraryOptionValues, numLibraryOptions);
+      },
+      UnloadLibrary);
+}
+
+TESSERA_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary* library, const char* fileName,
+                                              CUjit_option* jitOptions, void** jitOptionsValues,
+                                              unsigned int numJitOptions,
+                                              CUlibraryOption* libraryOptions,
+                                              void** libraryOptionValues,
+                                              unsigned int numLibraryOptions) {
+  return ChargedLoad(
+      ChargeKind::kLibrary, library,
+      [&] {
+        return Shim::Get().cuda().cuLibraryLoadFromFile(
+            library, fileName, jitOptions, jitOptionsValues, numJitOptions, libraryOptions,
+            libraryOptionValues, numLibraryOptions);
+      },
+      UnloadLibrary);
+}
+
+TESSERA_EXPORT CUresult cuLibraryUnload(CUlibrary library) {
+  Shim& shim = Shim::Get();
+  return Forget(shim, shim.cuda().cuLibraryUnload(library), ChargeKind::kLibrary,
+                reinterpret_cast<uint64_t>(library));
 }
 
 // ---- Context limits that take device memory ---------------------------------------------------

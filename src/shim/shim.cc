@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/process.h"
 #include "shim/limiter.h"
 
 namespace tessera::shim {
@@ -41,7 +42,7 @@ const HookEntry kHooks[] = {
 #define TESSERA_NVML_HOOK(name) {#name, reinterpret_cast<void*>(&::name), true},
 #include "shim/hooks.def"
 };
-constexpr int kHookCount = sizeof(kHooks) / sizeof(kHooks[0]);
+static_assert(sizeof(kHooks) / sizeof(kHooks[0]) == kHookCount, "one entry per hook");
 
 // What cuGetProcAddress answers, from proc_address.def.
 struct ProcRow {
@@ -270,7 +271,6 @@ void Shim::LoadDriver() {
 #define TESSERA_CUDA_HOOK(name) cuda_.name = Resolve<decltype(&::name)>(library, #name);
 #define TESSERA_CUDA_CALL(name) cuda_.name = Resolve<decltype(&::name)>(library, #name);
 #include "shim/hooks.def"
-  static_assert(kHookCount <= 64, "grow real_hooks_");
   for (int i = 0; i < kHookCount; ++i) {
     if (!kHooks[i].nvml && library != nullptr) real_hooks_[i] = RealDlsym(library, kHooks[i].name);
   }
@@ -305,6 +305,12 @@ bool Shim::EnsureSlot() {
     return false;
   }
   slot_ = *slot;
+  // In the node's own pid namespace the driver knows this process by getpid(); in a container
+  // it is learnt when the process makes its first context (ProcessMemoryFromNvml).
+  if (PidNamespaceOfProc() == kInitialPidNamespace) {
+    Status told = region_->SetDriverPid(slot_, static_cast<uint32_t>(pid));
+    if (!told.ok()) log::Write(log::Level::kError, "shim", "%s", told.message().c_str());
+  }
   return true;
 }
 
@@ -558,6 +564,21 @@ bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
     }
   }
   return false;
+}
+
+std::unordered_map<unsigned, unsigned> Shim::ContainerProcesses() {
+  std::unordered_map<unsigned, unsigned> processes;
+  if (region_ == nullptr) return processes;
+  Result<region::Snapshot> snapshot = region_->TakeSnapshot();
+  if (!snapshot.ok()) {
+    log::Write(log::Level::kError, "shim", "%s", snapshot.status().message().c_str());
+    return processes;
+  }
+  for (const region::ProcessUsage& process : snapshot->processes) {
+    if (process.driver_pid == 0 || process.liveness == region::Liveness::kDead) continue;
+    processes[process.driver_pid] = static_cast<unsigned>(process.pid);
+  }
+  return processes;
 }
 
 // ---- Symbol lookups ---------------------------------------------------------------------------

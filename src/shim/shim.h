@@ -44,6 +44,13 @@ struct NvmlTable {
 #include "shim/hooks.def"
 };
 
+// How many functions the shim intercepts: one per TESSERA_*_HOOK line of hooks.def.
+inline constexpr int kHookCount = 0
+#define TESSERA_CUDA_HOOK(name) +1
+#define TESSERA_NVML_HOOK(name) +1
+#include "shim/hooks.def"
+    ;
+
 // What a tracked charge belongs to. Keys of different kinds never collide.
 enum class ChargeKind : uint8_t {
   kPointer,         // cuMemAlloc*, pitch, managed, async and pool allocations
@@ -54,6 +61,8 @@ enum class ChargeKind : uint8_t {
   kContext,         // a created context's own memory, keyed by context
   kPrimaryContext,  // a primary context's own memory, keyed by device
   kContextLimit,    // cuCtxSetLimit's malloc heap or printf FIFO, keyed by context + limit
+  kModule,          // a loaded module's code and data, keyed by module, owned by its context
+  kLibrary,         // a library loaded into the current context, keyed by library, owned by it
 };
 
 class Shim {
@@ -144,6 +153,9 @@ class Shim {
   int DeviceOfNvmlHandle(nvmlDevice_t handle);
   // How much of `device`'s memory the driver says this process holds (NVML), if it can tell.
   bool ProcessMemoryFromNvml(int device, uint64_t* bytes);
+  // The container's live processes as NVML lists them: each one's driver pid (the node's) to its
+  // pid in the container. Only processes that have told the region their driver pid are known.
+  std::unordered_map<unsigned, unsigned> ContainerProcesses();
   region::Region& region() { return *region_; }
   // Bytes this process has charged on `device`.
   uint64_t ProcessCharged(int device);
@@ -197,7 +209,7 @@ class Shim {
   NvmlTable nvml_{};
   NvmlDevices nvml_devices_{nvml_};
   DeviceMap devices_{[this](DeviceMap& map) { return MapDevices(map); }};
-  void* real_hooks_[64] = {};  // the driver's own address of each hook, in hooks.def order
+  void* real_hooks_[kHookCount] = {};  // the driver's own address of each hook, in hooks.def order
   std::unique_ptr<region::Region> region_;
   bool governs_launches_ = false;
   std::unique_ptr<Limiter> limiter_;

@@ -10,8 +10,11 @@
 //                goes on as dlopen
 //   nvml         NVML alone, as nvidia-smi: no CUDA call at all. For every NVML device i it
 //                reports nvml<i>_total, _used, _free (nvmlDeviceGetMemoryInfo), nvml<i>_processes
-//                (how many nvmlDeviceGetComputeRunningProcesses_v3 lists) and nvml<i>_pids (their
-//                pids, comma-separated); no command follows
+//                (how many nvmlDeviceGetComputeRunningProcesses_v3 lists), nvml<i>_pids (their
+//                pids, comma-separated, or none), nvml<i>_processes_v1 and _v2 (the older
+//                queries' counts), nvml<i>_util (nvmlDeviceGetUtilizationRates' gpu, -1 on an
+//                error) and nvml<i>_samples (how many nvmlDeviceGetProcessUtilization gives for
+//                the last second); no command follows
 //
 // Commands:
 //   fill CHUNK                allocate CHUNK-byte blocks until refused; report and exit
@@ -30,15 +33,18 @@
 //                             "staked"; start at stdin EOF)
 //   loop MAX                  allocate and free random sizes forever (to be killed)
 //   free-unknown              free a pointer the program never allocated; report the result
+//   loads KIND COUNT BYTES [FILE]  load modules or libraries that take BYTES each (see Loads)
 //   info                      report cuMemGetInfo, cuDeviceTotalMem and NVML memory info
 //   info-device N             report cuDeviceTotalMem of CUDA device N as device_total
 #include <dlfcn.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -295,6 +301,73 @@ int Hold(const Driver& d, uint64_t bytes, uint64_t chunk) {
   std::printf("allocated=%" PRIu64 " result=%d\n", allocated, result);
   WaitForEof();
   return result == CUDA_SUCCESS ? 0 : 1;
+}
+
+// Module or library loads of images that take BYTES each on the fake GPU, COUNT times or until
+// refused; reports loaded, load_result (the last load's), free (cuMemGetInfo), "ready", waits for
+// stdin EOF, unloads every one and reports unload_result and free_after. KIND is module, data-ex,
+// fatbin, file, library or library-file (the *file kinds load the image from FILE).
+int Loads(const Driver& d, const std::string& kind, int count, const std::string& bytes,
+          const std::string& file) {
+  void* cuda = dlopen("libcuda.so.1", RTLD_NOW);
+  if (cuda == nullptr) return 3;
+  auto load_module = reinterpret_cast<decltype(&cuModuleLoad)>(dlsym(cuda, "cuModuleLoad"));
+  auto load_data = reinterpret_cast<decltype(&cuModuleLoadData)>(dlsym(cuda, "cuModuleLoadData"));
+  auto load_data_ex =
+      reinterpret_cast<decltype(&cuModuleLoadDataEx)>(dlsym(cuda, "cuModuleLoadDataEx"));
+  auto load_fatbin =
+      reinterpret_cast<decltype(&cuModuleLoadFatBinary)>(dlsym(cuda, "cuModuleLoadFatBinary"));
+  auto unload_module = reinterpret_cast<decltype(&cuModuleUnload)>(dlsym(cuda, "cuModuleUnload"));
+  auto load_library =
+      reinterpret_cast<decltype(&cuLibraryLoadData)>(dlsym(cuda, "cuLibraryLoadData"));
+  auto load_library_file =
+      reinterpret_cast<decltype(&cuLibraryLoadFromFile)>(dlsym(cuda, "cuLibraryLoadFromFile"));
+  auto unload_library =
+      reinterpret_cast<decltype(&cuLibraryUnload)>(dlsym(cuda, "cuLibraryUnload"));
+  const std::string image = "tessera-fake-module bytes=" + bytes;
+  if (!file.empty()) std::ofstream(file) << image << "\n";
+  std::vector<CUmodule> modules;
+  std::vector<CUlibrary> libraries;
+  CUresult result = CUDA_SUCCESS;
+  for (int i = 0; i < count && result == CUDA_SUCCESS; ++i) {
+    CUmodule module = nullptr;
+    CUlibrary library = nullptr;
+    if (kind == "module") {
+      result = load_data(&module, image.c_str());
+    } else if (kind == "data-ex") {
+      result = load_data_ex(&module, image.c_str(), 0, nullptr, nullptr);
+    } else if (kind == "fatbin") {
+      result = load_fatbin(&module, image.c_str());
+    } else if (kind == "file") {
+      result = load_module(&module, file.c_str());
+    } else if (kind == "library") {
+      result = load_library(&library, image.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0);
+    } else if (kind == "library-file") {
+      result = load_library_file(&library, file.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0);
+    } else {
+      std::fprintf(stderr, "client: unknown load kind %s\n", kind.c_str());
+      return 2;
+    }
+    if (result != CUDA_SUCCESS) break;
+    if (module != nullptr) modules.push_back(module);
+    if (library != nullptr) libraries.push_back(library);
+  }
+  size_t free = 0;
+  size_t total = 0;
+  d.MemGetInfo(&free, &total);
+  std::printf("loaded=%zu load_result=%d free=%zu\n", modules.size() + libraries.size(), result,
+              free);
+  WaitForEof();
+  CUresult unloaded = CUDA_SUCCESS;
+  for (CUmodule module : modules) {
+    if (CUresult one = unload_module(module); one != CUDA_SUCCESS) unloaded = one;
+  }
+  for (CUlibrary library : libraries) {
+    if (CUresult one = unload_library(library); one != CUDA_SUCCESS) unloaded = one;
+  }
+  d.MemGetInfo(&free, &total);
+  std::printf("unload_result=%d free_after=%zu\n", unloaded, free);
+  return 0;
 }
 
 // Stream-ordered pools as allocators use them; "ready" and wait for stdin EOF before freeing.
@@ -573,6 +646,14 @@ int NvmlOnly() {
       reinterpret_cast<decltype(&nvmlDeviceGetMemoryInfo)>(dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
   auto processes_of = reinterpret_cast<decltype(&nvmlDeviceGetComputeRunningProcesses_v3)>(
       dlsym(nvml, "nvmlDeviceGetComputeRunningProcesses_v3"));
+  auto processes_v2 = reinterpret_cast<decltype(&nvmlDeviceGetComputeRunningProcesses_v2)>(
+      dlsym(nvml, "nvmlDeviceGetComputeRunningProcesses_v2"));
+  auto processes_v1 = reinterpret_cast<decltype(&nvmlDeviceGetComputeRunningProcesses)>(
+      dlsym(nvml, "nvmlDeviceGetComputeRunningProcesses"));
+  auto utilization_of = reinterpret_cast<decltype(&nvmlDeviceGetUtilizationRates)>(
+      dlsym(nvml, "nvmlDeviceGetUtilizationRates"));
+  auto samples_of = reinterpret_cast<decltype(&nvmlDeviceGetProcessUtilization)>(
+      dlsym(nvml, "nvmlDeviceGetProcessUtilization"));
   unsigned count = 0;
   if (init() != NVML_SUCCESS || count_of(&count) != NVML_SUCCESS) return 4;
   std::printf("nvml_count=%u\n", count);
@@ -589,11 +670,37 @@ int NvmlOnly() {
     for (unsigned p = 0; p < listed && p < 64; ++p) {
       pids += (p == 0 ? "" : ",") + std::to_string(processes[p].pid);
     }
+    nvmlProcessInfo_v2_t processes2[64];
+    unsigned listed2 = 64;
+    if (processes_v2 == nullptr || processes_v2(device, &listed2, processes2) != NVML_SUCCESS) {
+      listed2 = 0;
+    }
+    nvmlProcessInfo_v1_t processes1[64];
+    unsigned listed1 = 64;
+    if (processes_v1 == nullptr || processes_v1(device, &listed1, processes1) != NVML_SUCCESS) {
+      listed1 = 0;
+    }
+    nvmlUtilization_t utilization{};
+    int gpu_util = -1;
+    if (utilization_of != nullptr && utilization_of(device, &utilization) == NVML_SUCCESS) {
+      gpu_util = static_cast<int>(utilization.gpu);
+    }
+    timeval now{};
+    gettimeofday(&now, nullptr);
+    unsigned long long second_ago = static_cast<unsigned long long>(now.tv_sec - 1) * 1'000'000 +
+                                    static_cast<unsigned long long>(now.tv_usec);
+    nvmlProcessUtilizationSample_t samples[64];
+    unsigned sampled = 64;
+    if (samples_of == nullptr ||
+        samples_of(device, samples, &sampled, second_ago) != NVML_SUCCESS) {
+      sampled = 0;
+    }
     std::printf(
         "nvml%u_total=%llu nvml%u_used=%llu nvml%u_free=%llu nvml%u_processes=%u "
-        "nvml%u_pids=%s\n",
+        "nvml%u_pids=%s nvml%u_processes_v2=%u nvml%u_processes_v1=%u nvml%u_util=%d "
+        "nvml%u_samples=%u\n",
         i, memory.total, i, memory.used, i, memory.free, i, listed, i,
-        pids.empty() ? "none" : pids.c_str());
+        pids.empty() ? "none" : pids.c_str(), i, listed2, i, listed1, i, gpu_util, i, sampled);
   }
   return 0;
 }
@@ -644,6 +751,8 @@ int main(int argc, char** argv) {
     status = Fill(d, ParseSize(arg(3, "64M")));
   } else if (command == "hold") {
     status = Hold(d, ParseSize(arg(3, "1G")), ParseSize(arg(4, "256M")));
+  } else if (command == "loads") {
+    status = Loads(d, arg(3, "module"), std::atoi(arg(4, "1")), arg(5, "2M"), arg(6, ""));
   } else if (command == "family") {
     status = Family(d, arg(3, "alloc"), ParseSize(arg(4, "64M")));
   } else if (command == "pools") {

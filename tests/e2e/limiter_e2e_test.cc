@@ -4,6 +4,7 @@
 // 2 s window); the benchmark (bench/shim/limiter_accuracy.sh) holds the tight figures.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -187,6 +188,42 @@ TEST_F(LimiterEndToEnd, ADriverWithoutElapsedTimeV2IsHeldToTheSameShares) {
       Run({Limited("half", 50, "launch", 0, "2000"), Limited("quarter", 25, "launch", 1, "2000")});
   EXPECT_NEAR(shares[0], 50, kTolerancePercent) << outputs_[0];
   EXPECT_NEAR(shares[1], 25, kTolerancePercent) << outputs_[1];
+}
+
+// ---- NVML's utilisation as the container sees it ---------------------------------------------
+// nvidia-smi in an idle container on a busy GPU shows 0 %, not its neighbour's work; in the busy
+// container it shows the container's own.
+TEST_F(LimiterEndToEnd, NvmlUtilisationIsTheContainersOwn) {
+  // Each container is given the GPU by its UUID, as tessera-node gives it.
+  const std::string gpu = "GPU-0a000000-0000-4000-8000-00000000000a";
+  node_.WriteDevices("device memory=16GiB sms=132 context_memory=32MiB uuid=" + gpu + "\n");
+  const std::string visible = "NVIDIA_VISIBLE_DEVICES=" + gpu;
+  Process busy{"busy", {visible}};
+  Child worker(
+      {TESSERA_LIMITER_CLIENT, busy.path, busy.kernel_us, kWarmupMs, "20000", "0", busy.depth},
+      Environment(busy));
+  ASSERT_TRUE(worker.WaitFor("ready")) << worker.output();
+  worker.CloseStdin();
+  auto Smi = [&](const std::vector<std::string>& environment) {
+    Child smi({TESSERA_CLIENT, "nvml"}, node_.Environment(environment));
+    EXPECT_EQ(smi.Finish(), 0) << smi.output();
+    return Fields(smi.output());
+  };
+  // The driver's view first: the GPU is busy once the worker's kernels run.
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  long long driver_util = 0;
+  while (driver_util < 50 && std::chrono::steady_clock::now() < end) {
+    driver_util = Number(Smi({}), "nvml0_util");
+  }
+  ASSERT_GE(driver_util, 50) << "the worker never kept the GPU busy\n" << worker.output();
+
+  auto idle = Smi(Environment(Process{"idle", {visible}}));
+  EXPECT_EQ(Number(idle, "nvml0_util"), 0) << "the neighbour's work is not the container's";
+  EXPECT_EQ(Number(idle, "nvml0_samples"), 0);
+  auto own = Smi(Environment(busy));
+  EXPECT_GE(Number(own, "nvml0_util"), 50) << "the container's own work shows";
+  EXPECT_GE(Number(own, "nvml0_samples"), 1);
+  worker.Kill();
 }
 
 // ---- One budget per container -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The shim end to end: real processes with LD_PRELOAD=libtessera-cuda.so on the fake GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -191,6 +192,43 @@ INSTANTIATE_TEST_SUITE_P(Families, ShimFamily,
                          ::testing::Values("alloc", "pitch", "managed", "vmm", "async", "pool",
                                            "array", "array3d", "mipmapped", "graph", "heap",
                                            "printf"));
+
+// ---- Module and library loads are charged what the driver takes -------------------------------
+// Each image takes 96 MiB on the fake GPU (as cuBLAS's or a big fatbin's kernels take tens to
+// hundreds of MiB): under a 1 GiB limit with a 32 MiB context, 10 fit and the 11th is refused;
+// the region's charge is the driver's, and unloading gives it all back.
+class ShimLoads : public ShimEndToEnd, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ShimLoads, AreChargedWhatTheDriverTakesAndRefusedAtTheLimit) {
+  Child client(Client("dlopen", {"loads", GetParam(), "20", "96M", node_.Path("image")}),
+               Environment({"CUDA_DEVICE_MEMORY_LIMIT=1GiB"}));
+  ASSERT_TRUE(client.WaitFor("ready")) << client.output();
+  auto fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "loaded"), 10) << client.output();
+  EXPECT_EQ(Number(fields, "load_result"), 2) << "CUDA_ERROR_OUT_OF_MEMORY\n" << client.output();
+  EXPECT_EQ(Number(fields, "free"), 1 * kGiB - 32 * kMiB - 10 * 96 * kMiB) << client.output();
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0])
+      << "the region's charge must equal what the fake driver holds for the process";
+  EXPECT_LE(gpu.devices[0].used_bytes, static_cast<uint64_t>(kGiB));
+  client.CloseStdin();
+  ASSERT_EQ(client.Finish(), 0) << client.output();
+  fields = Fields(client.output());
+  EXPECT_EQ(Number(fields, "unload_result"), 0) << client.output();
+  EXPECT_EQ(Number(fields, "free_after"), 1 * kGiB - 32 * kMiB) << "only the context stays";
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, ShimLoads,
+                         ::testing::Values("module", "data-ex", "fatbin", "file", "library",
+                                           "library-file"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           name.erase(std::remove(name.begin(), name.end(), '-'), name.end());
+                           return name;
+                         });
 
 // ---- Stream-ordered pools are charged what they reserve ----------------------------------------
 // A pool packs small allocations into shared 2 MiB chunks: 10,000 × 4 KiB take 20 chunks (40 MiB),
@@ -436,6 +474,33 @@ TEST_F(ShimDevicesByUuid, NvmlShowsTheContainersLimitsBeforeAnyCudaProcessHasSta
                                                      << smi.output();
   EXPECT_EQ(Number(fields, "nvml0_used"), 0);
   EXPECT_EQ(Number(fields, "nvml1_total"), kGiB) << smi.output();
+}
+
+// nvidia-smi in a container lists the container's own processes, by their pids there; the
+// driver lists every process on the GPU.
+TEST_F(ShimEndToEnd, NvmlListsOnlyTheContainersOwnProcesses) {
+  Child mine(Client("dlopen", {"hold", "256M"}), Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  ASSERT_TRUE(mine.WaitFor("ready")) << mine.output();
+  Child other(Client("dlopen", {"hold", "128M"}),
+              Environment({"CUDA_DEVICE_MEMORY_SHARED_CACHE=" + node_.Path("other")}));
+  ASSERT_TRUE(other.WaitFor("ready")) << other.output();
+
+  Child driver({TESSERA_CLIENT, "nvml"}, Environment({}, /*preload=*/false));
+  ASSERT_EQ(driver.Finish(), 0) << driver.output();
+  EXPECT_EQ(Number(Fields(driver.output()), "nvml0_processes"), 2) << driver.output();
+
+  Child smi({TESSERA_CLIENT, "nvml"}, Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  ASSERT_EQ(smi.Finish(), 0) << smi.output();
+  auto fields = Fields(smi.output());
+  EXPECT_EQ(Number(fields, "nvml0_processes"), 1) << smi.output();
+  EXPECT_EQ(Number(fields, "nvml0_pids"), mine.pid()) << smi.output();
+  EXPECT_EQ(Number(fields, "nvml0_processes_v2"), 1) << smi.output();
+  EXPECT_EQ(Number(fields, "nvml0_processes_v1"), 1) << smi.output();
+  EXPECT_EQ(Number(fields, "nvml0_total"), 4 * kGiB);
+  mine.CloseStdin();
+  other.CloseStdin();
+  EXPECT_EQ(mine.Finish(), 0) << mine.output();
+  EXPECT_EQ(other.Finish(), 0) << other.output();
 }
 
 TEST_F(ShimEndToEnd, MigInstancesAreKeyedByTheirMigUuids) {

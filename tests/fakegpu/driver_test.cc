@@ -482,6 +482,51 @@ TEST_F(FakeGpu, GraphMemoryIsAllocatedWhenTheNodeIsAddedAndFreedWithTheGraph) {
   EXPECT_EQ(cuGraphLaunch(exec, nullptr), CUDA_ERROR_INVALID_VALUE);
   EXPECT_EQ(cuGraphExecDestroy(exec2), CUDA_SUCCESS);
   ASSERT_EQ(cuGraphDestroy(graph), CUDA_SUCCESS);
+  ASSERT_EQ(cuModuleUnload(module), CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes(), before);
+}
+
+TEST_F(FakeGpu, ModulesAndLibrariesTakeMemoryUntilUnloadedOrTheirContextGoes) {
+  InitWithContext();
+  const uint64_t before = UsedBytes();
+  CUmodule small = nullptr;
+  ASSERT_EQ(cuModuleLoadData(&small, "any bytes"), CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes() - before, 2 * kMiB) << "an image that does not say takes one page";
+  CUmodule big = nullptr;
+  ASSERT_EQ(cuModuleLoadDataEx(&big, "tessera-fake-module bytes=96M", 0, nullptr, nullptr),
+            CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes() - before, 98 * kMiB);
+  CUmodule bad = nullptr;
+  EXPECT_EQ(cuModuleLoadData(&bad, "tessera-fake-module bytes=lots"), CUDA_ERROR_INVALID_IMAGE);
+  EXPECT_EQ(cuModuleLoad(&bad, "/nonexistent/module.cubin"), CUDA_ERROR_FILE_NOT_FOUND);
+  CUlibrary library = nullptr;
+  ASSERT_EQ(cuLibraryLoadData(&library, "tessera-fake-module bytes=10M", nullptr, nullptr, 0,
+                              nullptr, nullptr, 0),
+            CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes() - before, 108 * kMiB);
+  EXPECT_EQ(cuModuleUnload(big), CUDA_SUCCESS);
+  EXPECT_EQ(cuModuleUnload(big), CUDA_ERROR_INVALID_HANDLE);
+  EXPECT_EQ(cuLibraryUnload(library), CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes() - before, 2 * kMiB);
+
+  // A created context's modules and libraries go with it.
+  CUcontext primary = nullptr;
+  ASSERT_EQ(cuCtxGetCurrent(&primary), CUDA_SUCCESS);
+  CUcontext created = nullptr;
+  ASSERT_EQ(cuCtxCreate_v2(&created, 0, 0), CUDA_SUCCESS);
+  const uint64_t with_context = UsedBytes();
+  CUmodule in_created = nullptr;
+  ASSERT_EQ(cuModuleLoadData(&in_created, "tessera-fake-module bytes=64M"), CUDA_SUCCESS);
+  ASSERT_EQ(cuLibraryLoadData(&library, "tessera-fake-module bytes=8M", nullptr, nullptr, 0,
+                              nullptr, nullptr, 0),
+            CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes() - with_context, 72 * kMiB);
+  ASSERT_EQ(cuCtxDestroy_v2(created), CUDA_SUCCESS);
+  ASSERT_EQ(cuCtxSetCurrent(primary), CUDA_SUCCESS);
+  EXPECT_EQ(UsedBytes() - before, 2 * kMiB);
+  EXPECT_EQ(cuModuleUnload(in_created), CUDA_ERROR_INVALID_HANDLE);
+  EXPECT_EQ(cuLibraryUnload(library), CUDA_SUCCESS) << "a library outlives the context";
+  EXPECT_EQ(cuModuleUnload(small), CUDA_SUCCESS);
   EXPECT_EQ(UsedBytes(), before);
 }
 
