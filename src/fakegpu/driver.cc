@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "fakegpu/faults.h"
+#include "fakegpu/node_pids.h"
 #include "fakegpu/visible_devices.h"
 
 namespace tessera::fakegpu {
@@ -305,7 +306,7 @@ CUresult Driver::StateError(const Status& status) {
 
 CUresult Driver::ChargeLocked(int device, uint64_t bytes, Charge* charge) {
   if (slot_ < 0) {
-    Result<std::optional<int>> slot = state_->RegisterProcess(pid_, ProcessStartTime(pid_));
+    Result<std::optional<int>> slot = state_->RegisterProcess(pid_, ThisProcessOnNode().start_time);
     if (!slot.ok()) return StateError(slot.status());
     if (!slot->has_value()) {
       log::Write(log::Level::kError, "fakegpu",

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "fakegpu/config.h"
+#include "fakegpu/node_pids.h"
 
 namespace tessera::fakegpu {
 
@@ -130,19 +131,7 @@ std::string DefaultStatePath() {
   return "/tmp/tessera-fakegpu-" + std::to_string(getuid()) + ".state";
 }
 
-int NodePid() {
-  char target[32] = {};
-  const ssize_t n = readlink("/proc/self", target, sizeof target - 1);
-  if (n > 0) {
-    int pid = 0;
-    for (ssize_t i = 0; i < n; ++i) {
-      if (target[i] < '0' || target[i] > '9') return getpid();
-      pid = pid * 10 + (target[i] - '0');
-    }
-    if (pid > 0) return pid;
-  }
-  return getpid();
-}
+int NodePid() { return ThisProcessOnNode().pid; }
 
 Result<std::unique_ptr<SharedState>> SharedState::Open(const std::string& path, bool create) {
   Result<MappedFile> file = MappedFile::Open(
@@ -217,6 +206,9 @@ void SharedState::FreeSlot(int slot) {
 
 void SharedState::ReclaimDeadProcesses() {
   layout_->last_scan_ns = static_cast<uint64_t>(MonotonicNs());
+  // Only a process that sees the node's processes can tell which live (a driver's kernel sees
+  // them all).
+  if (!ThisProcessOnNode().sees_node) return;
   for (int slot = 0; slot < kMaxProcesses; ++slot) {
     const ProcessSlot& process = layout_->processes[slot];
     if (process.pid == 0) continue;

@@ -78,8 +78,7 @@ std::string DefaultStatePath();
 
 // This process's pid as the node sees it: a real driver knows a containerised process by its host
 // pid, and the node's processes (in other pid namespaces) share one state file, so the fake keys
-// them the same way. /proc/self resolves in the namespace of the mounted /proc, which a
-// container on the local cluster keeps from the host; getpid() when that fails.
+// them the same way (fakegpu/node_pids.h says how it is learnt).
 int NodePid();
 
 // Thread-safe: every member takes the file's mutex. When it cannot be had (a holder died and the

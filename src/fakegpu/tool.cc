@@ -5,10 +5,14 @@
 //   tessera-fakegpu [--config FILE] [--state FILE] fault raise --gpu <index|uuid> --xid <n>
 //   tessera-fakegpu [--config FILE] [--state FILE] fault clear --gpu <index|uuid>
 //   tessera-fakegpu [--config FILE] [--state FILE] fault list
+//   tessera-fakegpu node-pids --socket PATH      (fakegpu/node_pids.h)
 //
 // It reads the node as the fake libraries do (TESSERA_FAKEGPU_CONFIG, TESSERA_FAKEGPU_STATE; the
 // flags win) and sees the whole node: NVIDIA_VISIBLE_DEVICES is a container's view, not the
 // node's. Errors go to stderr with exit status 1; usage errors exit as CLI11 says (non-zero).
+#include <pthread.h>
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +24,7 @@
 #include "common/units.h"
 #include "fakegpu/config.h"
 #include "fakegpu/fault_control.h"
+#include "fakegpu/node_pids.h"
 #include "fakegpu/shared_state.h"
 
 namespace tessera::fakegpu {
@@ -124,6 +129,23 @@ int Clear(Node& node, const std::string& gpu_text) {
   return 0;
 }
 
+// Serves the node pids (fakegpu/node_pids.h) until SIGINT or SIGTERM.
+int ServeNodePids(const std::string& path) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before the service's thread starts
+  Result<std::unique_ptr<NodePidService>> service = NodePidService::Start(path);
+  if (!service.ok()) return Fail(service.status().message());
+  std::printf("serving node pids on %s; processes in their own pid namespaces find it with %s=%s\n",
+              path.c_str(), kNodePidsVariable, path.c_str());
+  std::fflush(stdout);
+  int signal = 0;
+  sigwait(&stop, &signal);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{
       "Looks at and disturbs the fake GPU node (Tessera's fake libcuda.so.1 and "
@@ -139,7 +161,8 @@ int Main(int argc, char** argv) {
       "  tessera-fakegpu fault raise --gpu 1 --xid 79    # GPU 1 falls off the bus\n"
       "  tessera-fakegpu fault raise --gpu GPU-8f3a7c2e-1b4d-4e6f-9a0b-c1d2e3f40516 --xid 48\n"
       "  tessera-fakegpu fault clear --gpu 1\n"
-      "  tessera-fakegpu fault list\n");
+      "  tessera-fakegpu fault list\n"
+      "  tessera-fakegpu node-pids --socket /run/tessera-fakegpu/node-pids.sock\n");
   std::string config_path;
   std::string state_path;
   app.add_option("--config", config_path, "the device file (instead of TESSERA_FAKEGPU_CONFIG)");
@@ -166,8 +189,16 @@ int Main(int argc, char** argv) {
   CLI::App* clear = fault->add_subcommand("clear", "clear a GPU's fault: healthy again");
   clear->add_option("--gpu", gpu, "the GPU: its index on the node or its GPU UUID")->required();
   CLI::App* list = fault->add_subcommand("list", "each GPU's health, one line per GPU");
+  std::string socket_path;
+  CLI::App* node_pids = app.add_subcommand(
+      "node-pids",
+      "serve the node pids of processes in their own pid namespaces (containers with their own "
+      "/proc) from the node's, until SIGINT or SIGTERM: the fake GPU knows such a process by its "
+      "node pid, as a driver does, when TESSERA_FAKEGPU_NODE_PIDS names this socket");
+  node_pids->add_option("--socket", socket_path, "the unix socket to serve on")->required();
 
   CLI11_PARSE(app, argc, argv);
+  if (node_pids->parsed()) return ServeNodePids(socket_path);
 
   Result<Node> node = OpenNode(config_path, state_path);
   if (!node.ok()) return Fail(node.status().message());

@@ -4,6 +4,7 @@
 // to reject, and a free of a handle the shim does not know still goes to the driver.
 #include <algorithm>
 #include <mutex>
+#include <vector>
 
 #include "cuda/footprint.h"
 #include "shim/pool_accounting.h"
@@ -82,8 +83,12 @@ template <typename Create, typename Destroy>
 CUresult CreateChargedContext(Shim& shim, int device, Create create, Destroy destroy,
                               ChargeKind kind, CUcontext* created) {
   uint64_t estimate = shim.region().ContextEstimate(device);
+  // A process in a container's pid namespace learns its node pid from its first context.
+  std::vector<unsigned> before;
+  const bool learn = shim.DriverPid() == 0 && shim.NvmlPids(device, &before);
   CUresult result = ReserveThenCall(shim, device, estimate, create);
   if (result != CUDA_SUCCESS) return result;
+  if (learn) shim.LearnDriverPid(device, before);
   uint64_t charged = 0;
   bool measured = false;
   if (!TrueUp(shim, device, estimate, &charged, &measured)) {

@@ -306,9 +306,12 @@ bool Shim::EnsureSlot() {
   }
   slot_ = *slot;
   // In the node's own pid namespace the driver knows this process by getpid(); in a container
-  // it is learnt when the process makes its first context (ProcessMemoryFromNvml).
+  // it is learnt when the process makes its first context (LearnDriverPid).
   if (PidNamespaceOfProc() == kInitialPidNamespace) {
-    Status told = region_->SetDriverPid(slot_, static_cast<uint32_t>(pid));
+    driver_pid_.store(static_cast<uint32_t>(pid), std::memory_order_release);
+  }
+  if (const uint32_t known = DriverPid(); known != 0) {
+    Status told = region_->SetDriverPid(slot_, known);
     if (!told.ok()) log::Write(log::Level::kError, "shim", "%s", told.message().c_str());
   }
   return true;
@@ -545,6 +548,47 @@ int Shim::DeviceOfNvmlHandle(nvmlDevice_t handle) {
   });
 }
 
+bool Shim::NvmlPids(int device, std::vector<unsigned>* pids) {
+  nvmlDevice_t handle = nvml_devices_.Handle(device);
+  if (handle == nullptr) return false;
+  nvmlProcessInfo_t processes[64];
+  unsigned count = 64;
+  if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes) != NVML_SUCCESS) {
+    return false;
+  }
+  pids->clear();
+  for (unsigned i = 0; i < count && i < 64; ++i) pids->push_back(processes[i].pid);
+  return true;
+}
+
+void Shim::LearnDriverPid(int device, const std::vector<unsigned>& before) {
+  std::vector<unsigned> after;
+  if (DriverPid() != 0 || !NvmlPids(device, &after)) return;
+  const std::unordered_map<unsigned, unsigned> others = ContainerProcesses();
+  std::vector<unsigned> appeared;
+  for (unsigned pid : after) {
+    if (std::find(before.begin(), before.end(), pid) != before.end()) continue;
+    if (others.count(pid) != 0) continue;
+    if (std::find(appeared.begin(), appeared.end(), pid) == appeared.end()) {
+      appeared.push_back(pid);
+    }
+  }
+  if (appeared.size() != 1) {
+    log::Write(log::Level::kInfo, "shim",
+               "pid %d: cannot tell which of %zu processes new on the GPU is this one; its "
+               "contexts and loads are charged estimates, and NVML does not list it",
+               static_cast<int>(getpid()), appeared.size());
+    return;
+  }
+  driver_pid_.store(appeared[0], std::memory_order_release);
+  log::Write(log::Level::kInfo, "shim", "pid %d is pid %u on the node (from NVML)",
+             static_cast<int>(getpid()), appeared[0]);
+  if (region_ != nullptr && slot_ >= 0) {
+    Status told = region_->SetDriverPid(slot_, appeared[0]);
+    if (!told.ok()) log::Write(log::Level::kError, "shim", "%s", told.message().c_str());
+  }
+}
+
 bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
   nvmlDevice_t handle = nvml_devices_.Handle(device);
   if (handle == nullptr) return false;
@@ -553,8 +597,9 @@ bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
   if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes) != NVML_SUCCESS) {
     return false;
   }
-  // In a container NVML reports host pids; then this finds nothing and the estimate stands.
-  auto self = static_cast<unsigned>(getpid());
+  // Until the driver's pid for this process is known there is nothing to find.
+  const uint32_t self = DriverPid();
+  if (self == 0) return false;
   for (unsigned i = 0; i < count && i < 64; ++i) {
     if (processes[i].pid == self) {
       // NVML cannot always tell: then neither can we, and the estimate stands.
@@ -627,6 +672,7 @@ void Shim::OnForkChild() {
   // The child starts with no CUDA state of its own (CUDA forbids using the parent's contexts)
   // and claims its own slot on its first charge.
   slot_ = -1;
+  driver_pid_.store(0, std::memory_order_release);
   charges_.clear();
   vmm_mappings_.clear();
   vmm_handles_.clear();

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "cuda/driver_api.h"
 #include "cuda/nvml_api.h"
@@ -153,6 +154,16 @@ class Shim {
   int DeviceOfNvmlHandle(nvmlDevice_t handle);
   // How much of `device`'s memory the driver says this process holds (NVML), if it can tell.
   bool ProcessMemoryFromNvml(int device, uint64_t* bytes);
+  // The pid the driver knows this process by, 0 while unknown: getpid() in the node's pid
+  // namespace; in a container's, learnt at the first context (LearnDriverPid).
+  uint32_t DriverPid() const { return driver_pid_.load(std::memory_order_acquire); }
+  // The pids NVML lists as using `device` (the node's pids); false when NVML cannot say.
+  bool NvmlPids(int device, std::vector<unsigned>* pids);
+  // After this process made its first context on `device`: the one pid NVML lists now that it
+  // did not before (`before`) and no other process of the container has is this process's. When
+  // that is not exactly one pid (another process on the GPU started at the same moment), it
+  // stays unknown.
+  void LearnDriverPid(int device, const std::vector<unsigned>& before);
   // The container's live processes as NVML lists them: each one's driver pid (the node's) to its
   // pid in the container. Only processes that have told the region their driver pid are known.
   std::unordered_map<unsigned, unsigned> ContainerProcesses();
@@ -216,6 +227,8 @@ class Shim {
 
   std::mutex mutex_;  // guards everything below
   int slot_ = -1;
+  // The pid the driver and NVML know this process by; 0 until known (LearnDriverPid).
+  std::atomic<uint32_t> driver_pid_{0};
   std::unordered_map<Key, Charge, KeyHash> charges_;
   uint64_t process_charged_[region::kMaxDevices] = {};
   struct VmmHandle {

@@ -8,8 +8,11 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "fakegpu/node_pids.h"
 
 namespace tessera::testing {
 
@@ -46,12 +49,26 @@ class FakeNode {
         "TESSERA_FAKEGPU_STATE=" + StatePath(),
         "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0",
     };
+    if (node_pids_ != nullptr) {
+      environment.push_back(std::string(fakegpu::kNodePidsVariable) + "=" + node_pids_->path());
+    }
     environment.insert(environment.end(), extra.begin(), extra.end());
     return environment;
   }
 
+  // Serves the fake driver's node pids (fakegpu/node_pids.h) from this process, so that programs
+  // in a pid namespace of their own are known to the fake GPU by their node pids, as a real
+  // driver knows them. Environment() then names the service.
+  bool StartNodePids() {
+    auto service = fakegpu::NodePidService::Start(Path("node-pids.sock"));
+    if (!service.ok()) return false;
+    node_pids_ = std::move(service).value();
+    return true;
+  }
+
  private:
   std::string directory_;
+  std::unique_ptr<fakegpu::NodePidService> node_pids_;
 };
 
 }  // namespace tessera::testing

@@ -476,6 +476,45 @@ TEST_F(ShimDevicesByUuid, NvmlShowsTheContainersLimitsBeforeAnyCudaProcessHasSta
   EXPECT_EQ(Number(fields, "nvml1_total"), kGiB) << smi.output();
 }
 
+// A process in a pid namespace of its own (a container's, with its own /proc) is known to the
+// driver by its node pid. The shim learns that pid from its first context, so the context is
+// measured and charged, and the container's NVML views find the process.
+TEST_F(ShimEndToEnd, AProcessInItsOwnPidNamespaceLearnsItsNodePid) {
+  ASSERT_TRUE(node_.StartNodePids());
+  std::vector<std::string> command = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc"};
+  for (const std::string& arg : Client("dlopen", {"hold", "256M"})) command.push_back(arg);
+  Child contained(command, Environment({"CUDA_DEVICE_MEMORY_LIMIT=4GiB"}));
+  if (!contained.WaitFor("ready")) {
+    if (contained.output().rfind("unshare:", 0) == 0) {
+      GTEST_SKIP() << "no pid namespace with its own /proc here: " << contained.output();
+    }
+    FAIL() << contained.output();
+  }
+  // The driver lists it by its node pid, not the 1 it has in its namespace.
+  Child driver({TESSERA_CLIENT, "nvml"}, Environment({}, /*preload=*/false));
+  ASSERT_EQ(driver.Finish(), 0) << driver.output();
+  auto listed = Fields(driver.output());
+  ASSERT_EQ(Number(listed, "nvml0_processes"), 1) << driver.output();
+  const long long node_pid = Number(listed, "nvml0_pids");
+  EXPECT_GT(node_pid, 1) << driver.output();
+
+  auto region = region::Region::Open(RegionPath(), nullptr);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  auto snapshot = (*region)->TakeSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status().message();
+  ASSERT_EQ(snapshot->processes.size(), 1u);
+  EXPECT_EQ(snapshot->processes[0].pid, 1) << "its pid in its own namespace";
+  EXPECT_EQ(snapshot->processes[0].driver_pid, static_cast<uint32_t>(node_pid))
+      << contained.output();
+  auto gpu = FakeGpu();
+  ASSERT_EQ(gpu.processes.size(), 1u);
+  EXPECT_EQ((*region)->Used(0), gpu.processes[0].used_bytes[0])
+      << "the context (32 MiB) is charged as the driver holds it";
+  EXPECT_EQ((*region)->Used(0), 256 * kMiB + 32 * kMiB);
+  contained.CloseStdin();
+  EXPECT_EQ(contained.Finish(), 0) << contained.output();
+}
+
 // nvidia-smi in a container lists the container's own processes, by their pids there; the
 // driver lists every process on the GPU.
 TEST_F(ShimEndToEnd, NvmlListsOnlyTheContainersOwnProcesses) {
