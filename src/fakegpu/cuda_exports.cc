@@ -1023,6 +1023,52 @@ TESSERA_FAKE_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode* phGraphNode, CUg
   return TheDriver().GraphAddMemFreeNode(phGraphNode, hGraph, dependencies, numDependencies, dptr);
 }
 
+namespace {
+
+// The node types the fake models, through the same paths as their own add functions; others
+// are CUDA_ERROR_NOT_SUPPORTED. Edge data other than full completion (all zero) needs kernel
+// ports the fake does not model.
+CUresult GraphAddNode(CUgraphNode* phGraphNode, CUgraph hGraph, const CUgraphNode* dependencies,
+                      const CUgraphEdgeData* dependencyData, size_t numDependencies,
+                      CUgraphNodeParams* nodeParams) {
+  if (nodeParams == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; dependencyData != nullptr && i < numDependencies; ++i) {
+    const CUgraphEdgeData& edge = dependencyData[i];
+    if (edge.from_port != 0 || edge.to_port != 0 || edge.type != 0) return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  switch (nodeParams->type) {
+    case CU_GRAPH_NODE_TYPE_KERNEL:
+      return TheDriver().GraphAddKernelNode(phGraphNode, hGraph, dependencies, numDependencies,
+                                            &nodeParams->kernel);
+    case CU_GRAPH_NODE_TYPE_MEM_ALLOC:
+      return TheDriver().GraphAddMemAllocNode(phGraphNode, hGraph, dependencies, numDependencies,
+                                              &nodeParams->alloc);
+    case CU_GRAPH_NODE_TYPE_MEM_FREE:
+      return TheDriver().GraphAddMemFreeNode(phGraphNode, hGraph, dependencies, numDependencies,
+                                             nodeParams->free.dptr);
+  }
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+}  // namespace
+
+TESSERA_FAKE_EXPORT CUresult cuGraphAddNode(CUgraphNode* phGraphNode, CUgraph hGraph,
+                                            const CUgraphNode* dependencies, size_t numDependencies,
+                                            CUgraphNodeParams* nodeParams) {
+  if (Fault fault = CheckFault(Api::cuGraphAddNode)) return Faulted(fault, phGraphNode);
+  return GraphAddNode(phGraphNode, hGraph, dependencies, nullptr, numDependencies, nodeParams);
+}
+
+TESSERA_FAKE_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* phGraphNode, CUgraph hGraph,
+                                               const CUgraphNode* dependencies,
+                                               const CUgraphEdgeData* dependencyData,
+                                               size_t numDependencies,
+                                               CUgraphNodeParams* nodeParams) {
+  if (Fault fault = CheckFault(Api::cuGraphAddNode_v2)) return Faulted(fault, phGraphNode);
+  return GraphAddNode(phGraphNode, hGraph, dependencies, dependencyData, numDependencies,
+                      nodeParams);
+}
+
 TESSERA_FAKE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* phGraphExec, CUgraph hGraph,
                                                          unsigned long long flags) {
   if (Fault fault = CheckFault(Api::cuGraphInstantiateWithFlags)) {

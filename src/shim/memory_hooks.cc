@@ -328,31 +328,71 @@ TESSERA_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray
 }
 
 // ---- Graph memory nodes ------------------------------------------------------------------------
-// A graph's memory is charged when its allocation node is added and released with the graph.
+// A graph's memory is charged when its allocation node is added and released with the graph,
+// whether the node comes from cuGraphAddMemAllocNode or the generic cuGraphAddNode(_v2).
+namespace {
+
+template <typename DriverCall>
+CUresult AddChargedAllocNode(CUgraphNode* node, CUgraph graph,
+                             const CUDA_MEM_ALLOC_NODE_PARAMS* params, DriverCall call) {
+  Shim& shim = Shim::Get();
+  if (shim.passthrough() || node == nullptr || params == nullptr || params->bytesize == 0) {
+    return call();
+  }
+  const CUmemLocation& location = params->poolProps.location;
+  int device = location.type == CU_MEM_LOCATION_TYPE_DEVICE ? shim.DeviceOf(location.id)
+                                                            : shim.CurrentDevice();
+  if (device < 0) return call();
+  uint64_t bytes = cuda::PageBytes(params->bytesize);
+  CUresult result = ReserveThenCall(shim, device, bytes, call);
+  if (result == CUDA_SUCCESS) {
+    shim.Track(ChargeKind::kGraphMemory, reinterpret_cast<uint64_t>(*node), device, bytes,
+               reinterpret_cast<uintptr_t>(graph));
+  }
+  return result;
+}
+
+// The allocation of a generic node's parameters, or nullptr for any other node type.
+const CUDA_MEM_ALLOC_NODE_PARAMS* AllocationOf(const CUgraphNodeParams* params) {
+  return params != nullptr && params->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC ? &params->alloc
+                                                                           : nullptr;
+}
+
+}  // namespace
+
 TESSERA_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* phGraphNode, CUgraph hGraph,
                                                const CUgraphNode* dependencies,
                                                size_t numDependencies,
                                                CUDA_MEM_ALLOC_NODE_PARAMS* nodeParams) {
-  Shim& shim = Shim::Get();
+  return AddChargedAllocNode(phGraphNode, hGraph, nodeParams, [&] {
+    return Shim::Get().cuda().cuGraphAddMemAllocNode(phGraphNode, hGraph, dependencies,
+                                                     numDependencies, nodeParams);
+  });
+}
+
+TESSERA_EXPORT CUresult cuGraphAddNode(CUgraphNode* phGraphNode, CUgraph hGraph,
+                                       const CUgraphNode* dependencies, size_t numDependencies,
+                                       CUgraphNodeParams* nodeParams) {
   auto call = [&] {
-    return shim.cuda().cuGraphAddMemAllocNode(phGraphNode, hGraph, dependencies, numDependencies,
-                                              nodeParams);
+    return Shim::Get().cuda().cuGraphAddNode(phGraphNode, hGraph, dependencies, numDependencies,
+                                             nodeParams);
   };
-  if (shim.passthrough() || phGraphNode == nullptr || nodeParams == nullptr ||
-      nodeParams->bytesize == 0) {
-    return call();
-  }
-  const CUmemLocation& location = nodeParams->poolProps.location;
-  int device = location.type == CU_MEM_LOCATION_TYPE_DEVICE ? shim.DeviceOf(location.id)
-                                                            : shim.CurrentDevice();
-  if (device < 0) return call();
-  uint64_t bytes = cuda::PageBytes(nodeParams->bytesize);
-  CUresult result = ReserveThenCall(shim, device, bytes, call);
-  if (result == CUDA_SUCCESS) {
-    shim.Track(ChargeKind::kGraphMemory, reinterpret_cast<uint64_t>(*phGraphNode), device, bytes,
-               reinterpret_cast<uintptr_t>(hGraph));
-  }
-  return result;
+  const CUDA_MEM_ALLOC_NODE_PARAMS* allocation = AllocationOf(nodeParams);
+  return allocation == nullptr ? call()
+                               : AddChargedAllocNode(phGraphNode, hGraph, allocation, call);
+}
+
+TESSERA_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* phGraphNode, CUgraph hGraph,
+                                          const CUgraphNode* dependencies,
+                                          const CUgraphEdgeData* dependencyData,
+                                          size_t numDependencies, CUgraphNodeParams* nodeParams) {
+  auto call = [&] {
+    return Shim::Get().cuda().cuGraphAddNode_v2(phGraphNode, hGraph, dependencies, dependencyData,
+                                                numDependencies, nodeParams);
+  };
+  const CUDA_MEM_ALLOC_NODE_PARAMS* allocation = AllocationOf(nodeParams);
+  return allocation == nullptr ? call()
+                               : AddChargedAllocNode(phGraphNode, hGraph, allocation, call);
 }
 
 TESSERA_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {

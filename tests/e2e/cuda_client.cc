@@ -20,7 +20,8 @@
 //   fill CHUNK                allocate CHUNK-byte blocks until refused; report and exit
 //   hold BYTES [CHUNK]        allocate BYTES (in CHUNK blocks), print "ready", wait for stdin EOF
 //   family NAME BYTES         allocate once with a family (alloc, pitch, managed, vmm, async,
-//                             pool, array, array3d, mipmapped, graph, context, heap and printf:
+//                             pool, array, array3d, mipmapped, graph, graph-node, graph-node-v2
+//                             (cuGraphAddNode and _v2), context, heap and printf:
 //                             cuCtxSetLimit of the malloc heap or printf FIFO); print "ready",
 //                             wait for stdin EOF, free it, report
 //   pools NAME N [BYTES]      stream-ordered pools (small, cached, device1, host; see Pools)
@@ -519,6 +520,25 @@ int Family(const Driver& d, const std::string& name, uint64_t bytes) {
     params.bytesize = bytes;
     CUgraphNode node = nullptr;
     if (result == CUDA_SUCCESS) result = d.GraphAddMemAllocNode(&node, graph, nullptr, 0, &params);
+    release = [&d, graph] { return d.GraphDestroy(graph); };
+  } else if (name == "graph-node" || name == "graph-node-v2") {
+    // The same allocation node through the generic cuGraphAddNode (CUDA 12.2) or its _v2.
+    void* cuda = dlopen("libcuda.so.1", RTLD_NOW);
+    auto add = reinterpret_cast<decltype(&cuGraphAddNode)>(dlsym(cuda, "cuGraphAddNode"));
+    auto add_v2 = reinterpret_cast<decltype(&cuGraphAddNode_v2)>(dlsym(cuda, "cuGraphAddNode_v2"));
+    CUgraph graph = nullptr;
+    result = add == nullptr || add_v2 == nullptr ? CUDA_ERROR_NOT_FOUND : d.GraphCreate(&graph, 0);
+    CUgraphNodeParams params{};
+    params.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+    params.alloc.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    params.alloc.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    params.alloc.poolProps.location.id = 0;
+    params.alloc.bytesize = bytes;
+    CUgraphNode node = nullptr;
+    if (result == CUDA_SUCCESS) {
+      result = name == "graph-node" ? add(&node, graph, nullptr, 0, &params)
+                                    : add_v2(&node, graph, nullptr, nullptr, 0, &params);
+    }
     release = [&d, graph] { return d.GraphDestroy(graph); };
   } else if (name == "heap" || name == "printf") {
     // A context limit that takes device memory; back to its default at release.

@@ -190,8 +190,13 @@ TEST_P(ShimFamily, OverTheLimitIsRefusedWithOutOfMemory) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ShimFamily,
                          ::testing::Values("alloc", "pitch", "managed", "vmm", "async", "pool",
-                                           "array", "array3d", "mipmapped", "graph", "heap",
-                                           "printf"));
+                                           "array", "array3d", "mipmapped", "graph", "graph-node",
+                                           "graph-node-v2", "heap", "printf"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           name.erase(std::remove(name.begin(), name.end(), '-'), name.end());
+                           return name;
+                         });
 
 // ---- Module and library loads are charged what the driver takes -------------------------------
 // Each image takes 96 MiB on the fake GPU (as cuBLAS's or a big fatbin's kernels take tens to
