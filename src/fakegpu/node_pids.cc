@@ -60,8 +60,9 @@ bool AskService(const std::string& path, NodeProcess* answer) {
   }
   close(fd);
   if (!connected) {
-    log::Write(log::Level::kError, "fakegpu", "%s=%s: %s; taking this process's /proc for the node's",
-               kNodePidsVariable, path.c_str(), std::strerror(connect_errno));
+    log::Write(log::Level::kError, "fakegpu",
+               "%s=%s: %s; taking this process's /proc for the node's", kNodePidsVariable,
+               path.c_str(), std::strerror(connect_errno));
     return false;
   }
   int pid = 0;
