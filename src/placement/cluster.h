@@ -50,6 +50,7 @@ struct GpuSpec {
   int32_t time_slice_replicas = 1;   // kTimeSliced: tenants at most
   int32_t max_tenants = 0;           // kShared: tenants at most (the replicas the node
                                      // advertises); 0: no limit but the share itself
+  int32_t numa = -1;                 // the GPU's NUMA node; -1: not known (all such are one)
 };
 
 struct NodeSpec {

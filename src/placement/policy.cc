@@ -121,9 +121,8 @@ class RandomPolicy : public Policy {
     if (demand.is_fractional()) {
       assignment.gpus.count = 1;
       assignment.gpus.gpus[0] = gpus[UniformIndex(rng_, static_cast<size_t>(n))];
-    } else {
-      assignment.gpus.count = demand.gpu_count;
-      std::copy(gpus, gpus + demand.gpu_count, assignment.gpus.gpus);
+    } else if (!TakePreferred(cluster, assignment.node, demand, gpus, n, &assignment.gpus)) {
+      return std::nullopt;  // FitsNode said they fit
     }
     return assignment;
   }
@@ -170,10 +169,7 @@ class SpreadOrBinpackPolicy : public ScoringPolicy {
     if (n < demand.gpu_count) return false;
     std::stable_sort(fitting, fitting + n,
                      [&](int a, int b) { return gpus[a].free_milli > gpus[b].free_milli; });
-    choice->count = demand.gpu_count;
-    std::copy(fitting, fitting + demand.gpu_count, choice->gpus);
-    std::sort(choice->gpus, choice->gpus + choice->count);
-    return true;
+    return TakePreferred(cluster, node, demand, fitting, n, choice);
   }
 
  private:

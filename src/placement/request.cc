@@ -54,6 +54,7 @@ Demand CompileDemand(const Cluster& cluster, const Request& request) {
   if (!request.gpu_uuids.empty() || !request.excluded_gpu_uuids.empty()) {
     demand.uuid_constraints = &request;
   }
+  demand.numa_bind = request.numa_bind && request.gpu_count > 1;
   return demand;
 }
 
@@ -167,6 +168,15 @@ bool FitsNode(const Cluster& cluster, size_t node, const Demand& demand) {
   if (!demand.needs_gpu()) return true;
   int need = demand.gpu_count;
   std::span<const GpuState> gpus = cluster.gpus(node);
+  if (demand.numa_bind) {
+    int fitting[kMaxGpusPerNode];
+    int n = 0;
+    for (int g = 0; g < static_cast<int>(gpus.size()); ++g) {
+      if (FitsGpu(cluster, node, g, demand, nullptr)) fitting[n++] = g;
+    }
+    GpuChoice choice;
+    return TakePreferred(cluster, node, demand, fitting, n, &choice);
+  }
   if (cluster.node_is_simple(node) && demand.uuid_constraints == nullptr && demand.gpu_milli > 0) {
     int model = cluster.node_model(node);
     if (model >= 0 && ((demand.allowed_models >> model) & 1) == 0) return false;
@@ -197,8 +207,34 @@ bool ChooseGpusBestFit(const Cluster& cluster, size_t node, const Demand& demand
   if (n < demand.gpu_count) return false;
   std::stable_sort(fitting, fitting + n,
                    [&](int a, int b) { return gpus[a].free_milli < gpus[b].free_milli; });
-  choice->count = demand.gpu_count;
-  std::copy(fitting, fitting + demand.gpu_count, choice->gpus);
+  return TakePreferred(cluster, node, demand, fitting, n, choice);
+}
+
+bool TakePreferred(const Cluster& cluster, size_t node, const Demand& demand, const int* fitting,
+                   int n, GpuChoice* choice) {
+  choice->count = 0;
+  if (n < demand.gpu_count) return false;
+  if (!demand.numa_bind) {
+    choice->count = demand.gpu_count;
+    std::copy(fitting, fitting + demand.gpu_count, choice->gpus);
+  } else {
+    // Walk the preference order counting per NUMA node; the first to reach gpu_count wins.
+    const std::vector<GpuSpec>& specs = cluster.spec(node).gpus;
+    int numa = 0;
+    bool found = false;
+    for (int i = 0; i < n && !found; ++i) {
+      numa = specs[static_cast<size_t>(fitting[i])].numa;
+      int same = 0;
+      for (int j = 0; j <= i; ++j) same += specs[static_cast<size_t>(fitting[j])].numa == numa;
+      found = same == demand.gpu_count;
+    }
+    if (!found) return false;
+    for (int i = 0; i < n && choice->count < demand.gpu_count; ++i) {
+      if (specs[static_cast<size_t>(fitting[i])].numa == numa) {
+        choice->gpus[choice->count++] = fitting[i];
+      }
+    }
+  }
   std::sort(choice->gpus, choice->gpus + choice->count);
   return true;
 }

@@ -31,6 +31,7 @@ struct Request {
   std::vector<std::string> excluded_gpu_types;  // never these models
   std::vector<std::string> gpu_uuids;           // allowed GPUs; empty = any
   std::vector<std::string> excluded_gpu_uuids;  // never these GPUs
+  bool numa_bind = false;  // all gpu_count GPUs on one NUMA node (nvidia.com/numa-bind)
 };
 
 // Checks a request on its own: counts and shares in range, a share or memory for GPU requests.
@@ -52,6 +53,9 @@ struct Demand {
   // would give it the whole GPU. The simulators leave it false (their traces model whole GPUs as
   // taking any request).
   bool shares_only = false;
+  // Several GPUs only from one NUMA node (GpuSpec::numa): FitsNode and the GPU choices take the
+  // GPUs of one NUMA node, the first that has enough in their order of preference.
+  bool numa_bind = false;
 
   bool needs_gpu() const { return gpu_count > 0; }
   // The fraction of one GPU that this demand occupies in share form (whole GPU = 1000).
@@ -109,6 +113,12 @@ struct GpuChoice {
 // free share (for whole GPUs: the lowest-index free ones). Returns false when they do not fit.
 bool ChooseGpusBestFit(const Cluster& cluster, size_t node, const Demand& demand,
                        GpuChoice* choice);
+
+// The choice from `fitting` (n GPUs that fit, in order of preference): its first gpu_count, or
+// for a NUMA-bound demand the first gpu_count of the first NUMA node to have that many. False
+// when there are not enough. The chosen GPUs are in increasing index.
+bool TakePreferred(const Cluster& cluster, size_t node, const Demand& demand, const int* fitting,
+                   int n, GpuChoice* choice);
 
 }  // namespace tessera::placement
 

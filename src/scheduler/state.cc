@@ -76,6 +76,7 @@ pl::Request EngineRequest(const pl::Cluster& cluster, const ContainerGpuRequest&
   r.gpu_uuids = pod.use_uuids;
   r.excluded_gpu_uuids = pod.nouse_uuids;
   r.excluded_gpu_uuids.insert(r.excluded_gpu_uuids.end(), unhealthy.begin(), unhealthy.end());
+  r.numa_bind = pod.numa_bind;
   return r;
 }
 
@@ -285,6 +286,7 @@ void State::RebuildLocked() {
       g.memory_mib = gpu.memory_mib;
       g.mode = gpu.mode;
       g.max_tenants = gpu.mode == pl::SharingMode::kShared ? gpu.replicas : 0;
+      g.numa = gpu.numa;
       gpu_index_[gpu.uuid] = GpuRef{specs.size(), static_cast<int>(spec.gpus.size())};
       if (!gpu.healthy) unhealthy_uuids_.push_back(gpu.uuid);
       spec.gpus.push_back(std::move(g));

@@ -92,6 +92,37 @@ TEST_F(SmallCluster, BestFitLeavesTheLeastCpuAndGpuBehind) {
   EXPECT_EQ(Choices("bestfit", ledger_, Gpu(1, 1000)), (Choice{{0, 1}}));
 }
 
+// A NUMA-bound demand gets its GPUs from one NUMA node under every policy. Node 0 has 2 GPUs
+// on different NUMA nodes; node 1 has 4 that alternate between NUMA nodes 0 and 1.
+TEST(NumaBind, EveryPolicyTakesAllGpusFromOneNumaNode) {
+  NodeSpec split = Node("split", 32000, 2);
+  NodeSpec alternating = Node("alternating", 32000, 4);
+  for (int g = 0; g < 2; ++g) split.gpus[static_cast<size_t>(g)].numa = g;
+  for (int g = 0; g < 4; ++g) alternating.gpus[static_cast<size_t>(g)].numa = g % 2;
+  Ledger ledger{MakeCluster({split, alternating})};
+  Request request = Gpu(2, 1000);
+  request.numa_bind = true;
+  const Demand demand = CompileDemand(ledger.cluster(), request);
+  EXPECT_FALSE(FitsNode(ledger.cluster(), 0, demand)) << "one GPU on each NUMA node";
+  EXPECT_TRUE(FitsNode(ledger.cluster(), 0, CompileDemand(ledger.cluster(), Gpu(2, 1000))));
+  for (const std::string& name : PolicyNames()) {
+    for (int seed = 0; seed < 8; ++seed) {
+      PolicyOptions options;
+      options.seed = static_cast<uint64_t>(seed);
+      auto policy = MakePolicy(name, ledger.cluster(), options);
+      ASSERT_TRUE(policy.ok()) << name;
+      std::optional<Assignment> a = (*policy)->Choose(ledger.cluster(), demand);
+      ASSERT_TRUE(a.has_value()) << name;
+      EXPECT_EQ(a->node, 1u) << name;
+      ASSERT_EQ(a->gpus.count, 2) << name;
+      const auto& gpus = ledger.cluster().spec(a->node).gpus;
+      EXPECT_EQ(gpus[static_cast<size_t>(a->gpus.gpus[0])].numa,
+                gpus[static_cast<size_t>(a->gpus.gpus[1])].numa)
+          << name << " seed " << seed << ": GPUs " << a->gpus.gpus[0] << " and " << a->gpus.gpus[1];
+    }
+  }
+}
+
 TEST(DotProduct, PrefersTheLeastFreeCapacityAlongTheDemand) {
   // Node 0 has one of 8 GPUs free, node 1 all 8: free . demand is 8 times larger on node 1.
   Ledger ledger(MakeCluster({Node("a", 64000, 8), Node("b", 64000, 8)}));

@@ -197,6 +197,43 @@ TEST_F(ExtenderTest, CardTypeAndUuidAnnotationsRestrictTheGpus) {
       "a100");
 }
 
+// nvidia.com/numa-bind: a container's GPUs all from one NUMA node. GPUs 0..3 alternate between
+// NUMA nodes 0 and 1, so the two best-fit GPUs (0 and 1) would span both.
+json NumaNode(const std::string& name, int gpus) {
+  json node = Node(name, gpus, 81920);
+  json doc = json::parse(node["metadata"]["annotations"][kNodeGpusAnnotation].get<std::string>());
+  for (int i = 0; i < gpus; ++i) doc["gpus"][i]["numa"] = i % 2;
+  node["metadata"]["annotations"][kNodeGpusAnnotation] = doc.dump();
+  return node;
+}
+
+TEST_F(ExtenderTest, NumaBindTakesAllOfAContainersGpusFromOneNumaNode) {
+  const json two = {{"nvidia.com/gpu", 2}, {"nvidia.com/gpumem", 1000}};
+  // Without the annotation the request takes the two best-fit GPUs, across NUMA nodes.
+  state_.UpsertNode(NumaNode("free", 4));
+  ASSERT_EQ(Schedule(Pod("unbound", two), {"free"}), "free");
+  kube::PodAllocation unbound = AllocationOf("unbound");
+  ASSERT_EQ(unbound.containers.size(), 1u);
+  ASSERT_EQ(unbound.containers[0].gpus.size(), 2u);
+  EXPECT_EQ(unbound.containers[0].gpus[0].uuid, "GPU-free-0");
+  EXPECT_EQ(unbound.containers[0].gpus[1].uuid, "GPU-free-1");
+
+  state_.UpsertNode(NumaNode("n", 4));
+  ASSERT_EQ(Schedule(Pod("bound", two, {{"nvidia.com/numa-bind", "true"}}), {"n"}), "n");
+  kube::PodAllocation bound = AllocationOf("bound");
+  ASSERT_EQ(bound.containers.size(), 1u);
+  ASSERT_EQ(bound.containers[0].gpus.size(), 2u);
+  EXPECT_EQ(bound.containers[0].gpus[0].uuid, "GPU-n-0");
+  EXPECT_EQ(bound.containers[0].gpus[1].uuid, "GPU-n-2") << "GPU 2 is GPU 0's NUMA node";
+
+  // A node whose NUMA nodes have one GPU each cannot serve it.
+  state_.UpsertNode(NumaNode("m", 2));
+  json result = Filter(Pod("late", two, {{"nvidia.com/numa-bind", "true"}}), {"m"});
+  EXPECT_TRUE(result["NodeNames"].empty()) << result.dump();
+  EXPECT_TRUE(result["FailedNodes"].contains("m")) << result.dump();
+  EXPECT_EQ(Schedule(Pod("spans", two), {"m"}), "m");
+}
+
 TEST_F(ExtenderTest, ReplicasBoundTheTenantsOfASharedGpu) {
   state_.UpsertNode(Node("a", 1, 81920, "shared", 2));
   EXPECT_EQ(Schedule(Pod("p0", {{"nvidia.com/gpumem", 100}}), {"a"}), "a");
