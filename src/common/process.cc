@@ -1,6 +1,8 @@
 #include "common/process.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,9 +39,28 @@ uint64_t ProcessStartTime(pid_t pid) {
   return std::strtoull(cursor, nullptr, 10);
 }
 
-uint64_t PidNamespaceOfProc() {
+namespace {
+
+// Whether /proc numbers processes in the kernel's initial pid namespace: only there are kernel
+// threads to be seen, kthreadd as pid 2 with no parent.
+bool ProcIsOfTheInitialNamespace() {
+  int fd = ::open("/proc/2/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[512];
+  ssize_t got = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (got <= 0) return false;
+  text[got] = '\0';
+  return std::strncmp(text, "Name:\tkthreadd\n", std::strlen("Name:\tkthreadd\n")) == 0 &&
+         std::strstr(text, "\nPPid:\t0\n") != nullptr;
+}
+
+}  // namespace
+
+ProcIdentity ThisProcessInProc() {
+  ProcIdentity self{getpid(), 0};
   int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return self;
   char text[4096];
   size_t length = 0;
   for (;;) {
@@ -53,12 +74,13 @@ uint64_t PidNamespaceOfProc() {
   // "NSpid:" lists the process's pid in each namespace from the one /proc was mounted in down to
   // its own: one entry when they are the same.
   const char* line = std::strstr(text, "\nNSpid:");
-  if (line == nullptr) return 0;
+  if (line == nullptr) return self;
   line += std::strlen("\nNSpid:");
   const char* end = std::strchr(line, '\n');
-  if (end == nullptr) return 0;
+  if (end == nullptr) return self;
   int entries = 0;
   long first = 0;
+  long last = 0;
   for (const char* cursor = line; cursor < end;) {
     if (*cursor == ' ' || *cursor == '\t') {
       ++cursor;
@@ -66,15 +88,37 @@ uint64_t PidNamespaceOfProc() {
     }
     char* after = nullptr;
     long pid = std::strtol(cursor, &after, 10);
-    if (after == cursor || after > end) return 0;
+    if (after == cursor || after > end || pid <= 0) return self;
     if (entries++ == 0) first = pid;
+    last = pid;
     cursor = after;
   }
-  if (entries != 1 || first != static_cast<long>(getpid())) return 0;
+  if (entries == 0 || last != static_cast<long>(getpid())) return self;
+  // One entry: /proc is of the process's own namespace. More: of the ancestor as many levels up
+  // (NS_GET_PARENT needs no access to any other process, as /proc/1/ns/pid would).
+  int namespace_fd = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  for (int up = 1; up < entries && namespace_fd >= 0; ++up) {
+    int parent = ::ioctl(namespace_fd, NS_GET_PARENT);
+    ::close(namespace_fd);
+    namespace_fd = parent;
+  }
   struct stat info {};
-  if (::stat("/proc/self/ns/pid", &info) != 0) return 0;
-  return static_cast<uint64_t>(info.st_ino);
+  const bool known = namespace_fd >= 0 && ::fstat(namespace_fd, &info) == 0;
+  if (namespace_fd >= 0) ::close(namespace_fd);
+  if (known) {
+    self.pid_namespace = static_cast<uint64_t>(info.st_ino);
+  } else if (entries > 1 && ProcIsOfTheInitialNamespace()) {
+    // The parent is outside this process's user namespace (a container's, or a sandbox's), but
+    // a /proc that shows kernel threads is the node's.
+    self.pid_namespace = kInitialPidNamespace;
+  } else {
+    return self;
+  }
+  self.pid = static_cast<pid_t>(first);
+  return self;
 }
+
+uint64_t PidNamespaceOfProc() { return ThisProcessInProc().pid_namespace; }
 
 int64_t MonotonicNs() {
   timespec now{};

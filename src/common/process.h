@@ -14,17 +14,29 @@ namespace tessera {
 // the life of the machine: a reused pid has another start time.
 uint64_t ProcessStartTime(pid_t pid);
 
-// The pid namespace in whose numbering this process's /proc names processes, as the inode number
-// of the namespace's file (what `stat -L /proc/self/ns/pid` says; every namespace file is on the
-// one nsfs, so the inode alone names it). That is this process's own pid namespace when its /proc
-// was mounted there, as a container's is; then getpid() is the pid /proc knows it by, and
-// ProcessStartTime(pid) of pids recorded by processes with the same value is their start time.
-// 0 when that cannot be told: /proc was mounted in an ancestor namespace (getpid() and /proc
-// number processes differently), or /proc/self/status has no NSpid line or cannot be read.
+// This process as its /proc numbers processes: the pid /proc knows it by, and the pid namespace
+// of that numbering as the inode number of the namespace's file (what `stat -L /proc/self/ns/pid`
+// says; every namespace file is on the one nsfs, so the inode alone names it). Processes that
+// record (pid, ProcessStartTime(pid)) with the same namespace can judge each other's liveness.
+//  * /proc mounted in the process's own pid namespace (a container's, or the node's): getpid()
+//    and that namespace.
+//  * /proc of an ancestor namespace (a container that keeps the host's /proc): the pid there
+//    (the first of /proc/self/status's NSpid) and that namespace: the ancestor's (NS_GET_PARENT),
+//    or, where that is outside the process's user namespace, the initial namespace when /proc
+//    shows kernel threads (only the initial namespace has them).
+// pid_namespace is 0 when it cannot be told (no NSpid line, an ancestor that is neither); pid is
+// then getpid().
+struct ProcIdentity {
+  pid_t pid = 0;
+  uint64_t pid_namespace = 0;
+};
+ProcIdentity ThisProcessInProc();
+
+// ThisProcessInProc().pid_namespace.
 uint64_t PidNamespaceOfProc();
 
 // The inode of the kernel's initial pid namespace (PROC_PID_INIT_INO): the node's own. A process
-// whose PidNamespaceOfProc() is this has the pid the driver and NVML know it by.
+// whose PidNamespaceOfProc() is this is known to the driver and NVML by ThisProcessInProc().pid.
 inline constexpr uint64_t kInitialPidNamespace = 0xEFFFFFFCu;
 
 // CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.

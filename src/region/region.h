@@ -125,7 +125,7 @@ class Region {
   // Claims a slot for the process (pid, start_time), recording PidNamespaceOfProc() as the pid
   // namespace of `pid`. Reclaims dead slots first if none is free.
   // REQUIRES: pid and start_time are as this process's /proc names them (a process claims for
-  // itself: getpid(), ProcessStartTime(getpid())).
+  // itself: ThisProcessInProc().pid and its ProcessStartTime).
   Result<int> ClaimSlot(pid_t pid, uint64_t start_time, std::string_view command);
   // Gives the slot back, dropping its charges (the process is exiting).
   Status ReleaseSlot(int slot);

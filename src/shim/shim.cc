@@ -297,7 +297,10 @@ int Shim::CurrentDevice() { return devices_.Of(CurrentOrdinal()); }
 
 bool Shim::EnsureSlot() {
   if (slot_ >= 0) return true;
-  pid_t pid = getpid();
+  // The pid its /proc knows it by: getpid(), or in a container that keeps the node's /proc its
+  // node pid, which every process that sees that /proc can check.
+  const ProcIdentity self = ThisProcessInProc();
+  const pid_t pid = self.pid;
   auto slot = region_->ClaimSlot(pid, ProcessStartTime(pid), CommandName());
   if (!slot.ok()) {
     log::Write(log::Level::kError, "shim", "%s; allocations are refused",
@@ -305,9 +308,9 @@ bool Shim::EnsureSlot() {
     return false;
   }
   slot_ = *slot;
-  // In the node's own pid namespace the driver knows this process by getpid(); in a container
-  // it is learnt when the process makes its first context (LearnDriverPid).
-  if (PidNamespaceOfProc() == kInitialPidNamespace) {
+  // Numbered by the node's own pid namespace, that pid is the one the driver knows; in a
+  // container's it is learnt when the process makes its first context (LearnDriverPid).
+  if (self.pid_namespace == kInitialPidNamespace) {
     driver_pid_.store(static_cast<uint32_t>(pid), std::memory_order_release);
   }
   if (const uint32_t known = DriverPid(); known != 0) {

@@ -28,6 +28,14 @@ namespace tessera::cluster_test {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+// The fake GPU's context on the local cluster (its default context_memory), which the shim
+// charges against a container's limit as a driver's context is.
+inline constexpr long long kContextMiB = 256;
+
+// What a program can allocate well within a limit of `limit_mib`: 90 % of what its context
+// leaves.
+inline long long WithinLimitMiB(long long limit_mib) { return (limit_mib - kContextMiB) * 9 / 10; }
+
 struct CommandResult {
   int status = -1;     // exit code, or -signal
   std::string output;  // stdout only (stderr goes to the test's stderr)

@@ -47,7 +47,7 @@ TEST_F(ContainerEscape, AProcessThatWritesEveryTesseraFileItCanReachCannotPassIt
       std::to_string(kLimitMiB) +
       "M --container --redirect-limits-file /etc/tessera /run/tessera; echo escape.exit=$?; " +
       report + " --allocate " + std::to_string(kLimitMiB + 1) + "; " + report + " --allocate " +
-      std::to_string(kLimitMiB * 9 / 10) + "; cat /etc/tessera/limits\"]";
+      std::to_string(WithinLimitMiB(kLimitMiB)) + "; cat /etc/tessera/limits\"]";
   ASSERT_TRUE(Apply(PodManifest(name, command,
                                 "    resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: " +
                                     std::to_string(kLimitMiB) + "}}\n")));
@@ -84,8 +84,9 @@ TEST_F(ContainerEscape, AProcessThatWritesEveryTesseraFileItCanReachCannotPassIt
   EXPECT_NE(logs.find("allocate " + std::to_string(kLimitMiB + 1) + " MiB on device 0: refused"),
             std::string::npos)
       << logs;
-  EXPECT_NE(logs.find("allocate " + std::to_string(kLimitMiB * 9 / 10) + " MiB on device 0: ok"),
-            std::string::npos)
+  EXPECT_NE(
+      logs.find("allocate " + std::to_string(WithinLimitMiB(kLimitMiB)) + " MiB on device 0: ok"),
+      std::string::npos)
       << logs;
 }
 

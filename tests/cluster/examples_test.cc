@@ -4,6 +4,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 #include "tests/cluster/cluster_fixture.h"
@@ -59,7 +60,7 @@ class Examples : public ClusterTest {
 
 TEST_F(Examples, EachHamiExampleSeesItsGpusTypeAndExactlyItsLimit) {
   std::vector<std::string> files = ExampleFiles();
-  ASSERT_GE(files.size(), 8u);
+  ASSERT_GE(files.size(), 9u);
   for (const std::string& file : files) {
     SCOPED_TRACE(file);
     std::string manifest = ReadFile(file);
@@ -67,10 +68,10 @@ TEST_F(Examples, EachHamiExampleSeesItsGpusTypeAndExactlyItsLimit) {
     const long long limit = std::stoll(Annotation(manifest, "test.tessera.io/expect-memory-mib"));
     const int gpus = std::stoi(Annotation(manifest, "test.tessera.io/expect-gpus"));
     const std::string report = TESSERA_GPU_REPORT;
-    // Past the limit by 1 MiB (must be refused), then 90 % of it (must be given).
+    // Past the limit by 1 MiB (must be refused), then well within it (must be given).
     const std::string command = "[\"/bin/sh\", \"-c\", \"" + report + " --allocate " +
                                 std::to_string(limit + 1) + "; " + report + " --allocate " +
-                                std::to_string(limit * 9 / 10) + "\"]";
+                                std::to_string(WithinLimitMiB(limit)) + "\"]";
     manifest = Replace(manifest, "__COMMAND__", command);
     const std::string name = Unique("example");
     manifest = Replace(manifest, "name: gpu-pod", "name: " + name);
@@ -101,10 +102,28 @@ TEST_F(Examples, EachHamiExampleSeesItsGpusTypeAndExactlyItsLimit) {
     EXPECT_EQ(logs.find("allocate " + std::to_string(limit + 1) + " MiB on device 0: ok"),
               std::string::npos)
         << logs;
-    EXPECT_NE(logs.find("allocate " + std::to_string(limit * 9 / 10) + " MiB on device 0: ok"),
-              std::string::npos)
+    EXPECT_NE(
+        logs.find("allocate " + std::to_string(WithinLimitMiB(limit)) + " MiB on device 0: ok"),
+        std::string::npos)
         << logs;
     EXPECT_EQ(pod["spec"].value("schedulerName", ""), "tessera-scheduler");
+    if (Annotation(manifest, "test.tessera.io/expect-one-numa") == "true") {
+      // Every granted GPU on the NUMA node of the first.
+      const json& node = Node(pod["spec"].value("nodeName", ""));
+      const json allocation =
+          json::parse(pod["metadata"]["annotations"].value("tessera.io/allocation", "{}"));
+      std::set<int> numa_nodes;
+      for (const json& container : allocation.value("containers", json::array())) {
+        for (const json& grant : container.value("gpus", json::array())) {
+          for (const json& gpu : node["gpus"]) {
+            if (gpu["uuid"] == grant.value("uuid", "")) {
+              numa_nodes.insert(gpu["numa"].is_number() ? gpu["numa"].get<int>() : 0);
+            }
+          }
+        }
+      }
+      EXPECT_EQ(numa_nodes.size(), 1u) << pod["metadata"]["annotations"].dump();
+    }
   }
 }
 

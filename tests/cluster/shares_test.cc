@@ -37,11 +37,11 @@ class Shares : public ClusterTest {
     return failures;
   }
 
-  // Creates a pod with kShareMiB of `uuid` that allocates 90 % of it; it must succeed, and
+  // Creates a pod with kShareMiB of `uuid` that allocates well within it; it must succeed, and
   // kubelet must have started it at the first try.
   static void ExpectTheNextPodRunsAtOnce(const std::string& uuid) {
     const std::string name = Unique("share-next");
-    const std::string allocate = std::to_string(kShareMiB * 9 / 10);
+    const std::string allocate = std::to_string(WithinLimitMiB(kShareMiB));
     ASSERT_TRUE(Apply(SharePod(
         name, uuid, kShareMiB,
         "[\"" + std::string(TESSERA_GPU_REPORT) + "\", \"--allocate\", \"" + allocate + "\"]")));

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -544,36 +545,46 @@ TEST_F(RegionTest, OnlyAReaderInTheDeadProcessPidNamespaceReclaimsItsCharge) {
   EXPECT_EQ(contained.Wait(), 0);
 }
 
-TEST_F(RegionTest, AProcessWhoseProcIsOfAnAncestorNamespaceIsJudgedByNobody) {
+TEST_F(RegionTest, AProcessWhoseProcIsOfAnAncestorNamespaceIsJudgedByThatNamespace) {
   auto region = OpenRegion();
   ContainedProcess contained;
   std::string path = path_;
-  // In a pid namespace of its own but with the host's /proc: getpid() is 1, /proc/1 is the host's
-  // init, so neither it nor anyone else can check its pid.
+  // In a pid namespace of its own but with the host's /proc (as the local cluster's containers):
+  // getpid() is 1 and /proc/1 is the host's init, so it claims with its pid in the host's
+  // numbering, and the host, which shares that /proc, judges it.
   std::string why = contained.Start(
       [&path](const LineChannel& test) {
-        if (PidNamespaceOfProc() != 0) return 1;
+        const ProcIdentity self = ThisProcessInProc();
+        if (getpid() != 1 || self.pid == getpid()) return 1;
         auto mine = Region::Open(path, nullptr);
         if (!mine.ok()) return 2;
-        auto slot = (*mine)->ClaimSlot(getpid(), ProcessStartTime(getpid()), "hosts-proc");
+        auto slot = (*mine)->ClaimSlot(self.pid, ProcessStartTime(self.pid), "hosts-proc");
         if (!slot.ok() || !Granted((*mine)->Reserve(*slot, 0, 10 * kMiB))) return 3;
-        Result<int> reaped = (*mine)->Reap(/*force=*/true);
-        test.Send(reaped.ok() ? "reaped " + std::to_string(*reaped) : reaped.status().message());
+        test.Send(std::to_string(self.pid) + " " + std::to_string(self.pid_namespace));
         return test.Receive() == "exit" ? 0 : 4;
       },
       /*own_proc=*/false);
   if (!why.empty()) GTEST_SKIP() << why;
-  EXPECT_EQ(contained.channel().Receive(), "reaped 0");
+  // Its pid and namespace as the host numbers them.
+  std::istringstream seen(contained.channel().Receive());
+  pid_t host_pid = 0;
+  uint64_t host_namespace = 0;
+  seen >> host_pid >> host_namespace;
+  EXPECT_GT(host_pid, 1);
+  EXPECT_NE(ProcessStartTime(host_pid), 0u) << "a live process of this /proc";
+  EXPECT_EQ(host_namespace, PidNamespaceOfProc());
+  EXPECT_EQ(region->Reap(/*force=*/true).value(), 0) << "it lives";
+  EXPECT_EQ(region->Used(0), 10 * kMiB);
   ASSERT_TRUE(contained.channel().Send("exit"));
-  EXPECT_EQ(contained.Wait(), 0) << "1: it could tell a namespace; else its step that failed";
+  EXPECT_EQ(contained.Wait(), 0) << "1: it could not tell its pid; else its step that failed";
 
-  // Its slot has no namespace: not even the dead process is reaped, by the host or anyone.
+  // Dead (and never gave its slot back), it is reaped by the host.
   Snapshot snapshot = region->TakeSnapshot().value();
   ASSERT_EQ(snapshot.processes.size(), 1u);
-  EXPECT_EQ(snapshot.processes[0].pid_namespace, 0u);
-  EXPECT_EQ(snapshot.processes[0].liveness, Liveness::kUnknown);
-  EXPECT_EQ(region->Reap(/*force=*/true).value(), 0);
-  EXPECT_EQ(region->Used(0), 10 * kMiB);
+  EXPECT_EQ(snapshot.processes[0].pid_namespace, PidNamespaceOfProc());
+  EXPECT_EQ(snapshot.processes[0].liveness, Liveness::kDead);
+  EXPECT_EQ(region->Reap(/*force=*/true).value(), 1);
+  EXPECT_EQ(region->Used(0), 0u);
 }
 
 TEST_F(RegionTest, ASlotOfAnotherPidNamespaceIsLeftAloneWhateverItsPidShowsHere) {
