@@ -551,16 +551,24 @@ int Shim::DeviceOfNvmlHandle(nvmlDevice_t handle) {
   });
 }
 
-bool Shim::NvmlPids(int device, std::vector<unsigned>* pids) {
+bool Shim::NvmlProcesses(int device, std::vector<nvmlProcessInfo_t>* processes) {
   nvmlDevice_t handle = nvml_devices_.Handle(device);
   if (handle == nullptr) return false;
-  nvmlProcessInfo_t processes[64];
-  unsigned count = 64;
-  if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes) != NVML_SUCCESS) {
+  processes->resize(64);
+  auto count = static_cast<unsigned>(processes->size());
+  if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes->data()) !=
+      NVML_SUCCESS) {
     return false;
   }
+  processes->resize(std::min<size_t>(count, processes->size()));
+  return true;
+}
+
+bool Shim::NvmlPids(int device, std::vector<unsigned>* pids) {
+  std::vector<nvmlProcessInfo_t> processes;
+  if (!NvmlProcesses(device, &processes)) return false;
   pids->clear();
-  for (unsigned i = 0; i < count && i < 64; ++i) pids->push_back(processes[i].pid);
+  for (const nvmlProcessInfo_t& process : processes) pids->push_back(process.pid);
   return true;
 }
 
@@ -593,21 +601,15 @@ void Shim::LearnDriverPid(int device, const std::vector<unsigned>& before) {
 }
 
 bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {
-  nvmlDevice_t handle = nvml_devices_.Handle(device);
-  if (handle == nullptr) return false;
-  nvmlProcessInfo_t processes[64];
-  unsigned count = 64;
-  if (nvml_.nvmlDeviceGetComputeRunningProcesses_v3(handle, &count, processes) != NVML_SUCCESS) {
-    return false;
-  }
   // Until the driver's pid for this process is known there is nothing to find.
   const uint32_t self = DriverPid();
-  if (self == 0) return false;
-  for (unsigned i = 0; i < count && i < 64; ++i) {
-    if (processes[i].pid == self) {
+  std::vector<nvmlProcessInfo_t> processes;
+  if (self == 0 || !NvmlProcesses(device, &processes)) return false;
+  for (const nvmlProcessInfo_t& process : processes) {
+    if (process.pid == self) {
       // NVML cannot always tell: then neither can we, and the estimate stands.
-      if (processes[i].usedGpuMemory == NVML_VALUE_NOT_AVAILABLE) return false;
-      *bytes = processes[i].usedGpuMemory;
+      if (process.usedGpuMemory == NVML_VALUE_NOT_AVAILABLE) return false;
+      *bytes = process.usedGpuMemory;
       return true;
     }
   }

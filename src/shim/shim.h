@@ -157,7 +157,10 @@ class Shim {
   // The pid the driver knows this process by, 0 while unknown: getpid() in the node's pid
   // namespace; in a container's, learnt at the first context (LearnDriverPid).
   uint32_t DriverPid() const { return driver_pid_.load(std::memory_order_acquire); }
-  // The pids NVML lists as using `device` (the node's pids); false when NVML cannot say.
+  // What NVML lists as running on `device` (by the node's pids; at most 64); false when NVML
+  // cannot say.
+  bool NvmlProcesses(int device, std::vector<nvmlProcessInfo_t>* processes);
+  // Their pids.
   bool NvmlPids(int device, std::vector<unsigned>* pids);
   // After this process made its first context on `device`: the one pid NVML lists now that it
   // did not before (`before`) and no other process of the container has is this process's. When
