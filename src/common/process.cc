@@ -1,8 +1,6 @@
 #include "common/process.h"
 
 #include <fcntl.h>
-#include <linux/nsfs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,22 +92,15 @@ ProcIdentity ThisProcessInProc() {
     cursor = after;
   }
   if (entries == 0 || last != static_cast<long>(getpid())) return self;
-  // One entry: /proc is of the process's own namespace. More: of the ancestor as many levels up
-  // (NS_GET_PARENT needs no access to any other process, as /proc/1/ns/pid would).
-  int namespace_fd = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-  for (int up = 1; up < entries && namespace_fd >= 0; ++up) {
-    int parent = ::ioctl(namespace_fd, NS_GET_PARENT);
-    ::close(namespace_fd);
-    namespace_fd = parent;
-  }
-  struct stat info {};
-  const bool known = namespace_fd >= 0 && ::fstat(namespace_fd, &info) == 0;
-  if (namespace_fd >= 0) ::close(namespace_fd);
-  if (known) {
+  // One entry: /proc is of the process's own namespace. More: of an ancestor's, which it can
+  // name only when it is the node's, the one with kernel threads. (The kernel lets no process
+  // reach an ancestor of its own pid namespace: NS_GET_PARENT refuses, and /proc/1/ns/pid is
+  // another process's.)
+  if (entries == 1) {
+    struct stat info {};
+    if (::stat("/proc/self/ns/pid", &info) != 0) return self;
     self.pid_namespace = static_cast<uint64_t>(info.st_ino);
-  } else if (entries > 1 && ProcIsOfTheInitialNamespace()) {
-    // The parent is outside this process's user namespace (a container's, or a sandbox's), but
-    // a /proc that shows kernel threads is the node's.
+  } else if (ProcIsOfTheInitialNamespace()) {
     self.pid_namespace = kInitialPidNamespace;
   } else {
     return self;

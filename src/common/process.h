@@ -21,10 +21,10 @@ uint64_t ProcessStartTime(pid_t pid);
 //  * /proc mounted in the process's own pid namespace (a container's, or the node's): getpid()
 //    and that namespace.
 //  * /proc of an ancestor namespace (a container that keeps the host's /proc): the pid there
-//    (the first of /proc/self/status's NSpid) and that namespace: the ancestor's (NS_GET_PARENT),
-//    or, where that is outside the process's user namespace, the initial namespace when /proc
-//    shows kernel threads (only the initial namespace has them).
-// pid_namespace is 0 when it cannot be told (no NSpid line, an ancestor that is neither); pid is
+//    (the first of /proc/self/status's NSpid) and that namespace, when it is the node's (the
+//    initial namespace: only its /proc shows kernel threads). No process can name another
+//    ancestor of its own namespace.
+// pid_namespace is 0 when it cannot be told (no NSpid line, another ancestor's /proc); pid is
 // then getpid().
 struct ProcIdentity {
   pid_t pid = 0;

@@ -81,12 +81,16 @@ NodeProcess Compute() {
   NodeProcess self;
   const char* service = std::getenv(kNodePidsVariable);
   const int proc_pid = ProcSelfPid();
-  if (service != nullptr && *service != '\0' && AskService(service, &self)) {
+  const bool asked = service != nullptr && *service != '\0';
+  if (asked && AskService(service, &self)) {
     self.sees_node = proc_pid == self.pid;
     return self;
   }
   self.pid = proc_pid > 0 ? proc_pid : getpid();
   self.start_time = ProcessStartTime(self.pid);
+  // A service was named but did not answer: this /proc may not be the node's, so this process
+  // must not judge the others.
+  self.sees_node = !asked;
   return self;
 }
 

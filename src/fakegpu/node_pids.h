@@ -25,7 +25,7 @@ struct NodeProcess {
   int pid = 0;
   uint64_t start_time = 0;  // ProcessStartTime on the node
   // Whether this process's /proc shows the node's processes, so that it may judge whether a
-  // process of the state file lives.
+  // process of the state file lives (false when the service is named but does not answer).
   bool sees_node = true;
 };
 

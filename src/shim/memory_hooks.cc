@@ -58,16 +58,21 @@ CUresult Forget(Shim& shim, CUresult result, ChargeKind kind, uint64_t key) {
 // context took) is reserved before creation, then trued up to what NVML says this process holds
 // beyond its own allocations. Over the limit the new context is destroyed again.
 //
-// The true-up: something the driver just made under an `estimate` reservation took what NVML
-// says this process holds beyond its other charges. Sets `charged` to what stays reserved (the
-// estimate when NVML cannot tell) and `measured` to whether NVML told; false, with the estimate
-// given back, when the limit cannot hold the measured size (the caller undoes what it made).
-bool TrueUp(Shim& shim, int device, uint64_t estimate, uint64_t* charged, bool* measured) {
+// The true-up: something the driver just made under an `estimate` reservation took what NVML's
+// figure for this process grew by since `before` (its figure just before the call), or, without
+// one, what NVML says the process holds beyond its other charges. Sets `charged` to what stays
+// reserved (the estimate when NVML cannot tell) and `measured` to whether NVML told; false, with
+// the estimate given back, when the limit cannot hold the measured size (the caller undoes what
+// it made).
+bool TrueUp(Shim& shim, int device, uint64_t estimate, const uint64_t* before, uint64_t* charged,
+            bool* measured) {
   *charged = estimate;
   *measured = false;
   uint64_t process_bytes = 0;
   if (!shim.ProcessMemoryFromNvml(device, &process_bytes)) return true;
-  uint64_t others = shim.ProcessCharged(device) - estimate;
+  const uint64_t charged_here = shim.ProcessCharged(device);
+  uint64_t others = charged_here > estimate ? charged_here - estimate : 0;
+  if (before != nullptr) others = *before;
   uint64_t taken = process_bytes > others ? process_bytes - others : 0;
   if (taken > estimate && !shim.Reserve(device, taken - estimate)) {
     shim.Release(device, estimate);
@@ -85,13 +90,13 @@ CUresult CreateChargedContext(Shim& shim, int device, Create create, Destroy des
   uint64_t estimate = shim.region().ContextEstimate(device);
   // A process in a container's pid namespace learns its node pid from its first context.
   std::vector<unsigned> before;
-  const bool learn = shim.DriverPid() == 0 && shim.NvmlPids(device, &before);
+  const bool learn = shim.ShouldLearnDriverPid() && shim.NvmlPids(device, &before);
   CUresult result = ReserveThenCall(shim, device, estimate, create);
   if (result != CUDA_SUCCESS) return result;
   if (learn) shim.LearnDriverPid(device, before);
   uint64_t charged = 0;
   bool measured = false;
-  if (!TrueUp(shim, device, estimate, &charged, &measured)) {
+  if (!TrueUp(shim, device, estimate, nullptr, &charged, &measured)) {
     destroy();
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
@@ -501,8 +506,9 @@ TESSERA_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
 
 // ---- Module and library loads ------------------------------------------------------------------
 // A module's code, constant banks and globals take device memory in the context it is loaded
-// into. Its size is not in the call, so it is measured as a context's is: one page reserved
-// first, then trued up by NVML (TrueUp); over the limit the load is undone. A library loaded
+// into. Its size is not in the call, so it is measured: one page reserved first, then trued up to
+// what NVML's figure for the process grew by over the load (TrueUp); over the limit the load is
+// undone. A library loaded
 // with no current context is loaded into contexts later, on first use, and is not charged.
 namespace {
 
@@ -515,12 +521,19 @@ CUresult ChargedLoad(ChargeKind kind, Handle* handle, Load load, Unload unload) 
   const uintptr_t context = CurrentContext(shim);
   const int device = shim.CurrentDevice();
   if (context == 0 || device < 0) return load();
+  // One measured load at a time, each measured by what the process's NVML figure grew by over
+  // its own call (allocations on other threads meanwhile still count to it).
+  static std::mutex measuring;
+  std::lock_guard<std::mutex> lock(measuring);
+  uint64_t before = 0;
+  const bool before_known = shim.ProcessMemoryFromNvml(device, &before);
   CUresult result = ReserveThenCall(shim, device, kLoadEstimate, load);
   if (result != CUDA_SUCCESS) return result;
   uint64_t charged = 0;
   bool measured = false;
-  if (!TrueUp(shim, device, kLoadEstimate, &charged, &measured)) {
+  if (!TrueUp(shim, device, kLoadEstimate, before_known ? &before : nullptr, &charged, &measured)) {
     unload(*handle);
+    *handle = nullptr;
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
   shim.Track(kind, reinterpret_cast<uint64_t>(*handle), device, charged, context);

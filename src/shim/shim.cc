@@ -573,6 +573,7 @@ bool Shim::NvmlPids(int device, std::vector<unsigned>* pids) {
 }
 
 void Shim::LearnDriverPid(int device, const std::vector<unsigned>& before) {
+  if (driver_pid_tried_.exchange(true, std::memory_order_acq_rel)) return;
   std::vector<unsigned> after;
   if (DriverPid() != 0 || !NvmlPids(device, &after)) return;
   const std::unordered_map<unsigned, unsigned> others = ContainerProcesses();
@@ -678,6 +679,7 @@ void Shim::OnForkChild() {
   // and claims its own slot on its first charge.
   slot_ = -1;
   driver_pid_.store(0, std::memory_order_release);
+  driver_pid_tried_.store(false, std::memory_order_release);
   charges_.clear();
   vmm_mappings_.clear();
   vmm_handles_.clear();

@@ -162,11 +162,15 @@ class Shim {
   bool NvmlProcesses(int device, std::vector<nvmlProcessInfo_t>* processes);
   // Their pids.
   bool NvmlPids(int device, std::vector<unsigned>* pids);
-  // After this process made its first context on `device`: the one pid NVML lists now that it
+  // After this process made its first context (on `device`): the one pid NVML lists now that it
   // did not before (`before`) and no other process of the container has is this process's. When
   // that is not exactly one pid (another process on the GPU started at the same moment), it
-  // stays unknown.
+  // stays unknown: a later context would have this process's own pid in `before`, and the one
+  // new pid could be a neighbour's, so it is tried once (ShouldLearnDriverPid).
   void LearnDriverPid(int device, const std::vector<unsigned>& before);
+  bool ShouldLearnDriverPid() const {
+    return DriverPid() == 0 && !driver_pid_tried_.load(std::memory_order_acquire);
+  }
   // The container's live processes as NVML lists them: each one's driver pid (the node's) to its
   // pid in the container. Only processes that have told the region their driver pid are known.
   std::unordered_map<unsigned, unsigned> ContainerProcesses();
@@ -232,6 +236,7 @@ class Shim {
   int slot_ = -1;
   // The pid the driver and NVML know this process by; 0 until known (LearnDriverPid).
   std::atomic<uint32_t> driver_pid_{0};
+  std::atomic<bool> driver_pid_tried_{false};
   std::unordered_map<Key, Charge, KeyHash> charges_;
   uint64_t process_charged_[region::kMaxDevices] = {};
   struct VmmHandle {
