@@ -1,6 +1,7 @@
 #include "placement/request.h"
 
 #include <algorithm>
+#include <map>
 
 namespace tessera::placement {
 
@@ -218,22 +219,18 @@ bool TakePreferred(const Cluster& cluster, size_t node, const Demand& demand, co
     choice->count = demand.gpu_count;
     std::copy(fitting, fitting + demand.gpu_count, choice->gpus);
   } else {
-    // Walk the preference order counting per NUMA node; the first to reach gpu_count wins.
+    // Walk the preference order gathering per NUMA node; the first to reach gpu_count wins.
     const std::vector<GpuSpec>& specs = cluster.spec(node).gpus;
-    int numa = 0;
-    bool found = false;
-    for (int i = 0; i < n && !found; ++i) {
-      numa = specs[static_cast<size_t>(fitting[i])].numa;
-      int same = 0;
-      for (int j = 0; j <= i; ++j) same += specs[static_cast<size_t>(fitting[j])].numa == numa;
-      found = same == demand.gpu_count;
-    }
-    if (!found) return false;
-    for (int i = 0; i < n && choice->count < demand.gpu_count; ++i) {
-      if (specs[static_cast<size_t>(fitting[i])].numa == numa) {
-        choice->gpus[choice->count++] = fitting[i];
+    std::map<int, GpuChoice> per_numa;
+    for (int i = 0; i < n; ++i) {
+      GpuChoice& same = per_numa[specs[static_cast<size_t>(fitting[i])].numa];
+      same.gpus[same.count++] = fitting[i];
+      if (same.count == demand.gpu_count) {
+        *choice = same;
+        break;
       }
     }
+    if (choice->count == 0) return false;
   }
   std::sort(choice->gpus, choice->gpus + choice->count);
   return true;

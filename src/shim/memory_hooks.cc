@@ -70,10 +70,13 @@ bool TrueUp(Shim& shim, int device, uint64_t estimate, const uint64_t* before, u
   *measured = false;
   uint64_t process_bytes = 0;
   if (!shim.ProcessMemoryFromNvml(device, &process_bytes)) return true;
-  const uint64_t charged_here = shim.ProcessCharged(device);
-  uint64_t others = charged_here > estimate ? charged_here - estimate : 0;
-  if (before != nullptr) others = *before;
-  uint64_t taken = process_bytes > others ? process_bytes - others : 0;
+  uint64_t others = 0;
+  if (before != nullptr) {
+    others = *before;
+  } else if (const uint64_t charged_here = shim.ProcessCharged(device); charged_here > estimate) {
+    others = charged_here - estimate;
+  }
+  const uint64_t taken = process_bytes > others ? process_bytes - others : 0;
   if (taken > estimate && !shim.Reserve(device, taken - estimate)) {
     shim.Release(device, estimate);
     return false;

@@ -311,13 +311,18 @@ bool Shim::EnsureSlot() {
   // Numbered by the node's own pid namespace, that pid is the one the driver knows; in a
   // container's it is learnt when the process makes its first context (LearnDriverPid).
   if (self.pid_namespace == kInitialPidNamespace) {
-    driver_pid_.store(static_cast<uint32_t>(pid), std::memory_order_release);
-  }
-  if (const uint32_t known = DriverPid(); known != 0) {
-    Status told = region_->SetDriverPid(slot_, known);
-    if (!told.ok()) log::Write(log::Level::kError, "shim", "%s", told.message().c_str());
+    RecordDriverPid(static_cast<uint32_t>(pid));
+  } else if (const uint32_t learnt = DriverPid(); learnt != 0) {
+    RecordDriverPid(learnt);  // learnt before the slot was claimed
   }
   return true;
+}
+
+void Shim::RecordDriverPid(uint32_t pid) {
+  driver_pid_.store(pid, std::memory_order_release);
+  if (region_ == nullptr || slot_ < 0) return;
+  Status told = region_->SetDriverPid(slot_, pid);
+  if (!told.ok()) log::Write(log::Level::kError, "shim", "%s", told.message().c_str());
 }
 
 bool Shim::Reserve(int device, uint64_t bytes) {
@@ -592,13 +597,9 @@ void Shim::LearnDriverPid(int device, const std::vector<unsigned>& before) {
                static_cast<int>(getpid()), appeared.size());
     return;
   }
-  driver_pid_.store(appeared[0], std::memory_order_release);
   log::Write(log::Level::kInfo, "shim", "pid %d is pid %u on the node (from NVML)",
              static_cast<int>(getpid()), appeared[0]);
-  if (region_ != nullptr && slot_ >= 0) {
-    Status told = region_->SetDriverPid(slot_, appeared[0]);
-    if (!told.ok()) log::Write(log::Level::kError, "shim", "%s", told.message().c_str());
-  }
+  RecordDriverPid(appeared[0]);
 }
 
 bool Shim::ProcessMemoryFromNvml(int device, uint64_t* bytes) {

@@ -235,6 +235,8 @@ class Shim {
   std::mutex mutex_;  // guards everything below
   int slot_ = -1;
   // The pid the driver and NVML know this process by; 0 until known (LearnDriverPid).
+  // Sets driver_pid_ and the slot's driver pid (once the slot is claimed).
+  void RecordDriverPid(uint32_t pid);
   std::atomic<uint32_t> driver_pid_{0};
   std::atomic<bool> driver_pid_tried_{false};
   std::unordered_map<Key, Charge, KeyHash> charges_;
